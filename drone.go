@@ -1,0 +1,53 @@
+package plane
+
+import (
+	"context"
+	"time"
+)
+
+// DroneStatus is a drone's health as the controller sees it.
+type DroneStatus string
+
+const (
+	DroneReady    DroneStatus = "ready"    // heartbeat fresh, accepts backends
+	DroneDraining DroneStatus = "draining" // heartbeat fresh, accepts no new backends
+	DroneLost     DroneStatus = "lost"     // no heartbeat for DroneLostAfter
+	DroneStopped  DroneStatus = "stopped"  // said goodbye
+)
+
+// Drone is one machine's agent as last reported by its heartbeat.
+type Drone struct {
+	ID              string      `json:"id"`
+	Address         string      `json:"address"` // IP that backend hostnames resolve to
+	ProxyAddress    string      `json:"proxy_address"`
+	Version         string      `json:"version"`
+	ProtocolVersion int         `json:"protocol_version"`
+	Status          DroneStatus `json:"status"`
+	Draining        bool        `json:"draining"`
+	Capacity        int         `json:"capacity"`
+	Backends        int         `json:"backends"`
+	CPUPercent      float64     `json:"cpu_percent"`
+	MemoryBytes     uint64      `json:"memory_bytes"`
+	Images          []string    `json:"images"`
+	LastHeartbeat   time.Time   `json:"last_heartbeat"`
+	CreatedAt       time.Time   `json:"created_at"`
+}
+
+// Heartbeat timing: drones beat every HeartbeatInterval; a drone whose last
+// beat is older than DroneStaleAfter gets no new backends, and one silent for
+// DroneLostAfter is lost, with its backends.
+const (
+	HeartbeatInterval = 2 * time.Second
+	DroneStaleAfter   = 3 * HeartbeatInterval
+	DroneLostAfter    = 15 * HeartbeatInterval
+)
+
+// DroneService stores drones.
+type DroneService interface {
+	// UpsertDrone records a heartbeat: it creates or updates the drone.
+	UpsertDrone(ctx context.Context, d *Drone) error
+	FindDroneByID(ctx context.Context, id string) (*Drone, error)
+	FindDrones(ctx context.Context) ([]*Drone, error)
+	// SetDroneStatus marks a drone lost or stopped.
+	SetDroneStatus(ctx context.Context, id string, status DroneStatus) error
+}

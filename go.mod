@@ -1,0 +1,3 @@
+module plane
+
+go 1.26.0

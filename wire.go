@@ -1,0 +1,243 @@
+package plane
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// ProtocolVersion is the version of the NATS wire contract in this file. It
+// travels in heartbeats so that the controller can refuse drones it cannot
+// talk to. Prefer adding a message to changing one.
+const ProtocolVersion = 1
+
+// Subjects and streams of the wire contract.
+const (
+	// SubjectHeartbeat: drones publish Heartbeat every HeartbeatInterval.
+	SubjectHeartbeat = "plane.drone.heartbeat"
+
+	// StreamStatus holds BackendEvents on plane.backend.<id>.status; the
+	// controller reads it with the durable consumer ConsumerStatus, so a
+	// controller restart loses none.
+	StreamStatus   = "PLANE_STATUS"
+	ConsumerStatus = "plane-controller"
+	// StreamLogs holds LogLines on plane.backend.<id>.logs, at most
+	// LogsPerBackend per backend.
+	StreamLogs     = "PLANE_LOGS"
+	LogsPerBackend = 10000
+
+	subjectStatusWildcard = "plane.backend.*.status"
+	subjectLogsWildcard   = "plane.backend.*.logs"
+)
+
+// StatusSubjects and LogSubjects are the subject filters of the two streams.
+var (
+	StatusSubjects = []string{subjectStatusWildcard}
+	LogSubjects    = []string{subjectLogsWildcard}
+)
+
+// Per-drone request/reply subjects.
+func SubjectSpawn(droneID string) string     { return "plane.drone." + droneID + ".spawn" }
+func SubjectTerminate(droneID string) string { return "plane.drone." + droneID + ".terminate" }
+func SubjectDrain(droneID string) string     { return "plane.drone." + droneID + ".drain" }
+func SubjectPull(droneID string) string      { return "plane.drone." + droneID + ".pull" }
+
+// Per-backend subjects.
+func SubjectBackendStatus(id string) string { return "plane.backend." + id + ".status" }
+func SubjectBackendLogs(id string) string   { return "plane.backend." + id + ".logs" }
+func SubjectBackendStats(id string) string  { return "plane.backend." + id + ".stats" }
+
+// SubjectBackendStatsAll matches the stats of every backend.
+const SubjectBackendStatsAll = "plane.backend.*.stats"
+
+// SpawnSpec asks a drone to start a backend (SubjectSpawn → Reply).
+type SpawnSpec struct {
+	BackendID       string            `json:"backend_id"`
+	Key             string            `json:"key,omitempty"`
+	ImageRef        string            `json:"image_ref"`
+	PullPolicy      PullPolicy        `json:"pull_policy"`
+	Port            int               `json:"port"`
+	Env             map[string]string `json:"env,omitempty"`
+	User            string            `json:"user,omitempty"`
+	MaxIdleSeconds  int               `json:"max_idle_seconds,omitempty"`
+	LifetimeSeconds int               `json:"lifetime_seconds,omitempty"`
+	CPUMillis       int               `json:"cpu_millis,omitempty"`
+	MemoryMB        int               `json:"memory_mb,omitempty"`
+}
+
+// Validate checks a spec received from the network.
+func (s *SpawnSpec) Validate() error {
+	if err := ValidateBackendID(s.BackendID); err != nil {
+		return err
+	}
+	if err := ValidateImageRef(s.ImageRef); err != nil {
+		return err
+	}
+	if !s.PullPolicy.Valid() {
+		return FieldErrorf("pull_policy", "unknown policy %q", s.PullPolicy)
+	}
+	if s.Port < 1 || s.Port > 65535 {
+		return FieldErrorf("port", "must be between 1 and 65535 (got %d)", s.Port)
+	}
+	if len(s.Key) > MaxKeyLen {
+		return FieldErrorf("key", "longer than %d bytes", MaxKeyLen)
+	}
+	if err := ValidateEnv("env", s.Env); err != nil {
+		return err
+	}
+	return ValidateLimits(&s.MaxIdleSeconds, &s.LifetimeSeconds, &s.CPUMillis, &s.MemoryMB)
+}
+
+// TerminateRequest asks a drone to stop a backend (SubjectTerminate → Reply).
+type TerminateRequest struct {
+	BackendID string            `json:"backend_id"`
+	Hard      bool              `json:"hard"`
+	Reason    TerminationReason `json:"reason"`
+}
+
+// Validate checks a request received from the network.
+func (r *TerminateRequest) Validate() error {
+	if err := ValidateBackendID(r.BackendID); err != nil {
+		return err
+	}
+	if !r.Reason.Valid() {
+		return FieldErrorf("reason", "unknown termination reason %q", r.Reason)
+	}
+	return nil
+}
+
+// DrainRequest sets or clears a drone's draining flag (SubjectDrain → Reply).
+type DrainRequest struct {
+	Draining bool `json:"draining"`
+}
+
+// PullRequest asks a drone to pull an image ahead of use (SubjectPull → Reply).
+type PullRequest struct {
+	ImageRef string `json:"image_ref"`
+}
+
+// Reply answers every request; Error is empty on success.
+type Reply struct {
+	Error *WireError `json:"error,omitempty"`
+}
+
+// WireError carries an *Error over NATS.
+type WireError struct {
+	Code    ErrorCode `json:"code"`
+	Message string    `json:"message"`
+}
+
+// ReplyOf builds the reply for the outcome err.
+func ReplyOf(err error) Reply {
+	if err == nil {
+		return Reply{}
+	}
+	return Reply{Error: &WireError{Code: ErrorCodeOf(err), Message: ErrorMessageOf(err)}}
+}
+
+// Err turns a reply back into an error (nil on success).
+func (r Reply) Err() error {
+	if r.Error == nil {
+		return nil
+	}
+	code := r.Error.Code
+	if code == "" {
+		code = EINTERNAL
+	}
+	return &Error{Code: code, Message: r.Error.Message}
+}
+
+// Heartbeat is published by every drone on SubjectHeartbeat.
+type Heartbeat struct {
+	ProtocolVersion int       `json:"protocol_version"`
+	DroneID         string    `json:"drone_id"`
+	Address         string    `json:"address"`
+	ProxyAddress    string    `json:"proxy_address"`
+	Version         string    `json:"version"`
+	Draining        bool      `json:"draining"`
+	Stopping        bool      `json:"stopping,omitempty"` // last beat of a drone shutting down
+	Capacity        int       `json:"capacity"`
+	CPUPercent      float64   `json:"cpu_percent"`
+	MemoryBytes     uint64    `json:"memory_bytes"`
+	LiveBackends    []string  `json:"live_backends"`
+	Images          []string  `json:"images"`
+	Time            time.Time `json:"time"`
+}
+
+// Validate checks a heartbeat received from the network.
+func (h *Heartbeat) Validate() error {
+	if err := ValidateDroneID(h.DroneID); err != nil {
+		return err
+	}
+	if h.ProtocolVersion != ProtocolVersion {
+		return FieldErrorf("protocol_version", "drone speaks version %d, controller speaks %d", h.ProtocolVersion, ProtocolVersion)
+	}
+	if h.Capacity < 0 {
+		return FieldErrorf("capacity", "must not be negative")
+	}
+	for _, id := range h.LiveBackends {
+		if err := ValidateBackendID(id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ValidateDroneID checks a drone ID: it is a NATS subject token and a DNS label.
+func ValidateDroneID(id string) error {
+	if id == "" {
+		return FieldErrorf("drone_id", "is required")
+	}
+	if len(id) > 63 {
+		return FieldErrorf("drone_id", "longer than 63 characters")
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' && i > 0 && i < len(id)-1) {
+			return FieldErrorf("drone_id", "%q must be lowercase letters, digits and inner '-'", truncate(id, 64))
+		}
+	}
+	return nil
+}
+
+// BackendStats is published by a drone on SubjectBackendStats every few seconds.
+type BackendStats struct {
+	BackendID    string    `json:"backend_id"`
+	Time         time.Time `json:"time"`
+	CPUPercent   float64   `json:"cpu_percent"`
+	MemoryBytes  uint64    `json:"memory_bytes"`
+	MemoryLimit  uint64    `json:"memory_limit"`
+	Connections  int       `json:"connections"`
+	LastActivity time.Time `json:"last_activity"`
+}
+
+// LogLine is one line of a backend's output, on SubjectBackendLogs.
+type LogLine struct {
+	BackendID string    `json:"backend_id"`
+	Time      time.Time `json:"time"`
+	Stream    string    `json:"stream"` // stdout or stderr
+	Text      string    `json:"text"`
+}
+
+// Decode parses and validates a wire message of any type with a Validate method.
+func Decode[T any, P interface {
+	*T
+	Validate() error
+}](data []byte) (T, error) {
+	var v T
+	if err := json.Unmarshal(data, &v); err != nil {
+		return v, Errorf(EINVALID, "malformed message: %v", err)
+	}
+	return v, P(&v).Validate()
+}
+
+// Validate checks stats received from the network.
+func (s *BackendStats) Validate() error { return ValidateBackendID(s.BackendID) }
+
+// Validate checks a log line received from the network.
+func (l *LogLine) Validate() error { return ValidateBackendID(l.BackendID) }
+
+// Validate accepts every drain request: the flag is all it holds.
+func (r *DrainRequest) Validate() error { return nil }
+
+// Validate checks a pull request received from the network.
+func (r *PullRequest) Validate() error { return ValidateImageRef(r.ImageRef) }
