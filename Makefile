@@ -1,0 +1,40 @@
+# Plane: `make run` starts a local cluster, `make test` runs every test.
+SHELL := /bin/bash
+GO ?= go
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+export CGO_ENABLED := 1
+
+.PHONY: build run test test-go e2e test-images generate bench fmt vet tidy clean
+
+build:
+	$(GO) build -trimpath -ldflags "-X main.Version=$(VERSION)" -o bin/plane ./cmd/plane
+
+# The demo backend: a static Go program in an image built FROM scratch (no
+# registry is needed).
+test-images:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o testdata/demo/demo ./testdata/demo
+	docker build -q -t plane-demo:latest testdata/demo >/dev/null
+
+run: build test-images
+	bin/plane dev --image demo=plane-demo:latest
+
+test: build test-images test-go
+
+test-go:
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 30m ./...
+
+generate:
+	@echo "nothing to generate yet"
+
+bench: build test-images
+	PLANE_BENCH_DOC=$(CURDIR)/docs/benchmarks.md $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./cmd/plane/
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+tidy:
+	$(GO) mod tidy
+
+clean:
+	rm -rf bin testdata/demo/demo

@@ -1,0 +1,349 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"plane"
+)
+
+// apiClient calls the controller's API with PLANE_URL and PLANE_TOKEN.
+type apiClient struct {
+	base  string
+	token string
+	http  *http.Client
+}
+
+// clientFlags adds --url and --token (PLANE_URL, PLANE_TOKEN) to fs.
+func clientFlags(fs *flag.FlagSet) (*string, *string) {
+	u := fs.String("url", "http://127.0.0.1:8080", "controller URL")
+	t := fs.String("token", "", "API token")
+	return u, t
+}
+
+func newAPIClient(base, token string) (*apiClient, error) {
+	if token == "" {
+		return nil, usageError{"no API token: set PLANE_TOKEN or --token (plane admin token create prints one)"}
+	}
+	if _, err := url.Parse(base); err != nil {
+		return nil, usageError{fmt.Sprintf("--url %q: %v", base, err)}
+	}
+	return &apiClient{base: strings.TrimRight(base, "/"), token: token, http: &http.Client{}}, nil
+}
+
+// do sends a request and decodes a JSON answer into out; API errors come
+// back as *plane.Error with the server's message.
+func (c *apiClient) do(ctx context.Context, method, path string, body, out any) error {
+	resp, err := c.send(ctx, method, path, body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("decode answer of %s %s: %w", method, path, err)
+	}
+	return nil
+}
+
+func (c *apiClient) send(ctx context.Context, method, path string, body any) (*http.Response, error) {
+	var rd io.Reader
+	if body != nil {
+		data, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(data)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("reach controller: %w", err)
+	}
+	if resp.StatusCode >= 400 {
+		defer resp.Body.Close()
+		var e struct {
+			Error struct {
+				Code    plane.ErrorCode `json:"code"`
+				Message string          `json:"message"`
+			} `json:"error"`
+		}
+		if json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&e) != nil || e.Error.Message == "" {
+			return nil, fmt.Errorf("%s %s: %s", method, path, resp.Status)
+		}
+		return nil, &plane.Error{Code: e.Error.Code, Message: e.Error.Message}
+	}
+	return resp, nil
+}
+
+type backendOut struct {
+	ID                string                  `json:"id"`
+	Key               string                  `json:"key"`
+	Image             string                  `json:"image"`
+	Status            plane.BackendStatus     `json:"status"`
+	Spawned           bool                    `json:"spawned"`
+	URL               string                  `json:"url"`
+	Drone             string                  `json:"drone"`
+	StatusHistory     []plane.StatusChange    `json:"status_history"`
+	TerminationReason plane.TerminationReason `json:"termination_reason"`
+	ExitCode          *int                    `json:"exit_code"`
+	Error             string                  `json:"error"`
+	CreatedAt         time.Time               `json:"created_at"`
+}
+
+// envFlags collects repeated --env K=V flags.
+type envFlags map[string]string
+
+func (e envFlags) String() string { return "" }
+func (e envFlags) Set(v string) error {
+	k, val, ok := strings.Cut(v, "=")
+	if !ok {
+		return fmt.Errorf("want KEY=VALUE, got %q", v)
+	}
+	e[k] = val
+	return nil
+}
+
+func runSpawn(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("spawn", "Spawn a backend of an image, or connect to the live one holding --key.", stderr)
+	u, t := clientFlags(fs)
+	image := fs.String("image", "", "image name in the project (required)")
+	key := fs.String("key", "", "key: at most one live backend holds it")
+	user := fs.String("user", "", "user identity passed to the backend")
+	wait := fs.Bool("wait", true, "wait until the backend is ready (or failed)")
+	maxIdle := fs.Int("max-idle-seconds", -1, "idle limit; default: the image's")
+	lifetime := fs.Int("lifetime-seconds", -1, "lifetime limit; default: the image's")
+	env := envFlags{}
+	fs.Var(env, "env", "environment variable KEY=VALUE (repeatable)")
+	asJSON := fs.Bool("json", false, "print the API's JSON answer")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *image == "" {
+		return usageError{"--image is required"}
+	}
+	c, err := newAPIClient(*u, *t)
+	if err != nil {
+		return err
+	}
+	req := plane.SpawnRequest{Image: *image, Key: *key, User: *user, Wait: *wait}
+	if len(env) > 0 {
+		req.Env = env
+	}
+	if *maxIdle >= 0 {
+		req.MaxIdleSeconds = maxIdle
+	}
+	if *lifetime >= 0 {
+		req.LifetimeSeconds = lifetime
+	}
+	var b backendOut
+	if err := c.do(ctx, http.MethodPost, "/api/v1/backends", req, &b); err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(stdout, b)
+	}
+	verb := "connected to"
+	if b.Spawned {
+		verb = "spawned"
+	}
+	fmt.Fprintf(stdout, "%s %s (%s)\n%s\n", verb, b.ID, statusText(b), b.URL)
+	if b.Status == plane.StatusTerminated && b.TerminationReason == plane.ReasonFailed {
+		return fmt.Errorf("backend %s failed: %s", b.ID, b.Error)
+	}
+	return nil
+}
+
+func statusText(b backendOut) string {
+	s := string(b.Status)
+	if b.Status == plane.StatusTerminated {
+		s += " (" + string(b.TerminationReason)
+		if b.ExitCode != nil {
+			s += fmt.Sprintf(", exit code %d", *b.ExitCode)
+		}
+		s += ")"
+	}
+	return s
+}
+
+func runList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("ls", "List the project's backends.", stderr)
+	u, t := clientFlags(fs)
+	status := fs.String("status", "live", "live, terminated or all")
+	key := fs.String("key", "", "only the backend(s) with this key")
+	asJSON := fs.Bool("json", false, "print the API's JSON answer")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	c, err := newAPIClient(*u, *t)
+	if err != nil {
+		return err
+	}
+	q := url.Values{"status": {*status}}
+	if *key != "" {
+		q.Set("key", *key)
+	}
+	var out struct {
+		Backends []backendOut `json:"backends"`
+	}
+	if err := c.do(ctx, http.MethodGet, "/api/v1/backends?"+q.Encode(), nil, &out); err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(stdout, out)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tIMAGE\tKEY\tSTATUS\tDRONE\tCREATED")
+	for _, b := range out.Backends {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", b.ID, b.Image, b.Key, statusText(b), b.Drone, b.CreatedAt.Local().Format(time.DateTime))
+	}
+	return tw.Flush()
+}
+
+// oneBackendArg parses flags and the one backend ID argument.
+func oneBackendArg(fs *flag.FlagSet, args []string) (string, error) {
+	if err := parseFlags(fs, args); err != nil {
+		return "", err
+	}
+	if fs.NArg() != 1 {
+		return "", usageError{fmt.Sprintf("plane %s takes one backend ID", fs.Name())}
+	}
+	id := fs.Arg(0)
+	if err := plane.ValidateBackendID(id); err != nil {
+		return "", usageError{err.Error()}
+	}
+	return id, nil
+}
+
+func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("status", "Show a backend: status, timeline, URL.", stderr)
+	u, t := clientFlags(fs)
+	asJSON := fs.Bool("json", false, "print the API's JSON answer")
+	id, err := oneBackendArg(fs, args)
+	if err != nil {
+		return err
+	}
+	c, err := newAPIClient(*u, *t)
+	if err != nil {
+		return err
+	}
+	var b backendOut
+	if err := c.do(ctx, http.MethodGet, "/api/v1/backends/"+id, nil, &b); err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(stdout, b)
+	}
+	fmt.Fprintf(stdout, "%s  %s\nimage %s  key %q  drone %s\n%s\n", b.ID, statusText(b), b.Image, b.Key, b.Drone, b.URL)
+	if b.Error != "" {
+		fmt.Fprintf(stdout, "error: %s\n", b.Error)
+	}
+	for i, h := range b.StatusHistory {
+		d := ""
+		if i > 0 {
+			d = fmt.Sprintf("+%dms", h.Time.Sub(b.StatusHistory[i-1].Time).Milliseconds())
+		}
+		fmt.Fprintf(stdout, "  %-12s %s %s\n", h.Status, h.Time.Local().Format("15:04:05.000"), d)
+	}
+	return nil
+}
+
+func runLogs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("logs", "Print a backend's logs; -f follows them until the backend terminates.", stderr)
+	u, t := clientFlags(fs)
+	follow := fs.Bool("f", false, "follow")
+	id, err := oneBackendArg(fs, args)
+	if err != nil {
+		return err
+	}
+	c, err := newAPIClient(*u, *t)
+	if err != nil {
+		return err
+	}
+	resp, err := c.send(ctx, http.MethodGet, fmt.Sprintf("/api/v1/backends/%s/logs?follow=%t", id, *follow), nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var l plane.LogLine
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			return fmt.Errorf("decode log line: %w", err)
+		}
+		fmt.Fprintln(stdout, l.Text)
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return sc.Err()
+}
+
+func runTerminate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("terminate", "Terminate a backend: SIGTERM, grace, SIGKILL (--hard: SIGKILL at once).", stderr)
+	u, t := clientFlags(fs)
+	hard := fs.Bool("hard", false, "kill at once")
+	id, err := oneBackendArg(fs, args)
+	if err != nil {
+		return err
+	}
+	c, err := newAPIClient(*u, *t)
+	if err != nil {
+		return err
+	}
+	if err := c.do(ctx, http.MethodPost, "/api/v1/backends/"+id+"/terminate", map[string]bool{"hard": *hard}, nil); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "terminating %s\n", id)
+	return nil
+}
+
+func runImages(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("images", "List the project's images.", stderr)
+	u, t := clientFlags(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	c, err := newAPIClient(*u, *t)
+	if err != nil {
+		return err
+	}
+	var out struct {
+		Images []plane.Image `json:"images"`
+	}
+	if err := c.do(ctx, http.MethodGet, "/api/v1/images", nil, &out); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tREF\tPORT\tPULL\tPUBLIC")
+	for _, i := range out.Images {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%t\n", i.Name, i.Ref, i.Port, i.PullPolicy, i.Public)
+	}
+	return tw.Flush()
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"plane"
+	"plane/drone"
+	"plane/drone/docker"
+	"plane/drone/store"
+)
+
+// DroneConfig configures a Drone.
+type DroneConfig struct {
+	DataDir      string
+	ID           string // empty: read from or saved to <data>/drone-id
+	NATSURL      string
+	NATSCreds    string
+	IP           string
+	ProxyAddr    string
+	Capacity     int
+	StartTimeout time.Duration
+	StopGrace    time.Duration
+	Logger       *slog.Logger
+}
+
+// Drone is a running drone process: store, runtime, NATS link and agent.
+type Drone struct {
+	cfg     DroneConfig
+	Store   *store.Store
+	Runtime *docker.Runtime
+	NC      *nats.Conn
+	Agent   *drone.Agent
+	cancel  context.CancelFunc
+	done    chan error
+}
+
+// OpenDrone starts a drone; Close stops it without stopping its backends.
+func OpenDrone(ctx context.Context, cfg DroneConfig) (d *Drone, err error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	d = &Drone{cfg: cfg}
+	defer func() {
+		if err != nil {
+			d.Close()
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data folder: %w", err)
+	}
+	if cfg.ID == "" {
+		if cfg.ID, err = droneID(cfg.DataDir); err != nil {
+			return nil, err
+		}
+	}
+	if d.Runtime, err = docker.New(ctx); err != nil {
+		return nil, err
+	}
+	if d.Store, err = store.Open(filepath.Join(cfg.DataDir, "drone.db")); err != nil {
+		return nil, err
+	}
+	if d.NC, err = connectNATS(cfg.NATSURL, cfg.NATSCreds, "plane-drone-"+cfg.ID); err != nil {
+		return nil, err
+	}
+	d.Agent, err = drone.New(drone.Config{
+		ID: cfg.ID, Address: cfg.IP, ProxyAddress: cfg.ProxyAddr, Version: Version, Capacity: cfg.Capacity,
+		StartTimeout: cfg.StartTimeout, StopGrace: cfg.StopGrace,
+		NATS: d.NC, Store: d.Store, Runtime: d.Runtime, Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	d.cancel = cancel
+	d.done = make(chan error, 1)
+	go func() { d.done <- d.Agent.Run(runCtx) }()
+	return d, nil
+}
+
+// Done reports the agent's end (an error if it could not start).
+func (d *Drone) Done() <-chan error { return d.done }
+
+// Close stops the agent; backends keep running for the next start.
+func (d *Drone) Close() {
+	if d.cancel != nil {
+		d.cancel()
+		if err := <-d.done; err != nil {
+			d.cfg.Logger.Error("drone stopped", "err", err)
+		}
+	}
+	if d.NC != nil {
+		d.NC.Close()
+	}
+	if d.Store != nil {
+		_ = d.Store.Close()
+	}
+	if d.Runtime != nil {
+		_ = d.Runtime.Close()
+	}
+}
+
+// droneID reads the drone's ID from its data folder, or derives one from the
+// host name and saves it, so that a restarted drone keeps its identity.
+func droneID(dir string) (string, error) {
+	path := filepath.Join(dir, "drone-id")
+	if b, err := os.ReadFile(path); err == nil {
+		id := strings.TrimSpace(string(b))
+		if err := plane.ValidateDroneID(id); err != nil {
+			return "", fmt.Errorf("%s: %w", path, err)
+		}
+		return id, nil
+	}
+	host, _ := os.Hostname()
+	id := sanitizeLabel(host)
+	if id == "" {
+		id = "drone"
+	}
+	if err := os.WriteFile(path, []byte(id+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("save drone id: %w", err)
+	}
+	return id, nil
+}
+
+// sanitizeLabel turns a host name into a DNS label: lowercase letters,
+// digits and inner dashes.
+func sanitizeLabel(s string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(s) {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			b.WriteRune(r)
+		case b.Len() > 0:
+			b.WriteByte('-')
+		}
+		if b.Len() >= 63 {
+			break
+		}
+	}
+	return strings.Trim(b.String(), "-")
+}
+
+func droneFlags(fs interface {
+	StringVar(*string, string, string, string)
+	IntVar(*int, string, int, string)
+	DurationVar(*time.Duration, string, time.Duration, string)
+}, cfg *DroneConfig) {
+	fs.StringVar(&cfg.ID, "id", "", "drone ID (a DNS label); default: from <data>/drone-id, else the host name")
+	fs.StringVar(&cfg.IP, "ip", "127.0.0.1", "IP address that backend host names resolve to")
+	fs.StringVar(&cfg.ProxyAddr, "proxy", "127.0.0.1:9090", "address of the drone's HTTP proxy")
+	fs.IntVar(&cfg.Capacity, "capacity", 0, "most live backends on this drone; 0 = no limit")
+	fs.DurationVar(&cfg.StartTimeout, "start-timeout", drone.DefaultStartTimeout, "how long a started backend may take to answer HTTP")
+	fs.DurationVar(&cfg.StopGrace, "stop-grace", drone.DefaultStopGrace, "SIGTERM to SIGKILL grace on soft terminate")
+}
+
+func runDrone(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var cfg DroneConfig
+	fs := newFlagSet("drone", "Run a drone: start backends in Docker on this machine, as the controller asks over NATS.", stderr)
+	fs.StringVar(&cfg.DataDir, "data", "/var/lib/plane-drone", "data folder: the drone's sqlite state")
+	fs.StringVar(&cfg.NATSURL, "nats-url", nats.DefaultURL, "NATS server URL")
+	fs.StringVar(&cfg.NATSCreds, "nats-creds", "", "NATS credentials file")
+	droneFlags(fs, &cfg)
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, *logLevel)
+	if err != nil {
+		return err
+	}
+	cfg.Logger = log
+	d, err := OpenDrone(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down; backends keep running")
+		return nil
+	case err := <-d.done:
+		d.done <- err // for Close
+		return err
+	}
+}

@@ -1,0 +1,258 @@
+// Package drone is the agent that runs on every machine of a cluster: it
+// receives spawn and terminate requests over NATS, drives the container
+// runtime through each backend's lifecycle, reports status changes through an
+// outbox in its own sqlite file, and reattaches to running containers when it
+// starts again.
+package drone
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"plane"
+	"plane/drone/docker"
+	"plane/drone/store"
+)
+
+// Runtime is what the agent needs of a container runtime; *docker.Runtime
+// implements it.
+type Runtime interface {
+	EnsureImage(ctx context.Context, ref string, policy plane.PullPolicy) error
+	Start(ctx context.Context, spec docker.ContainerSpec) (docker.Container, error)
+	Stop(ctx context.Context, id string, grace time.Duration) error
+	Wait(ctx context.Context, id string) (exitCode int, err error)
+	Remove(ctx context.Context, id string) error
+	List(ctx context.Context, droneID string) ([]docker.ContainerState, error)
+	Logs(ctx context.Context, id string, follow bool, fn func(stream, line string)) error
+	Stats(ctx context.Context, id string) (docker.Stats, error)
+	Images(ctx context.Context) ([]string, error)
+}
+
+var _ Runtime = (*docker.Runtime)(nil)
+
+// Config holds what an Agent needs. Zero durations take the defaults below.
+type Config struct {
+	ID           string // drone ID: a DNS label, unique in the cluster
+	Address      string // IP that backend hostnames resolve to
+	ProxyAddress string // where this drone's proxy listens
+	Version      string
+	Capacity     int // most live backends; 0 = no limit
+
+	StartTimeout  time.Duration // from container start until it answers HTTP
+	PullTimeout   time.Duration
+	StopGrace     time.Duration // SIGTERM → SIGKILL on soft terminate
+	StatsInterval time.Duration
+
+	// Activity reports a backend's open connections and the time of its last
+	// byte, for the idle limit; the proxy provides it. Nil: nobody connects,
+	// so backends go idle max_idle_seconds after they become ready.
+	Activity func(backendID string) (conns int, last time.Time)
+
+	NATS    *nats.Conn
+	Store   *store.Store
+	Runtime Runtime
+	Logger  *slog.Logger
+}
+
+const (
+	DefaultStartTimeout  = 30 * time.Second
+	DefaultPullTimeout   = 5 * time.Minute
+	DefaultStopGrace     = 10 * time.Second
+	DefaultStatsInterval = 5 * time.Second
+)
+
+// Agent is a running drone.
+type Agent struct {
+	cfg Config
+	log *slog.Logger
+	out *outbox
+
+	mu       sync.Mutex
+	backends map[string]*backend // live backends
+	draining bool
+	images   []string
+
+	wg     sync.WaitGroup
+	ctx    context.Context // lives as long as Run
+	cancel context.CancelFunc
+}
+
+// New checks cfg and returns an agent; Run starts it.
+func New(cfg Config) (*Agent, error) {
+	if err := plane.ValidateDroneID(cfg.ID); err != nil {
+		return nil, fmt.Errorf("drone config: %w", err)
+	}
+	if cfg.NATS == nil || cfg.Store == nil || cfg.Runtime == nil {
+		return nil, errors.New("drone config: NATS, Store and Runtime are required")
+	}
+	if cfg.StartTimeout <= 0 {
+		cfg.StartTimeout = DefaultStartTimeout
+	}
+	if cfg.PullTimeout <= 0 {
+		cfg.PullTimeout = DefaultPullTimeout
+	}
+	if cfg.StopGrace <= 0 {
+		cfg.StopGrace = DefaultStopGrace
+	}
+	if cfg.StatsInterval <= 0 {
+		cfg.StatsInterval = DefaultStatsInterval
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	log := cfg.Logger.With("component", "drone", "drone", cfg.ID)
+	return &Agent{
+		cfg:      cfg,
+		log:      log,
+		out:      newOutbox(cfg.NATS, cfg.Store, log),
+		backends: map[string]*backend{},
+	}, nil
+}
+
+// Run reconciles with the runtime, then serves NATS requests, beats and
+// reports until ctx is done. Backends keep running when Run returns: a drone
+// is restarted or upgraded without killing them.
+func (a *Agent) Run(ctx context.Context) error {
+	a.ctx, a.cancel = context.WithCancel(ctx)
+	defer a.cancel()
+
+	a.wg.Go(func() { a.out.run(a.ctx) })
+	if err := a.reconcile(a.ctx); err != nil {
+		return fmt.Errorf("reconcile with runtime: %w", err)
+	}
+
+	subs := []struct {
+		subject string
+		handle  func(context.Context, []byte) error
+	}{
+		{plane.SubjectSpawn(a.cfg.ID), a.handleSpawn},
+		{plane.SubjectTerminate(a.cfg.ID), a.handleTerminate},
+		{plane.SubjectDrain(a.cfg.ID), a.handleDrain},
+		{plane.SubjectPull(a.cfg.ID), a.handlePull},
+	}
+	for _, s := range subs {
+		sub, err := a.cfg.NATS.Subscribe(s.subject, a.replier(s.subject, s.handle))
+		if err != nil {
+			return fmt.Errorf("subscribe %s: %w", s.subject, err)
+		}
+		defer sub.Unsubscribe() //nolint:errcheck // closing anyway
+	}
+	if err := a.cfg.NATS.Flush(); err != nil {
+		return fmt.Errorf("subscribe: %w", err)
+	}
+	a.log.Info("drone ready", "backends", a.liveCount())
+
+	a.wg.Go(func() { a.heartbeatLoop(a.ctx) })
+	a.wg.Go(func() { a.statsLoop(a.ctx) })
+	<-a.ctx.Done()
+	a.beat(true)
+	a.wg.Wait()
+	return nil
+}
+
+// replier adapts a request handler to a NATS message handler that always
+// answers with a plane.Reply.
+func (a *Agent) replier(subject string, handle func(context.Context, []byte) error) nats.MsgHandler {
+	return func(m *nats.Msg) {
+		err := handle(a.ctx, m.Data)
+		if err != nil && plane.ErrorCodeOf(err) == plane.EINTERNAL {
+			a.log.Error("request failed", "subject", subject, "err", err)
+		}
+		data, _ := json.Marshal(plane.ReplyOf(err))
+		if m.Reply != "" {
+			if err := m.Respond(data); err != nil {
+				a.log.Warn("reply failed", "subject", subject, "err", err)
+			}
+		}
+	}
+}
+
+func (a *Agent) handleSpawn(ctx context.Context, data []byte) error {
+	spec, err := plane.Decode[plane.SpawnSpec](data)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, ok := a.backends[spec.BackendID]; ok {
+		return nil // a retried request: it is already running
+	}
+	if a.draining {
+		return plane.Errorf(plane.EUNAVAILABLE, "drone %s is draining", a.cfg.ID)
+	}
+	if a.cfg.Capacity > 0 && len(a.backends) >= a.cfg.Capacity {
+		return plane.Errorf(plane.EUNAVAILABLE, "drone %s is full (%d backends)", a.cfg.ID, a.cfg.Capacity)
+	}
+	b := a.newBackend(&store.Backend{Spec: spec, Status: plane.StatusScheduled, CreatedAt: time.Now()})
+	if err := a.cfg.Store.PutBackend(ctx, b.rec); err != nil {
+		return fmt.Errorf("store backend %s: %w", spec.BackendID, err)
+	}
+	a.backends[spec.BackendID] = b
+	a.wg.Go(func() { b.spawn(a.ctx) })
+	return nil
+}
+
+func (a *Agent) handleTerminate(ctx context.Context, data []byte) error {
+	req, err := plane.Decode[plane.TerminateRequest](data)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	b, ok := a.backends[req.BackendID]
+	a.mu.Unlock()
+	if !ok {
+		rec, err := a.cfg.Store.FindBackend(ctx, req.BackendID)
+		if err != nil {
+			return err
+		}
+		if rec.Status == plane.StatusTerminated {
+			return nil // nothing left to do
+		}
+		return plane.Errorf(plane.EINTERNAL, "backend %s is %s but not running here", req.BackendID, rec.Status)
+	}
+	b.terminate(req.Hard, req.Reason)
+	return nil
+}
+
+func (a *Agent) handleDrain(_ context.Context, data []byte) error {
+	req, err := plane.Decode[plane.DrainRequest](data)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.draining = req.Draining
+	a.mu.Unlock()
+	a.log.Info("drain flag set", "draining", req.Draining)
+	a.beat(false)
+	return nil
+}
+
+func (a *Agent) handlePull(ctx context.Context, data []byte) error {
+	req, err := plane.Decode[plane.PullRequest](data)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.PullTimeout)
+	defer cancel()
+	return a.cfg.Runtime.EnsureImage(ctx, req.ImageRef, plane.PullAlways)
+}
+
+// forget drops a backend that reached terminated from the live set.
+func (a *Agent) forget(id string) {
+	a.mu.Lock()
+	delete(a.backends, id)
+	a.mu.Unlock()
+}
+
+func (a *Agent) liveCount() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.backends)
+}

@@ -1,0 +1,90 @@
+// Package docker is the drone's container runtime: it starts, stops, watches
+// and removes backend containers through the Docker Engine API.
+//
+// Every container it creates carries the labels LabelBackend and LabelDrone,
+// so that a restarted drone finds its containers again (List), and publishes
+// its one port on 127.0.0.1 only: the drone's proxy is the way in.
+package docker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+)
+
+// Labels set on every backend container.
+const (
+	LabelBackend = "plane.backend"
+	LabelDrone   = "plane.drone"
+)
+
+// ContainerNamePrefix starts the name of every backend container; the backend
+// ID follows.
+const ContainerNamePrefix = "plane-"
+
+// pingTimeout bounds New's check of the daemon, so that a wedged daemon fails
+// start-up rather than hanging it.
+const pingTimeout = 10 * time.Second
+
+// Runtime drives one Docker daemon. It is safe for concurrent use.
+type Runtime struct {
+	client *client.Client
+
+	mu sync.Mutex
+	// prevCPU holds each container's last CPU sample, so that Stats can
+	// compute a CPU percentage from a one-shot sample.
+	prevCPU map[string]container.CPUStats
+}
+
+// New connects to the daemon that the DOCKER_HOST, DOCKER_API_VERSION,
+// DOCKER_CERT_PATH and DOCKER_TLS_VERIFY variables name (the local socket by
+// default), negotiates the API version and checks that the daemon answers.
+func New(ctx context.Context) (*Runtime, error) {
+	c, err := client.New(client.FromEnv)
+	if err != nil {
+		return nil, fmt.Errorf("docker client: %w", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, pingTimeout)
+	defer cancel()
+	if _, err := c.Ping(pctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
+		c.Close()
+		return nil, unreachable(c.DaemonHost(), err)
+	}
+	return &Runtime{client: c, prevCPU: map[string]container.CPUStats{}}, nil
+}
+
+// unreachable turns a failed ping into one line that says what to do.
+func unreachable(host string, err error) error {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "permission denied"):
+		return fmt.Errorf("cannot reach Docker at %s: permission denied (run as root or as a member of the docker group)", host)
+	case client.IsErrConnectionFailed(err):
+		return fmt.Errorf("cannot reach Docker at %s: is dockerd running? (start it with: dockerd --userland-proxy=false)", host)
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("cannot reach Docker at %s: no answer within %s: is dockerd healthy?", host, pingTimeout)
+	}
+	return fmt.Errorf("cannot reach Docker at %s: %s", host, strings.ReplaceAll(msg, "\n", " "))
+}
+
+// Close releases the client's connections. Containers keep running.
+func (r *Runtime) Close() error { return r.client.Close() }
+
+// APIVersion is the Engine API version negotiated with the daemon.
+func (r *Runtime) APIVersion() string { return r.client.ClientVersion() }
+
+// IsNotFound reports whether err says that a container (or image) does not exist.
+func IsNotFound(err error) bool { return cerrdefs.IsNotFound(err) }
+
+// isNotRunning reports whether err is the daemon's refusal to signal a
+// container that is not running.
+func isNotRunning(err error) bool {
+	return cerrdefs.IsConflict(err) && strings.Contains(err.Error(), "is not running")
+}

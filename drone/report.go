@@ -1,0 +1,190 @@
+package drone
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"plane"
+)
+
+// heartbeatLoop publishes a heartbeat every plane.HeartbeatInterval and
+// refreshes the list of cached images now and then.
+func (a *Agent) heartbeatLoop(ctx context.Context) {
+	a.refreshImages(ctx)
+	a.beat(false)
+	t := time.NewTicker(plane.HeartbeatInterval)
+	defer t.Stop()
+	n := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n++; n%15 == 0 {
+				a.refreshImages(ctx)
+			}
+			a.beat(false)
+		}
+	}
+}
+
+func (a *Agent) refreshImages(ctx context.Context) {
+	imgs, err := a.cfg.Runtime.Images(ctx)
+	if err != nil {
+		a.log.Warn("list images", "err", err)
+		return
+	}
+	slices.Sort(imgs)
+	a.mu.Lock()
+	a.images = imgs
+	a.mu.Unlock()
+}
+
+// beat publishes one heartbeat; stopping marks the last one of a drone that
+// shuts down, so that the controller stops placing backends on it at once.
+func (a *Agent) beat(stopping bool) {
+	a.mu.Lock()
+	live := make([]string, 0, len(a.backends))
+	for id := range a.backends {
+		live = append(live, id)
+	}
+	hb := plane.Heartbeat{
+		ProtocolVersion: plane.ProtocolVersion,
+		DroneID:         a.cfg.ID,
+		Address:         a.cfg.Address,
+		ProxyAddress:    a.cfg.ProxyAddress,
+		Version:         a.cfg.Version,
+		Draining:        a.draining,
+		Stopping:        stopping,
+		Capacity:        a.cfg.Capacity,
+		LiveBackends:    live,
+		Images:          a.images,
+		Time:            time.Now(),
+	}
+	a.mu.Unlock()
+	hb.CPUPercent, hb.MemoryBytes = hostLoad()
+	data, err := json.Marshal(hb)
+	if err != nil {
+		a.log.Error("encode heartbeat", "err", err)
+		return
+	}
+	if err := a.cfg.NATS.Publish(plane.SubjectHeartbeat, data); err != nil {
+		a.log.Warn("publish heartbeat", "err", err)
+	}
+	if stopping {
+		_ = a.cfg.NATS.Flush()
+	}
+}
+
+// statsLoop publishes each ready backend's CPU, memory and connections.
+func (a *Agent) statsLoop(ctx context.Context) {
+	t := time.NewTicker(a.cfg.StatsInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		a.mu.Lock()
+		var ready []*backend
+		for _, b := range a.backends {
+			b.mu.Lock()
+			if b.rec.Status == plane.StatusReady {
+				ready = append(ready, b)
+			}
+			b.mu.Unlock()
+		}
+		a.mu.Unlock()
+		for _, b := range ready {
+			a.publishStats(ctx, b)
+		}
+	}
+}
+
+func (a *Agent) publishStats(ctx context.Context, b *backend) {
+	b.mu.Lock()
+	cid := b.rec.ContainerID
+	b.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	st, err := a.cfg.Runtime.Stats(ctx, cid)
+	if err != nil {
+		if ctx.Err() == nil {
+			b.log.Debug("stats", "err", err)
+		}
+		return
+	}
+	s := plane.BackendStats{BackendID: b.id, Time: time.Now(), CPUPercent: st.CPUPercent, MemoryBytes: st.MemoryBytes, MemoryLimit: st.MemoryLimit}
+	if act := a.cfg.Activity; act != nil {
+		s.Connections, s.LastActivity = act(b.id)
+	}
+	data, _ := json.Marshal(s)
+	if err := a.cfg.NATS.Publish(plane.SubjectBackendStats(b.id), data); err != nil {
+		b.log.Warn("publish stats", "err", err)
+	}
+}
+
+// maxLogLine bounds one forwarded log line; longer lines are cut.
+const maxLogLine = 16 << 10
+
+// forwardLogs publishes the container's output, line by line, to the logs
+// stream until the container's output ends.
+func (a *Agent) forwardLogs(ctx context.Context, backendID, containerID string) {
+	subject := plane.SubjectBackendLogs(backendID)
+	err := a.cfg.Runtime.Logs(ctx, containerID, true, func(stream, line string) {
+		if len(line) > maxLogLine {
+			line = line[:maxLogLine]
+		}
+		data, _ := json.Marshal(plane.LogLine{BackendID: backendID, Time: time.Now(), Stream: stream, Text: line})
+		if err := a.cfg.NATS.Publish(subject, data); err != nil {
+			a.log.Debug("publish log line", "backend", backendID, "err", err)
+		}
+	})
+	if err != nil && ctx.Err() == nil {
+		a.log.Warn("follow logs", "backend", backendID, "err", err)
+	}
+}
+
+// hostLoad returns the machine's load as a CPU percentage (1-minute load
+// average over cores) and its used memory, from /proc; zeros elsewhere.
+func hostLoad() (cpuPercent float64, memUsed uint64) {
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			if l, err := strconv.ParseFloat(f[0], 64); err == nil {
+				cpuPercent = l / float64(runtime.NumCPU()) * 100
+			}
+		}
+	}
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return cpuPercent, 0
+	}
+	defer f.Close()
+	var total, avail uint64
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 2 {
+			continue
+		}
+		v, _ := strconv.ParseUint(fields[1], 10, 64)
+		switch fields[0] {
+		case "MemTotal:":
+			total = v * 1024
+		case "MemAvailable:":
+			avail = v * 1024
+		}
+	}
+	if total > avail {
+		memUsed = total - avail
+	}
+	return cpuPercent, memUsed
+}

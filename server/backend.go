@@ -1,0 +1,433 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"plane"
+	"plane/server/scheduler"
+)
+
+// backendJSON is the API's view of a backend.
+type backendJSON struct {
+	ID                string                  `json:"id"`
+	Key               string                  `json:"key"`
+	Image             string                  `json:"image"`
+	Status            plane.BackendStatus     `json:"status"`
+	Spawned           bool                    `json:"spawned"`
+	URL               string                  `json:"url"`
+	Drone             string                  `json:"drone"`
+	User              string                  `json:"user"`
+	StatusHistory     []plane.StatusChange    `json:"status_history"`
+	TerminationReason plane.TerminationReason `json:"termination_reason"`
+	ExitCode          *int                    `json:"exit_code"`
+	Error             string                  `json:"error"`
+	MaxIdleSeconds    int                     `json:"max_idle_seconds"`
+	LifetimeSeconds   int                     `json:"lifetime_seconds"`
+	CPUMillis         int                     `json:"cpu_millis"`
+	MemoryMB          int                     `json:"memory_mb"`
+	CreatedAt         time.Time               `json:"created_at"`
+}
+
+func (s *Server) backendJSON(b *plane.Backend, spawned bool) backendJSON {
+	hist := b.StatusHistory
+	if hist == nil {
+		hist = []plane.StatusChange{}
+	}
+	return backendJSON{
+		ID: b.ID, Key: b.Key, Image: b.Image, Status: b.Status, Spawned: spawned,
+		URL: s.BackendURL(b.ID), Drone: b.DroneID, User: b.User, StatusHistory: hist,
+		TerminationReason: b.TerminationReason, ExitCode: b.ExitCode, Error: b.Error,
+		MaxIdleSeconds: b.MaxIdleSeconds, LifetimeSeconds: b.LifetimeSeconds,
+		CPUMillis: b.CPUMillis, MemoryMB: b.MemoryMB, CreatedAt: b.CreatedAt,
+	}
+}
+
+// findBackend loads a backend of the token's project; another project's
+// backend is not found, not forbidden, so that IDs leak nothing.
+func (s *Server) findBackend(c echo.Context) (*plane.Backend, error) {
+	id := c.Param("id")
+	if err := plane.ValidateBackendID(id); err != nil {
+		return nil, plane.Errorf(plane.ENOTFOUND, "backend %q not found", id)
+	}
+	b, err := s.Backends.FindBackendByID(c.Request().Context(), id)
+	if err != nil {
+		return nil, err
+	}
+	if b.ProjectID != token(c).ProjectID {
+		return nil, plane.Errorf(plane.ENOTFOUND, "backend %q not found", id)
+	}
+	return b, nil
+}
+
+func (s *Server) handleSpawn(c echo.Context) error {
+	ctx := c.Request().Context()
+	req, err := plane.DecodeSpawnRequest(c.Request().Body)
+	if err != nil {
+		return err
+	}
+	b, spawned, err := s.Spawn(ctx, token(c).ProjectID, req)
+	if err != nil {
+		return err
+	}
+	if req.Wait {
+		b, err = s.waitSettled(ctx, b)
+		if err != nil {
+			return err
+		}
+	}
+	status := http.StatusOK
+	if spawned {
+		status = http.StatusCreated
+	}
+	return c.JSON(status, s.backendJSON(b, spawned))
+}
+
+// Spawn returns the live backend that holds req.Key, or places and starts a
+// new one. spawned reports which.
+func (s *Server) Spawn(ctx context.Context, projectID int64, req plane.SpawnRequest) (b *plane.Backend, spawned bool, err error) {
+	img, err := s.Images.FindImage(ctx, projectID, req.Image)
+	if plane.ErrorCodeOf(err) == plane.ENOTFOUND {
+		return nil, false, plane.FieldErrorf("image", "no image named %q in this project: register it first (POST /api/v1/images)", req.Image)
+	} else if err != nil {
+		return nil, false, err
+	}
+	if req.Key != "" {
+		if b, err := s.liveBackendWithKey(ctx, projectID, req.Key); err != nil || b != nil {
+			return b, false, err
+		}
+	}
+
+	drone, err := s.pickDrone(ctx)
+	if err != nil {
+		s.metrics.spawns.WithLabelValues("unavailable").Inc()
+		return nil, false, err
+	}
+	b = newBackend(projectID, img, req, drone.ID)
+	b, created, err := s.Backends.CreateBackend(ctx, b)
+	if err != nil || !created {
+		return b, false, err
+	}
+	s.metrics.spawns.WithLabelValues("spawned").Inc()
+	s.NotifyBackend(b)
+
+	spec := plane.SpawnSpec{
+		BackendID: b.ID, Key: b.Key, ImageRef: img.Ref, PullPolicy: img.PullPolicy, Port: img.Port,
+		Env: b.Env, User: b.User, MaxIdleSeconds: b.MaxIdleSeconds, LifetimeSeconds: b.LifetimeSeconds,
+		CPUMillis: b.CPUMillis, MemoryMB: b.MemoryMB,
+	}
+	if err := s.Dispatch.Spawn(ctx, drone.ID, spec); err != nil {
+		// Record why, so the backend does not stay scheduled and frees its key.
+		msg := fmt.Sprintf("drone %s did not accept the backend: %s", drone.ID, plane.ErrorMessageOf(err))
+		ev := plane.BackendEvent{BackendID: b.ID, DroneID: drone.ID, Status: plane.StatusTerminated, Time: time.Now(), Reason: plane.ReasonFailed, Error: msg}
+		if _, aerr := s.Dispatch.Apply(context.WithoutCancel(ctx), ev); aerr != nil {
+			s.Logger.Error("record failed dispatch", "backend", b.ID, "err", aerr)
+		}
+		s.Logger.Warn("dispatch failed", "backend", b.ID, "drone", drone.ID, "err", err)
+		return nil, false, plane.Errorf(plane.EUNAVAILABLE, "%s", msg)
+	}
+	return b, true, nil
+}
+
+func (s *Server) liveBackendWithKey(ctx context.Context, projectID int64, key string) (*plane.Backend, error) {
+	live := true
+	bs, err := s.Backends.FindBackends(ctx, plane.BackendFilter{ProjectID: &projectID, Key: &key, Live: &live, Limit: 1})
+	if err != nil || len(bs) == 0 {
+		return nil, err
+	}
+	return bs[0], nil
+}
+
+func (s *Server) pickDrone(ctx context.Context) (*plane.Drone, error) {
+	drones, err := s.Drones.FindDrones(ctx)
+	if err != nil {
+		return nil, err
+	}
+	live, err := s.Backends.CountLiveBackendsByDrone(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return scheduler.Pick(drones, live, time.Now(), nil)
+}
+
+// newBackend combines the request with the image's defaults.
+func newBackend(projectID int64, img *plane.Image, req plane.SpawnRequest, droneID string) *plane.Backend {
+	env := make(map[string]string, len(img.Env)+len(req.Env))
+	for k, v := range img.Env {
+		env[k] = v
+	}
+	for k, v := range req.Env {
+		env[k] = v
+	}
+	or := func(p *int, def int) int {
+		if p != nil {
+			return *p
+		}
+		return def
+	}
+	return &plane.Backend{
+		ProjectID: projectID, Image: img.Name, ImageRef: img.Ref, Key: req.Key, DroneID: droneID,
+		Env: env, User: req.User,
+		MaxIdleSeconds:  or(req.MaxIdleSeconds, img.MaxIdleSeconds),
+		LifetimeSeconds: or(req.LifetimeSeconds, img.LifetimeSeconds),
+		CPUMillis:       or(req.CPUMillis, img.CPUMillis),
+		MemoryMB:        or(req.MemoryMB, img.MemoryMB),
+		CreatedAt:       time.Now(),
+	}
+}
+
+// waitSettled blocks until b is ready or terminated, at most WaitTimeout,
+// and returns its latest state.
+func (s *Server) waitSettled(ctx context.Context, b *plane.Backend) (*plane.Backend, error) {
+	settled := func(b *plane.Backend) bool {
+		return b.Status == plane.StatusReady || b.Status == plane.StatusTerminated
+	}
+	if settled(b) {
+		return b, nil
+	}
+	ch, cancel := s.hub.subscribe(b.ID)
+	defer cancel()
+	// Re-read after subscribing: a change between the first read and the
+	// subscription would otherwise be missed.
+	cur, err := s.Backends.FindBackendByID(ctx, b.ID)
+	if err != nil {
+		return nil, err
+	}
+	if settled(cur) {
+		return cur, nil
+	}
+	timeout := time.NewTimer(s.WaitTimeout)
+	defer timeout.Stop()
+	for {
+		select {
+		case nb, ok := <-ch:
+			if !ok {
+				return cur, nil
+			}
+			cur = nb
+			if settled(cur) {
+				return cur, nil
+			}
+		case <-timeout.C:
+			return cur, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (s *Server) handleListBackends(c echo.Context) error {
+	pid := token(c).ProjectID
+	f := plane.BackendFilter{ProjectID: &pid, Limit: 100}
+	switch st := c.QueryParam("status"); st {
+	case "", "live":
+		live := true
+		f.Live = &live
+	case "terminated":
+		live := false
+		f.Live = &live
+	case "all":
+	default:
+		return plane.FieldErrorf("status", "must be live, terminated or all (got %q)", st)
+	}
+	if c.QueryParams().Has("key") {
+		key := c.QueryParam("key")
+		f.Key = &key
+	}
+	if l := c.QueryParam("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > 1000 {
+			return plane.FieldErrorf("limit", "must be a number from 1 to 1000 (got %q)", l)
+		}
+		f.Limit = n
+	}
+	bs, err := s.Backends.FindBackends(c.Request().Context(), f)
+	if err != nil {
+		return err
+	}
+	out := make([]backendJSON, 0, len(bs))
+	for _, b := range bs {
+		out = append(out, s.backendJSON(b, false))
+	}
+	return c.JSON(http.StatusOK, map[string]any{"backends": out})
+}
+
+func (s *Server) handleGetBackend(c echo.Context) error {
+	b, err := s.findBackend(c)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, s.backendJSON(b, false))
+}
+
+type terminateBody struct {
+	Hard bool `json:"hard"`
+}
+
+func (s *Server) handleTerminate(c echo.Context) error {
+	ctx := c.Request().Context()
+	var body terminateBody
+	if c.Request().ContentLength != 0 {
+		if err := plane.DecodeJSON(c.Request().Body, 4096, &body); err != nil && c.Request().ContentLength > 0 {
+			return err
+		}
+	}
+	b, err := s.findBackend(c)
+	if err != nil {
+		return err
+	}
+	if b.Status.Live() {
+		err := s.Dispatch.Terminate(ctx, b.DroneID, plane.TerminateRequest{BackendID: b.ID, Hard: body.Hard, Reason: plane.ReasonRequested})
+		if err != nil {
+			return err
+		}
+	}
+	return c.JSON(http.StatusAccepted, s.backendJSON(b, false))
+}
+
+// handleBackendEvents streams the backend's status changes as Server-Sent
+// Events: the history first (skipping what Last-Event-ID says the client
+// has), then each change as it happens, until terminated.
+func (s *Server) handleBackendEvents(c echo.Context) error {
+	b, err := s.findBackend(c)
+	if err != nil {
+		return err
+	}
+	ch, cancel := s.hub.subscribe(b.ID)
+	defer cancel()
+	// Read again after subscribing, so no change falls between the two.
+	if b, err = s.Backends.FindBackendByID(c.Request().Context(), b.ID); err != nil {
+		return err
+	}
+	last := 0
+	if v := c.Request().Header.Get("Last-Event-ID"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return plane.FieldErrorf("Last-Event-ID", "must be a status number (got %q)", v)
+		}
+		last = n
+	}
+	w := c.Response()
+	w.Header().Set(echo.HeaderContentType, "text/event-stream")
+	w.Header().Set(echo.HeaderCacheControl, "no-cache")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+
+	send := func(b *plane.Backend) error {
+		for _, h := range b.StatusHistory {
+			rank := h.Status.Rank()
+			if rank <= last {
+				continue
+			}
+			ev := statusEvent{ID: b.ID, Status: h.Status, Time: h.Time}
+			if h.Status == plane.StatusTerminated {
+				ev.TerminationReason, ev.ExitCode, ev.Error = b.TerminationReason, b.ExitCode, b.Error
+			}
+			data, _ := json.Marshal(ev)
+			if _, err := fmt.Fprintf(w, "id: %d\nevent: status\ndata: %s\n\n", rank, data); err != nil {
+				return err
+			}
+			last = rank
+		}
+		w.Flush()
+		return nil
+	}
+	if err := send(b); err != nil {
+		return nil
+	}
+	ctx := c.Request().Context()
+	keepAlive := time.NewTicker(15 * time.Second)
+	defer keepAlive.Stop()
+	for b.Status != plane.StatusTerminated {
+		select {
+		case <-ctx.Done():
+			return nil
+		case nb, ok := <-ch:
+			if !ok {
+				return nil
+			}
+			b = nb
+			if err := send(b); err != nil {
+				return nil
+			}
+		case <-keepAlive.C:
+			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
+				return nil
+			}
+			w.Flush()
+		}
+	}
+	return nil
+}
+
+type statusEvent struct {
+	ID                string                  `json:"id"`
+	Status            plane.BackendStatus     `json:"status"`
+	Time              time.Time               `json:"time"`
+	TerminationReason plane.TerminationReason `json:"termination_reason,omitempty"`
+	ExitCode          *int                    `json:"exit_code,omitempty"`
+	Error             string                  `json:"error,omitempty"`
+}
+
+// handleBackendLogs streams the backend's log lines as JSON lines. With
+// follow=true it keeps streaming until the backend has terminated and its
+// last lines are out.
+func (s *Server) handleBackendLogs(c echo.Context) error {
+	b, err := s.findBackend(c)
+	if err != nil {
+		return err
+	}
+	follow := false
+	if v := c.QueryParam("follow"); v != "" {
+		if follow, err = strconv.ParseBool(v); err != nil {
+			return plane.FieldErrorf("follow", "must be true or false (got %q)", v)
+		}
+	}
+	ctx, cancel := context.WithCancel(c.Request().Context())
+	defer cancel()
+	if follow {
+		ch, unsub := s.hub.subscribe(b.ID)
+		defer unsub()
+		if cur, err := s.Backends.FindBackendByID(ctx, b.ID); err == nil && !cur.Status.Live() {
+			follow = false
+		} else {
+			go func() {
+				for nb := range ch {
+					if !nb.Status.Live() {
+						// Give the drone a moment to forward its last lines.
+						time.AfterFunc(logsTail, cancel)
+						return
+					}
+				}
+			}()
+		}
+	}
+	w := c.Response()
+	w.Header().Set(echo.HeaderContentType, "application/x-ndjson")
+	w.Header().Set(echo.HeaderCacheControl, "no-cache")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	w.Flush()
+	enc := json.NewEncoder(w)
+	err = s.Dispatch.Logs(ctx, b.ID, follow, func(l plane.LogLine) error {
+		if err := enc.Encode(l); err != nil {
+			return err
+		}
+		w.Flush()
+		return nil
+	})
+	if err != nil && ctx.Err() == nil {
+		s.Logger.Warn("stream logs", "backend", b.ID, "err", err)
+	}
+	return nil
+}
+
+// logsTail is how long a followed log stream stays open after its backend
+// terminated.
+const logsTail = 2 * time.Second

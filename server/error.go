@@ -1,0 +1,85 @@
+package server
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"plane"
+)
+
+// statusOf maps error codes to HTTP statuses: the one table of DESIGN §8.
+var statusOf = map[plane.ErrorCode]int{
+	plane.EINVALID:      http.StatusBadRequest,
+	plane.EUNAUTHORIZED: http.StatusUnauthorized,
+	plane.EFORBIDDEN:    http.StatusForbidden,
+	plane.ENOTFOUND:     http.StatusNotFound,
+	plane.ECONFLICT:     http.StatusConflict,
+	plane.EUNAVAILABLE:  http.StatusServiceUnavailable,
+	plane.EINTERNAL:     http.StatusInternalServerError,
+}
+
+// codeOf maps the statuses Echo itself produces (unknown route, wrong
+// method) back to codes.
+func codeOf(status int) plane.ErrorCode {
+	for code, st := range statusOf {
+		if st == status {
+			return code
+		}
+	}
+	if status == http.StatusMethodNotAllowed {
+		return plane.ENOTFOUND
+	}
+	if status >= 500 {
+		return plane.EINTERNAL
+	}
+	return plane.EINVALID
+}
+
+type errorBody struct {
+	Error errorDetail `json:"error"`
+}
+
+type errorDetail struct {
+	Code    plane.ErrorCode `json:"code"`
+	Message string          `json:"message"`
+	Field   string          `json:"field,omitempty"`
+}
+
+// handleError writes every error as {"error":{"code","message"}}; internal
+// errors are logged here, once, and reach the client only as "internal error".
+func (s *Server) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	var body errorBody
+	status := http.StatusInternalServerError
+	var he *echo.HTTPError
+	var pe *plane.Error
+	switch {
+	case errors.As(err, &pe):
+		status = statusOf[pe.Code]
+		body.Error = errorDetail{Code: pe.Code, Message: pe.Message, Field: pe.Field}
+	case errors.As(err, &he):
+		status = he.Code
+		msg, _ := he.Message.(string)
+		if msg == "" {
+			msg = http.StatusText(status)
+		}
+		body.Error = errorDetail{Code: codeOf(status), Message: msg}
+	default:
+		body.Error = errorDetail{Code: plane.EINTERNAL, Message: "internal error"}
+	}
+	if status == 0 {
+		status = http.StatusInternalServerError
+	}
+	if body.Error.Code == plane.EINTERNAL {
+		s.Logger.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
+	}
+	if c.Request().Method == http.MethodHead {
+		_ = c.NoContent(status)
+		return
+	}
+	_ = c.JSON(status, body)
+}

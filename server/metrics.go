@@ -1,0 +1,125 @@
+package server
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"plane"
+)
+
+// metrics holds the controller's Prometheus metrics, in a registry of its
+// own so that several servers in one test process do not collide.
+type metrics struct {
+	reg      *prometheus.Registry
+	spawns   *prometheus.CounterVec
+	phase    *prometheus.HistogramVec
+	ready    prometheus.Histogram
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	handler  echo.HandlerFunc
+}
+
+var latencyBuckets = []float64{.005, .01, .025, .05, .1, .2, .3, .5, .75, 1, 2, 5, 10, 30, 60}
+
+func newMetrics(s *Server) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		spawns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "plane_spawns_total", Help: "Spawn requests that started a backend (spawned) or found no drone (unavailable).",
+		}, []string{"result"}),
+		phase: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "plane_backend_phase_seconds", Help: "Time from the previous status to this one, by status reached.", Buckets: latencyBuckets,
+		}, []string{"status"}),
+		ready: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "plane_backend_spawn_to_ready_seconds", Help: "Time from scheduled to ready.", Buckets: latencyBuckets,
+		}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "plane_api_requests_total", Help: "HTTP requests by method, route and status code.",
+		}, []string{"method", "route", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "plane_api_request_seconds", Help: "HTTP request duration by route.", Buckets: latencyBuckets,
+		}, []string{"route"}),
+	}
+	m.reg.MustRegister(m.spawns, m.phase, m.ready, m.requests, m.duration, &stateCollector{s: s},
+		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	m.handler = echo.WrapHandler(promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	return m
+}
+
+func (m *metrics) middleware(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		if err != nil {
+			c.Error(err) // write the error now, so that its status is counted
+		}
+		route := c.Path()
+		if route == "" {
+			route = "unmatched"
+		}
+		m.requests.WithLabelValues(c.Request().Method, route, strconv.Itoa(c.Response().Status)).Inc()
+		m.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
+		return nil
+	}
+}
+
+// observeBackend records the latency of the phase b just completed.
+func (m *metrics) observeBackend(b *plane.Backend) {
+	h := b.StatusHistory
+	if len(h) < 2 {
+		return
+	}
+	last, prev := h[len(h)-1], h[len(h)-2]
+	if last.Status != b.Status {
+		return
+	}
+	m.phase.WithLabelValues(string(last.Status)).Observe(last.Time.Sub(prev.Time).Seconds())
+	if last.Status == plane.StatusReady {
+		m.ready.Observe(last.Time.Sub(h[0].Time).Seconds())
+	}
+}
+
+// stateCollector reports live backends by status and drones by status, read
+// from the store at scrape time so that they are never out of step.
+type stateCollector struct{ s *Server }
+
+var (
+	backendsDesc = prometheus.NewDesc("plane_backends", "Live backends by status.", []string{"status"}, nil)
+	dronesDesc   = prometheus.NewDesc("plane_drones", "Drones by status.", []string{"status"}, nil)
+)
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- backendsDesc
+	ch <- dronesDesc
+}
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	live := true
+	if bs, err := c.s.Backends.FindBackends(ctx, plane.BackendFilter{Live: &live, Limit: 1000}); err == nil {
+		counts := map[plane.BackendStatus]int{}
+		for _, b := range bs {
+			counts[b.Status]++
+		}
+		for _, st := range plane.Statuses {
+			if st.Live() {
+				ch <- prometheus.MustNewConstMetric(backendsDesc, prometheus.GaugeValue, float64(counts[st]), string(st))
+			}
+		}
+	}
+	if ds, err := c.s.Drones.FindDrones(ctx); err == nil {
+		counts := map[plane.DroneStatus]int{}
+		for _, d := range ds {
+			counts[d.Status]++
+		}
+		for _, st := range []plane.DroneStatus{plane.DroneReady, plane.DroneDraining, plane.DroneLost, plane.DroneStopped} {
+			ch <- prometheus.MustNewConstMetric(dronesDesc, prometheus.GaugeValue, float64(counts[st]), string(st))
+		}
+	}
+}

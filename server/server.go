@@ -1,0 +1,161 @@
+// Package server is the controller's HTTP side: the Echo application with
+// the JSON API under /api/v1, health and metrics endpoints, and (later) the
+// dashboard. It reaches drones only through package dispatch.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"plane"
+	"plane/auth"
+	"plane/server/dispatch"
+)
+
+// Config holds the services a Server uses.
+type Config struct {
+	Projects plane.ProjectService
+	Images   plane.ImageService
+	Backends plane.BackendService
+	Drones   plane.DroneService
+	Tokens   plane.TokenService
+	Auth     *auth.Authenticator
+	Dispatch *dispatch.Dispatcher
+
+	// BackendURL returns the address at which a backend is reached.
+	BackendURL func(id string) string
+	// WaitTimeout bounds a spawn with "wait": true (default DefaultWaitTimeout).
+	WaitTimeout time.Duration
+	// Ready reports whether the controller can serve (store and NATS up).
+	Ready  func(ctx context.Context) error
+	Logger *slog.Logger
+}
+
+// DefaultWaitTimeout bounds how long a spawn request with "wait": true blocks.
+const DefaultWaitTimeout = 60 * time.Second
+
+// Server serves the controller's HTTP endpoints.
+type Server struct {
+	Config
+	echo    *echo.Echo
+	hub     *hub
+	metrics *metrics
+	ln      net.Listener
+	srv     *http.Server
+}
+
+// New builds the Echo application and its routes.
+func New(cfg Config) *Server {
+	if cfg.WaitTimeout <= 0 {
+		cfg.WaitTimeout = DefaultWaitTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	cfg.Logger = cfg.Logger.With("component", "server")
+	if cfg.BackendURL == nil {
+		cfg.BackendURL = func(id string) string { return "http://" + id + ".plane.localhost:9090/" }
+	}
+	s := &Server{Config: cfg, echo: echo.New(), hub: newHub()}
+	s.metrics = newMetrics(s)
+	s.echo.HideBanner = true
+	s.echo.HidePort = true
+	s.echo.HTTPErrorHandler = s.handleError
+	s.echo.Use(s.metrics.middleware)
+	s.routes()
+	return s
+}
+
+// Handler returns the application as an http.Handler.
+func (s *Server) Handler() http.Handler { return s.echo }
+
+// NotifyBackend publishes a backend's new state to waiters, event streams and
+// metrics; the dispatcher calls it after each stored status change.
+func (s *Server) NotifyBackend(b *plane.Backend) {
+	s.metrics.observeBackend(b)
+	s.hub.publish(b)
+}
+
+// Open listens on addr (":0" works) and serves in the background.
+func (s *Server) Open(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	s.ln = ln
+	s.srv = &http.Server{Handler: s.echo, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.Logger.Error("serve", "err", err)
+		}
+	}()
+	return nil
+}
+
+// Addr is the address the server listens on, once open.
+func (s *Server) Addr() string {
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
+
+// Close stops serving; open streams are cut after ctx is done.
+func (s *Server) Close(ctx context.Context) error {
+	s.hub.close()
+	if s.srv == nil {
+		return nil
+	}
+	if err := s.srv.Shutdown(ctx); err != nil {
+		return s.srv.Close()
+	}
+	return nil
+}
+
+func (s *Server) routes() {
+	e := s.echo
+	e.GET("/healthz", s.handleHealthz)
+	e.GET("/readyz", s.handleReadyz)
+	e.GET("/metrics", s.metrics.handler)
+
+	api := e.Group("/api/v1")
+	api.GET("/openapi.json", s.handleOpenAPI)
+
+	rd, wr := s.requireScope(plane.ScopeImagesRead), s.requireScope(plane.ScopeImagesWrite)
+	api.POST("/images", s.handleCreateImage, wr)
+	api.GET("/images", s.handleListImages, rd)
+	api.GET("/images/:name", s.handleGetImage, rd)
+	api.PATCH("/images/:name", s.handleUpdateImage, wr)
+	api.DELETE("/images/:name", s.handleDeleteImage, wr)
+
+	rd, wr = s.requireScope(plane.ScopeBackendsRead), s.requireScope(plane.ScopeBackendsWrite)
+	api.POST("/backends", s.handleSpawn, wr)
+	api.GET("/backends", s.handleListBackends, rd)
+	api.GET("/backends/:id", s.handleGetBackend, rd)
+	api.POST("/backends/:id/terminate", s.handleTerminate, wr)
+	api.GET("/backends/:id/events", s.handleBackendEvents, rd)
+	api.GET("/backends/:id/logs", s.handleBackendLogs, rd)
+}
+
+func (s *Server) handleHealthz(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) handleReadyz(c echo.Context) error {
+	if s.Ready != nil {
+		ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+		defer cancel()
+		if err := s.Ready(ctx); err != nil {
+			s.Logger.Warn("not ready", "err", err)
+			return plane.Errorf(plane.EUNAVAILABLE, "not ready: %s", plane.ErrorMessageOf(err))
+		}
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+}

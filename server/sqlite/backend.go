@@ -1,0 +1,336 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"time"
+
+	"plane"
+)
+
+var _ plane.BackendService = (*DB)(nil)
+
+// Limits on the number of backends FindBackends returns.
+const (
+	DefaultBackendLimit = 100
+	MaxBackendLimit     = 1000
+)
+
+const backendColumns = `id, project_id, image, image_ref, key, drone_id, status,
+	termination_reason, exit_code, error, address, env, user,
+	max_idle_seconds, lifetime_seconds, cpu_millis, memory_mb, created_at, updated_at`
+
+// FindBackendByID returns the backend with id and its status history.
+func (db *DB) FindBackendByID(ctx context.Context, id string) (*plane.Backend, error) {
+	var b *plane.Backend
+	err := db.inReadTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		b, err = findBackendByID(ctx, tx, id)
+		return err
+	})
+	return b, err
+}
+
+// FindBackends returns the backends that match f, newest first, with their
+// status histories. f.Limit defaults to DefaultBackendLimit and is capped at
+// MaxBackendLimit.
+func (db *DB) FindBackends(ctx context.Context, f plane.BackendFilter) ([]*plane.Backend, error) {
+	var backends []*plane.Backend
+	// One read transaction, so that backends and histories agree.
+	err := db.inReadTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		backends, err = findBackends(ctx, tx, f)
+		return err
+	})
+	return backends, err
+}
+
+// CreateBackend stores b in StatusScheduled, with the first entry of its
+// history at b.CreatedAt (now when zero), and sets b's ID when empty, its
+// status and timestamps. When b has a key held by a live backend of the
+// project, that backend is returned instead, with created == false.
+func (db *DB) CreateBackend(ctx context.Context, b *plane.Backend) (*plane.Backend, bool, error) {
+	id := b.ID
+	if id == "" {
+		id = plane.NewBackendID()
+	}
+	env, err := marshalEnv(b.Env)
+	if err != nil {
+		return nil, false, err
+	}
+	created := orNow(b.CreatedAt)
+	var existing *plane.Backend
+	err = db.inTx(ctx, func(tx *sql.Tx) error {
+		// Insert first and let the live-key index decide: a read before the
+		// insert would race with other processes writing the same file.
+		_, err := tx.ExecContext(ctx, `
+			INSERT INTO backends (id, project_id, image, image_ref, key, drone_id, status,
+				address, env, user, max_idle_seconds, lifetime_seconds, cpu_millis, memory_mb,
+				created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			id, b.ProjectID, b.Image, b.ImageRef, b.Key, b.DroneID, plane.StatusScheduled,
+			b.Address, env, b.User, b.MaxIdleSeconds, b.LifetimeSeconds, b.CPUMillis, b.MemoryMB,
+			toMS(created), toMS(created))
+		switch {
+		case isUnique(err):
+			// A failed statement leaves the transaction usable, so the
+			// holder of the key is read in the same snapshot that refused us.
+			if b.Key != "" {
+				live := true
+				holders, err := findBackends(ctx, tx, plane.BackendFilter{ProjectID: &b.ProjectID, Key: &b.Key, Live: &live, Limit: 1})
+				if err != nil {
+					return err
+				}
+				if len(holders) == 1 {
+					existing = holders[0]
+					return nil
+				}
+			}
+			return conflict("id", "backend %q already exists", id)
+		case isForeignKey(err):
+			return plane.Errorf(plane.ENOTFOUND, "project %d not found", b.ProjectID)
+		case err != nil:
+			return fmt.Errorf("create backend: %w", err)
+		}
+		if err := insertStatus(ctx, tx, id, plane.StatusScheduled, created); err != nil {
+			return fmt.Errorf("create backend: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	if existing != nil {
+		return existing, false, nil
+	}
+	b.ID, b.Status, b.CreatedAt, b.UpdatedAt = id, plane.StatusScheduled, created, created
+	b.StatusHistory = []plane.StatusChange{{Status: plane.StatusScheduled, Time: created}}
+	b.TerminationReason, b.ExitCode, b.Error = "", nil, ""
+	if b.Env == nil {
+		b.Env = map[string]string{}
+	}
+	return b, true, nil
+}
+
+// ApplyBackendEvent moves a backend forward to e.Status and records the move
+// in its history at e.Time. Backward and repeated moves change nothing and
+// return the backend as stored, with applied == false.
+func (db *DB) ApplyBackendEvent(ctx context.Context, e plane.BackendEvent) (*plane.Backend, bool, error) {
+	if err := e.Validate(); err != nil {
+		return nil, false, err
+	}
+	var b *plane.Backend
+	var applied bool
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if b, err = findBackendByID(ctx, tx, e.BackendID); err != nil {
+			return err
+		}
+		if !b.Status.CanMoveTo(e.Status) {
+			return nil
+		}
+		next := *b
+		next.Status = e.Status
+		if e.DroneID != "" {
+			next.DroneID = e.DroneID
+		}
+		if e.Address != "" {
+			next.Address = e.Address
+		}
+		if e.Status == plane.StatusTerminated {
+			next.TerminationReason, next.ExitCode, next.Error = e.Reason, e.ExitCode, e.Error
+		}
+		// updated_at is when the store last changed the row; the drone's
+		// clock only dates the history entry.
+		if _, err := tx.ExecContext(ctx, `
+			UPDATE backends SET status = ?, drone_id = ?, address = ?,
+				termination_reason = ?, exit_code = ?, error = ?, updated_at = ?
+			WHERE id = ?`,
+			next.Status, next.DroneID, next.Address,
+			next.TerminationReason, toNullInt(next.ExitCode), next.Error, toMS(now()), b.ID); err != nil {
+			return fmt.Errorf("apply backend event: %w", err)
+		}
+		if err := insertStatus(ctx, tx, b.ID, e.Status, orNow(e.Time)); err != nil {
+			return fmt.Errorf("apply backend event: %w", err)
+		}
+		// Read back rather than patch b, so that the history comes in the
+		// order every reader sees it.
+		if b, err = findBackendByID(ctx, tx, e.BackendID); err != nil {
+			return err
+		}
+		applied = true
+		return nil
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return b, applied, nil
+}
+
+// CountLiveBackendsByDrone returns the number of live backends of each drone
+// that has any.
+func (db *DB) CountLiveBackendsByDrone(ctx context.Context) (map[string]int, error) {
+	rows, err := db.read.QueryContext(ctx, `
+		SELECT drone_id, COUNT(*) FROM backends
+		WHERE status <> 'terminated' AND drone_id <> ''
+		GROUP BY drone_id`)
+	if err != nil {
+		return nil, fmt.Errorf("count live backends: %w", err)
+	}
+	defer rows.Close()
+	counts := map[string]int{}
+	for rows.Next() {
+		var drone string
+		var n int
+		if err := rows.Scan(&drone, &n); err != nil {
+			return nil, fmt.Errorf("count live backends: %w", err)
+		}
+		counts[drone] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("count live backends: %w", err)
+	}
+	return counts, nil
+}
+
+func findBackendByID(ctx context.Context, q queryer, id string) (*plane.Backend, error) {
+	backends, err := findBackends(ctx, q, plane.BackendFilter{ID: &id, Limit: 1})
+	if err != nil {
+		return nil, err
+	}
+	if len(backends) == 0 {
+		return nil, plane.Errorf(plane.ENOTFOUND, "backend %q not found", id)
+	}
+	return backends[0], nil
+}
+
+func findBackends(ctx context.Context, q queryer, f plane.BackendFilter) ([]*plane.Backend, error) {
+	var where []string
+	var args []any
+	if f.ProjectID != nil {
+		where, args = append(where, "project_id = ?"), append(args, *f.ProjectID)
+	}
+	if f.ID != nil {
+		where, args = append(where, "id = ?"), append(args, *f.ID)
+	}
+	if f.Key != nil {
+		where, args = append(where, "key = ?"), append(args, *f.Key)
+	}
+	if f.DroneID != nil {
+		where, args = append(where, "drone_id = ?"), append(args, *f.DroneID)
+	}
+	if f.Live != nil {
+		// Spelled like the partial indexes' condition so that sqlite uses them.
+		if *f.Live {
+			where = append(where, "status <> 'terminated'")
+		} else {
+			where = append(where, "status = 'terminated'")
+		}
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = DefaultBackendLimit
+	}
+	limit = min(limit, MaxBackendLimit)
+
+	query := `SELECT ` + backendColumns + ` FROM backends`
+	if len(where) > 0 {
+		query += ` WHERE ` + strings.Join(where, " AND ")
+	}
+	// rowid breaks ties between backends created in the same millisecond.
+	query += ` ORDER BY created_at DESC, rowid DESC LIMIT ?`
+	rows, err := q.QueryContext(ctx, query, append(args, limit)...)
+	if err != nil {
+		return nil, fmt.Errorf("find backends: %w", err)
+	}
+	defer rows.Close()
+	backends := []*plane.Backend{}
+	for rows.Next() {
+		b, err := scanBackend(rows)
+		if err != nil {
+			return nil, fmt.Errorf("find backends: %w", err)
+		}
+		backends = append(backends, b)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("find backends: %w", err)
+	}
+	if err := attachHistories(ctx, q, backends); err != nil {
+		return nil, fmt.Errorf("find backends: %w", err)
+	}
+	return backends, nil
+}
+
+// attachHistories loads the status histories of backends in one query.
+func attachHistories(ctx context.Context, q queryer, backends []*plane.Backend) error {
+	if len(backends) == 0 {
+		return nil
+	}
+	byID := make(map[string]*plane.Backend, len(backends))
+	args := make([]any, len(backends))
+	for i, b := range backends {
+		byID[b.ID] = b
+		args[i] = b.ID
+		b.StatusHistory = []plane.StatusChange{}
+	}
+	// Ties in time (a drone reporting two steps in one millisecond) keep the
+	// order of insertion, which is the lifecycle's.
+	rows, err := q.QueryContext(ctx, `
+		SELECT backend_id, status, time_ms FROM backend_status_history
+		WHERE backend_id IN (?`+strings.Repeat(", ?", len(args)-1)+`)
+		ORDER BY time_ms, rowid`, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var c plane.StatusChange
+		var ms int64
+		if err := rows.Scan(&id, &c.Status, &ms); err != nil {
+			return err
+		}
+		c.Time = fromMS(ms)
+		b := byID[id]
+		b.StatusHistory = append(b.StatusHistory, c)
+	}
+	return rows.Err()
+}
+
+func insertStatus(ctx context.Context, tx *sql.Tx, id string, status plane.BackendStatus, at time.Time) error {
+	_, err := tx.ExecContext(ctx,
+		`INSERT INTO backend_status_history (backend_id, status, time_ms) VALUES (?, ?, ?)`,
+		id, status, toMS(at))
+	return err
+}
+
+func scanBackend(s scanner) (*plane.Backend, error) {
+	var b plane.Backend
+	var exit sql.NullInt64
+	var env string
+	var created, updated int64
+	if err := s.Scan(&b.ID, &b.ProjectID, &b.Image, &b.ImageRef, &b.Key, &b.DroneID, &b.Status,
+		&b.TerminationReason, &exit, &b.Error, &b.Address, &env, &b.User,
+		&b.MaxIdleSeconds, &b.LifetimeSeconds, &b.CPUMillis, &b.MemoryMB, &created, &updated); err != nil {
+		return nil, err
+	}
+	var err error
+	if b.Env, err = unmarshalEnv(env); err != nil {
+		return nil, err
+	}
+	if exit.Valid {
+		code := int(exit.Int64)
+		b.ExitCode = &code
+	}
+	b.CreatedAt, b.UpdatedAt = fromMS(created), fromMS(updated)
+	return &b, nil
+}
+
+func toNullInt(v *int) sql.NullInt64 {
+	if v == nil {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: int64(*v), Valid: true}
+}
