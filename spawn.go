@@ -54,8 +54,8 @@ func (r *SpawnRequest) Validate() error {
 	if r.Image == "" {
 		return FieldErrorf("image", "is required")
 	}
-	if err := ValidateImageName(r.Image); err != nil {
-		return err
+	if !imageNameRE.MatchString(r.Image) {
+		return FieldErrorf("image", "%q is not an image name (1-63 characters of a-z, 0-9, '.', '_' and '-')", truncate(r.Image, 64))
 	}
 	if len(r.Key) > MaxKeyLen {
 		return FieldErrorf("key", "longer than %d bytes", MaxKeyLen)

@@ -478,8 +478,11 @@ func TestOpenAPISecurity(t *testing.T) {
 				t.Fatalf("with a token without scopes: status %d, want 403: %s", w.Code, w.Body)
 			}
 			m := forbiddenScopeRE.FindStringSubmatch(w.Body.String())
-			if m == nil || m[1] != scope {
-				t.Errorf("server requires %v, document says %q (body %s)", m, scope, w.Body)
+			if m == nil {
+				t.Fatalf("403 names no scope: %s", w.Body)
+			}
+			if m[1] != scope {
+				t.Errorf("server requires %s, document says %s", m[1], scope)
 			}
 		})
 	}

@@ -52,7 +52,7 @@ func runTests(m *testing.M) int {
 // ensureDemoImage builds plane-demo:latest when it is missing, so that the
 // tests work from a clean clone.
 func ensureDemoImage(ctx context.Context) error {
-	if err := exec.CommandContext(ctx, "docker", "image", "inspect", demoImage).Run(); err == nil {
+	if _, err := testRuntime.client.ImageInspect(ctx, demoImage); err == nil {
 		return nil
 	}
 	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"os/exec"
+	"syscall"
+	"testing"
+	"time"
+
+	"plane"
+)
+
+// droneProcess runs `plane drone` as a separate process, so that a test can
+// SIGKILL it.
+type droneProcess struct {
+	cmd *exec.Cmd
+	log *syncBuffer
+}
+
+func startDroneProcess(t *testing.T, c *cluster, dataDir string) *droneProcess {
+	t.Helper()
+	log := &syncBuffer{}
+	cmd := exec.Command(planeBin, "drone", "--data", dataDir, "--id", c.droneID, "--nats-url", c.ns.ClientURL(), "--ip", "127.0.0.1", "--log-level", "debug")
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &droneProcess{cmd: cmd, log: log}
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() {
+			t.Logf("drone process log:\n%s", log.String())
+		}
+	})
+	return p
+}
+
+func (p *droneProcess) kill() {
+	if p.cmd.ProcessState == nil {
+		_ = p.cmd.Process.Signal(syscall.SIGKILL)
+		_ = p.cmd.Wait()
+	}
+}
+
+// A drone killed with SIGKILL and started again adopts the containers that
+// kept running, without restarting them, and reports those that died while
+// it was down with their exit code.
+func TestDroneRestartAdoptsBackends(t *testing.T) {
+	c := newCluster(t, clusterOpts{noDrone: true})
+	data := t.TempDir()
+	p := startDroneProcess(t, c, data)
+	c.waitDrone()
+
+	var ids []string
+	for range 4 {
+		_, b := c.spawn(map[string]any{"image": "demo", "wait": true})
+		if b.Status != plane.StatusReady {
+			t.Fatalf("backend %s is %s (%s)", b.ID, b.Status, b.Error)
+		}
+		ids = append(ids, b.ID)
+	}
+	keep, doomed := ids[:3], ids[3]
+	before := map[string]string{}
+	for _, id := range keep {
+		before[id] = inspect(t, id).ID
+	}
+
+	p.kill()
+	// While the drone is down, one container dies by SIGKILL.
+	if out, err := exec.Command("docker", "kill", "plane-"+doomed).CombinedOutput(); err != nil {
+		t.Fatalf("docker kill: %v %s", err, out)
+	}
+	startDroneProcess(t, c, data)
+
+	b := c.waitStatus(doomed, plane.StatusTerminated, 15*time.Second)
+	if b.TerminationReason != plane.ReasonExited || b.ExitCode == nil || *b.ExitCode != 137 {
+		t.Errorf("killed backend: reason %q exit code %v, want exited 137", b.TerminationReason, deref(b.ExitCode))
+	}
+	for _, id := range keep {
+		b := c.get(id)
+		if b.Status != plane.StatusReady {
+			t.Errorf("backend %s is %s after the drone restart, want ready", id, b.Status)
+		}
+		st := inspect(t, id)
+		if !st.Running || st.ID != before[id] {
+			t.Errorf("container of %s: running %v id %s, want the same container still running", id, st.Running, st.ID)
+		}
+		if n := restartCount(t, id); n != "0" {
+			t.Errorf("container of %s restarted %s times", id, n)
+		}
+		// The adopted backend is still driven by the drone: it can be terminated.
+		c.call("POST", "/api/v1/backends/"+id+"/terminate", map[string]bool{"hard": true})
+	}
+	for _, id := range keep {
+		c.waitStatus(id, plane.StatusTerminated, 10*time.Second)
+	}
+}
+
+func restartCount(t *testing.T, backendID string) string {
+	t.Helper()
+	out, err := exec.Command("docker", "inspect", "-f", "{{.RestartCount}}/{{.State.StartedAt}}", "plane-"+backendID).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out[:1])
+}
+
+// A status change that happens while the controller is down reaches the
+// store when it starts again: the drone's outbox and the durable JetStream
+// consumer keep it.
+func TestControllerRestartKeepsStatusChanges(t *testing.T) {
+	c := newCluster(t, clusterOpts{})
+	_, b := c.spawn(map[string]any{"image": "demo", "lifetime_seconds": 2, "wait": true})
+	if b.Status != plane.StatusReady {
+		t.Fatalf("backend is %s (%s)", b.Status, b.Error)
+	}
+	c.ctrl.Close()
+	c.ctrl = nil
+	// The lifetime ends while the controller is down: wait for the container to go.
+	eventually(t, 15*time.Second, "container removed", func() bool {
+		_, err := c.drone.Runtime.Inspect(context.Background(), "plane-"+b.ID)
+		return err != nil
+	})
+	c.startController()
+	b = c.waitStatus(b.ID, plane.StatusTerminated, 10*time.Second)
+	if b.TerminationReason != plane.ReasonLifetime {
+		t.Errorf("reason %q, want lifetime", b.TerminationReason)
+	}
+	if n := len(b.StatusHistory); n != 7 {
+		t.Errorf("history has %d entries, want all 7: %+v", n, b.StatusHistory)
+	}
+}
