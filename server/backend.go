@@ -1,9 +1,11 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -272,15 +274,19 @@ type terminateBody struct {
 
 func (s *Server) handleTerminate(c echo.Context) error {
 	ctx := c.Request().Context()
-	var body terminateBody
-	if c.Request().ContentLength != 0 {
-		if err := plane.DecodeJSON(c.Request().Body, 4096, &body); err != nil && c.Request().ContentLength > 0 {
-			return err
-		}
-	}
 	b, err := s.findBackend(c)
 	if err != nil {
 		return err
+	}
+	var body terminateBody
+	raw, err := io.ReadAll(io.LimitReader(c.Request().Body, 4097))
+	if err != nil {
+		return plane.Errorf(plane.EINVALID, "reading request body: %v", err)
+	}
+	if len(bytes.TrimSpace(raw)) > 0 { // the body is optional: none means soft
+		if err := plane.DecodeJSON(bytes.NewReader(raw), 4096, &body); err != nil {
+			return err
+		}
 	}
 	if b.Status.Live() {
 		err := s.Dispatch.Terminate(ctx, b.DroneID, plane.TerminateRequest{BackendID: b.ID, Hard: body.Hard, Reason: plane.ReasonRequested})

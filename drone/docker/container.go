@@ -36,8 +36,11 @@ type ContainerSpec struct {
 
 // Container is a started backend container.
 type Container struct {
-	ID      string
-	Address string // "127.0.0.1:<host port>", where its port is published
+	ID string
+	// Address is "127.0.0.1:<host port>", where its port is published; ""
+	// when the process exited before Start could see the port (Wait then
+	// returns its exit code).
+	Address string
 }
 
 // ContainerState is what the daemon knows of a backend container.
@@ -54,7 +57,8 @@ type ContainerState struct {
 // labelled with the backend and drone IDs, with spec's port published on
 // 127.0.0.1 on a port the kernel picks, and starts it. It returns once the
 // process runs; whether it answers is the caller's business. A container that
-// fails to start is removed.
+// fails to start is removed; one whose process started and already exited is
+// kept, with an empty Address, so that its exit code and logs can be read.
 func (r *Runtime) Start(ctx context.Context, spec ContainerSpec) (Container, error) {
 	if spec.BackendID == "" || spec.DroneID == "" || spec.ImageRef == "" {
 		return Container{}, errors.New("start container: backend ID, drone ID and image are required")
@@ -113,7 +117,9 @@ func (r *Runtime) startCreated(ctx context.Context, id string, port network.Port
 	addr := address(in.Container.NetworkSettings, port)
 	if addr == "" {
 		if s := in.Container.State; s != nil && !s.Running {
-			return Container{}, fmt.Errorf("container exited at once with code %d", s.ExitCode)
+			// It started and already exited: that is the backend's failure,
+			// not the start's. Keep it, for Wait's exit code and for its logs.
+			return Container{ID: id}, nil
 		}
 		return Container{}, fmt.Errorf("port %s is not published", port)
 	}

@@ -192,6 +192,21 @@ func TestStartErrors(t *testing.T) {
 		}
 	})
 
+	t.Run("exits at once", func(t *testing.T) {
+		// Not a start failure: the container stays for its exit code and logs.
+		c := mustStart(t, r, demoSpec(map[string]string{"DEMO_MODE": "exit", "DEMO_EXIT_CODE": "3"}))
+		if code, err := r.Wait(ctx, c.ID); err != nil || code != 3 {
+			t.Fatalf("Wait = %d, %v; want 3", code, err)
+		}
+		var lines []string
+		if err := r.Logs(ctx, c.ID, false, func(_, line string) { lines = append(lines, line) }); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Contains(lines, "demo: exiting with code 3") {
+			t.Errorf("logs = %q", lines)
+		}
+	})
+
 	t.Run("start fails", func(t *testing.T) {
 		// An image whose entrypoint does not exist: create succeeds, start fails.
 		img := "plane-test-noentry:" + randHex(4)
