@@ -155,7 +155,8 @@ func DecodeJSON(r io.Reader, limit int64, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return jsonError(err)
 	}
-	if dec.More() {
+	// dec.More() misses a stray '}' or ']', so look at the rest directly.
+	if len(bytes.TrimSpace(data[dec.InputOffset():])) > 0 {
 		return Errorf(EINVALID, "request body holds data after the JSON object")
 	}
 	return nil
@@ -176,7 +177,7 @@ func jsonError(err error) error {
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return Errorf(EINVALID, "malformed JSON: unexpected end of input")
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		field := truncate(strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`), 64)
 		return &Error{Code: EINVALID, Field: field, Message: fmt.Sprintf("%s: unknown field", field)}
 	}
 	return Errorf(EINVALID, "malformed JSON: %v", err)

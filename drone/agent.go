@@ -79,9 +79,10 @@ type Agent struct {
 	draining bool
 	images   []string
 
-	wg     sync.WaitGroup
-	ctx    context.Context // lives as long as Run
-	cancel context.CancelFunc
+	reconciled chan struct{} // closed once reconcile is done
+	wg         sync.WaitGroup
+	ctx        context.Context // lives as long as Run
+	cancel     context.CancelFunc
 }
 
 // New checks cfg and returns an agent; Run starts it.
@@ -124,9 +125,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer a.cancel()
 
 	a.wg.Go(func() { a.out.run(a.ctx) })
-	if err := a.reconcile(a.ctx); err != nil {
-		return fmt.Errorf("reconcile with runtime: %w", err)
-	}
+	// Requests are taken from the start but answered only once reconcile has
+	// rebuilt the live set, so none arrives in a window with no answer.
+	a.reconciled = make(chan struct{})
 
 	subs := []struct {
 		subject string
@@ -147,6 +148,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.cfg.NATS.Flush(); err != nil {
 		return fmt.Errorf("subscribe: %w", err)
 	}
+	if err := a.reconcile(a.ctx); err != nil {
+		return fmt.Errorf("reconcile with runtime: %w", err)
+	}
+	close(a.reconciled)
 	a.log.Info("drone ready", "backends", a.liveCount())
 
 	a.wg.Go(func() { a.heartbeatLoop(a.ctx) })
@@ -161,6 +166,11 @@ func (a *Agent) Run(ctx context.Context) error {
 // answers with a plane.Reply.
 func (a *Agent) replier(subject string, handle func(context.Context, []byte) error) nats.MsgHandler {
 	return func(m *nats.Msg) {
+		select {
+		case <-a.reconciled:
+		case <-a.ctx.Done():
+			return
+		}
 		err := handle(a.ctx, m.Data)
 		if err != nil && plane.ErrorCodeOf(err) == plane.EINTERNAL {
 			a.log.Error("request failed", "subject", subject, "err", err)

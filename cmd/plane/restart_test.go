@@ -89,7 +89,9 @@ func TestDroneRestartAdoptsBackends(t *testing.T) {
 			t.Errorf("container of %s restarted %s times", id, n)
 		}
 		// The adopted backend is still driven by the drone: it can be terminated.
-		c.call("POST", "/api/v1/backends/"+id+"/terminate", map[string]bool{"hard": true})
+		if status, data := c.call("POST", "/api/v1/backends/"+id+"/terminate", map[string]bool{"hard": true}); status != 202 {
+			t.Errorf("terminate adopted backend %s: %d %s", id, status, data)
+		}
 	}
 	for _, id := range keep {
 		c.waitStatus(id, plane.StatusTerminated, 10*time.Second)

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+
 	"plane"
 )
 
@@ -40,6 +42,20 @@ func TestSpawnLifecycle(t *testing.T) {
 	if !st.Running || st.BackendID != b.ID {
 		t.Fatalf("container %+v", st)
 	}
+	// The demo app's WebSocket echo answers (the proxy is tested on top of this).
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "ws://"+st.Address+"/ws", nil)
+	if err != nil {
+		t.Fatalf("websocket: %v", err)
+	}
+	if err := ws.Write(ctx, websocket.MessageText, []byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	if _, msg, err := ws.Read(ctx); err != nil || string(msg) != "ping" {
+		t.Fatalf("websocket echo %q %v", msg, err)
+	}
+	ws.Close(websocket.StatusNormalClosure, "")
 	env := getJSON(t, "http://"+st.Address+"/env")
 	for k, v := range map[string]string{"PORT": "8080", "PLANE_BACKEND_ID": b.ID, "PLANE_BACKEND_KEY": "doc-1"} {
 		if env[k] != v {

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/containerd/errdefs"
 	"math"
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/moby/moby/api/types/container"
@@ -201,7 +203,9 @@ func (r *Runtime) Wait(ctx context.Context, id string) (int, error) {
 func (r *Runtime) Remove(ctx context.Context, id string) error {
 	r.forgetStats(id)
 	_, err := r.client.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
-	if err == nil || IsNotFound(err) {
+	// A removal already under way (by another client, or by a drone that
+	// was stopped mid-call) ends the same way.
+	if err == nil || IsNotFound(err) || errdefs.IsConflict(err) && strings.Contains(err.Error(), "already in progress") {
 		return nil
 	}
 	return fmt.Errorf("remove container %s: %w", id, err)
