@@ -173,8 +173,6 @@ func waitLine(t *testing.T, lines <-chan string, has string) {
 	}
 }
 
-
-
 // The client commands work against a running controller with PLANE_URL and
 // PLANE_TOKEN.
 func TestCLI(t *testing.T) {
