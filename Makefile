@@ -13,7 +13,7 @@ build:
 # registry is needed).
 test-images:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o testdata/demo/demo ./testdata/demo
-	docker build -q -t plane-demo:latest testdata/demo >/dev/null
+	@out=$$(docker build -q -t plane-demo:latest testdata/demo 2>&1) || { echo "$$out"; exit 1; }
 
 run: build test-images
 	bin/plane dev --image demo=plane-demo:latest

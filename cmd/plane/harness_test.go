@@ -114,7 +114,10 @@ func newCluster(t testing.TB, opts clusterOpts) *cluster {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(c.drone.Close)
+		t.Cleanup(func() {
+			c.settle()
+			c.drone.Close()
+		})
 		c.waitDrone()
 	}
 	return c
@@ -128,6 +131,30 @@ func (c *cluster) startController() {
 	}
 	c.ctrl = ctrl
 	c.api = "http://" + ctrl.Server.Addr()
+}
+
+// settle waits until no backend is between scheduled and ready, so that
+// closing the drone leaves no container half-created behind Docker's back.
+func (c *cluster) settle() {
+	if c.ctrl == nil {
+		return
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		live := true
+		bs, err := c.ctrl.DB.FindBackends(context.Background(), plane.BackendFilter{Live: &live, Limit: 1000})
+		if err != nil {
+			return
+		}
+		busy := false
+		for _, b := range bs {
+			busy = busy || b.Status.Rank() < plane.StatusReady.Rank()
+		}
+		if !busy {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // waitDrone waits until the controller has seen the drone's heartbeat.
