@@ -24,11 +24,34 @@ type apiClient struct {
 	http  *http.Client
 }
 
-// clientFlags adds --url and --token (PLANE_URL, PLANE_TOKEN) to fs.
-func clientFlags(fs *flag.FlagSet) (*string, *string) {
+// clientParser parses a client command's arguments and connects.
+type clientParser func(args []string, wantID bool) (c *apiClient, backendID string, err error)
+
+// clientFlags adds --url and --token (PLANE_URL, PLANE_TOKEN) to fs and
+// returns the parser to call once the command's own flags are defined. With
+// wantID the command takes one backend ID argument.
+func clientFlags(fs *flag.FlagSet) clientParser {
 	u := fs.String("url", "http://127.0.0.1:8080", "controller URL")
 	t := fs.String("token", "", "API token")
-	return u, t
+	return func(args []string, wantID bool) (*apiClient, string, error) {
+		if err := parseFlags(fs, args); err != nil {
+			return nil, "", err
+		}
+		id := ""
+		if wantID {
+			if fs.NArg() != 1 {
+				return nil, "", usageError{fmt.Sprintf("plane %s takes one backend ID", fs.Name())}
+			}
+			id = fs.Arg(0)
+			if err := plane.ValidateBackendID(id); err != nil {
+				return nil, "", usageError{err.Error()}
+			}
+		} else if fs.NArg() > 0 {
+			return nil, "", usageError{fmt.Sprintf("plane %s takes no arguments, got %q", fs.Name(), fs.Arg(0))}
+		}
+		c, err := newAPIClient(*u, *t)
+		return c, id, err
+	}
 }
 
 func newAPIClient(base, token string) (*apiClient, error) {
@@ -125,7 +148,7 @@ func (e envFlags) Set(v string) error {
 
 func runSpawn(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("spawn", "Spawn a backend of an image, or connect to the live one holding --key.", stderr)
-	u, t := clientFlags(fs)
+	parse := clientFlags(fs)
 	image := fs.String("image", "", "image name in the project (required)")
 	key := fs.String("key", "", "key: at most one live backend holds it")
 	user := fs.String("user", "", "user identity passed to the backend")
@@ -135,16 +158,14 @@ func runSpawn(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	env := envFlags{}
 	fs.Var(env, "env", "environment variable KEY=VALUE (repeatable)")
 	asJSON := fs.Bool("json", false, "print the API's JSON answer")
-	if err := parseFlags(fs, args); err != nil {
+	c, _, err := parse(args, false)
+	if err != nil {
 		return err
 	}
 	if *image == "" {
 		return usageError{"--image is required"}
 	}
-	c, err := newAPIClient(*u, *t)
-	if err != nil {
-		return err
-	}
+
 	req := plane.SpawnRequest{Image: *image, Key: *key, User: *user, Wait: *wait}
 	if len(env) > 0 {
 		req.Env = env
@@ -187,17 +208,15 @@ func statusText(b backendOut) string {
 
 func runList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("ls", "List the project's backends.", stderr)
-	u, t := clientFlags(fs)
+	parse := clientFlags(fs)
 	status := fs.String("status", "live", "live, terminated or all")
 	key := fs.String("key", "", "only the backend(s) with this key")
 	asJSON := fs.Bool("json", false, "print the API's JSON answer")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	c, err := newAPIClient(*u, *t)
+	c, _, err := parse(args, false)
 	if err != nil {
 		return err
 	}
+
 	q := url.Values{"status": {*status}}
 	if *key != "" {
 		q.Set("key", *key)
@@ -219,30 +238,11 @@ func runList(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	return tw.Flush()
 }
 
-// oneBackendArg parses flags and the one backend ID argument.
-func oneBackendArg(fs *flag.FlagSet, args []string) (string, error) {
-	if err := parseFlags(fs, args); err != nil {
-		return "", err
-	}
-	if fs.NArg() != 1 {
-		return "", usageError{fmt.Sprintf("plane %s takes one backend ID", fs.Name())}
-	}
-	id := fs.Arg(0)
-	if err := plane.ValidateBackendID(id); err != nil {
-		return "", usageError{err.Error()}
-	}
-	return id, nil
-}
-
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("status", "Show a backend: status, timeline, URL.", stderr)
-	u, t := clientFlags(fs)
+	parse := clientFlags(fs)
 	asJSON := fs.Bool("json", false, "print the API's JSON answer")
-	id, err := oneBackendArg(fs, args)
-	if err != nil {
-		return err
-	}
-	c, err := newAPIClient(*u, *t)
+	c, id, err := parse(args, true)
 	if err != nil {
 		return err
 	}
@@ -269,13 +269,9 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 func runLogs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("logs", "Print a backend's logs; -f follows them until the backend terminates.", stderr)
-	u, t := clientFlags(fs)
+	parse := clientFlags(fs)
 	follow := fs.Bool("f", false, "follow")
-	id, err := oneBackendArg(fs, args)
-	if err != nil {
-		return err
-	}
-	c, err := newAPIClient(*u, *t)
+	c, id, err := parse(args, true)
 	if err != nil {
 		return err
 	}
@@ -301,13 +297,9 @@ func runLogs(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 func runTerminate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("terminate", "Terminate a backend: SIGTERM, grace, SIGKILL (--hard: SIGKILL at once).", stderr)
-	u, t := clientFlags(fs)
+	parse := clientFlags(fs)
 	hard := fs.Bool("hard", false, "kill at once")
-	id, err := oneBackendArg(fs, args)
-	if err != nil {
-		return err
-	}
-	c, err := newAPIClient(*u, *t)
+	c, id, err := parse(args, true)
 	if err != nil {
 		return err
 	}
@@ -320,14 +312,12 @@ func runTerminate(ctx context.Context, args []string, stdout, stderr io.Writer) 
 
 func runImages(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("images", "List the project's images.", stderr)
-	u, t := clientFlags(fs)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	c, err := newAPIClient(*u, *t)
+	parse := clientFlags(fs)
+	c, _, err := parse(args, false)
 	if err != nil {
 		return err
 	}
+
 	var out struct {
 		Images []plane.Image `json:"images"`
 	}
