@@ -34,6 +34,7 @@ type Image struct {
 	Port            int               `json:"port"`
 	PullPolicy      PullPolicy        `json:"pull_policy"`
 	Public          bool              `json:"public"`
+	AllowBearer     bool              `json:"allow_bearer"`
 	Env             map[string]string `json:"env"`
 	MaxIdleSeconds  int               `json:"max_idle_seconds"`
 	LifetimeSeconds int               `json:"lifetime_seconds"`
@@ -51,6 +52,7 @@ type ImageInput struct {
 	Port            *int               `json:"port,omitempty"`
 	PullPolicy      *PullPolicy        `json:"pull_policy,omitempty"`
 	Public          *bool              `json:"public,omitempty"`
+	AllowBearer     *bool              `json:"allow_bearer,omitempty"`
 	Env             *map[string]string `json:"env,omitempty"`
 	MaxIdleSeconds  *int               `json:"max_idle_seconds,omitempty"`
 	LifetimeSeconds *int               `json:"lifetime_seconds,omitempty"`
@@ -101,6 +103,9 @@ func (img *Image) Apply(in ImageInput) error {
 	}
 	if in.Public != nil {
 		next.Public = *in.Public
+	}
+	if in.AllowBearer != nil {
+		next.AllowBearer = *in.AllowBearer
 	}
 	if in.Env != nil {
 		next.Env = *in.Env

@@ -1,6 +1,7 @@
 package plane
 
 import (
+	"crypto/ed25519"
 	"encoding/json"
 	"time"
 )
@@ -24,6 +25,10 @@ const (
 	// LogsPerBackend per backend.
 	StreamLogs     = "PLANE_LOGS"
 	LogsPerBackend = 10000
+
+	// SubjectConnectKey: drones ask the controller for the public key that
+	// verifies connect tokens (request/reply → ConnectKey).
+	SubjectConnectKey = "plane.controller.connect-key"
 
 	subjectStatusWildcard = "plane.backend.*.status"
 	subjectLogsWildcard   = "plane.backend.*.logs"
@@ -62,6 +67,10 @@ type SpawnSpec struct {
 	LifetimeSeconds int               `json:"lifetime_seconds,omitempty"`
 	CPUMillis       int               `json:"cpu_millis,omitempty"`
 	MemoryMB        int               `json:"memory_mb,omitempty"`
+	// Public backends need no connect token; AllowBearer lets non-browser
+	// clients send it as "Authorization: Bearer".
+	Public      bool `json:"public,omitempty"`
+	AllowBearer bool `json:"allow_bearer,omitempty"`
 }
 
 // Validate checks a spec received from the network.
@@ -113,6 +122,19 @@ type DrainRequest struct {
 // PullRequest asks a drone to pull an image ahead of use (SubjectPull → Reply).
 type PullRequest struct {
 	ImageRef string `json:"image_ref"`
+}
+
+// ConnectKey is the controller's connect-token verification key.
+type ConnectKey struct {
+	PublicKey []byte `json:"public_key"` // ed25519, 32 bytes
+}
+
+// Validate checks a key received from the network.
+func (k *ConnectKey) Validate() error {
+	if len(k.PublicKey) != ed25519.PublicKeySize {
+		return FieldErrorf("public_key", "must be %d bytes (got %d)", ed25519.PublicKeySize, len(k.PublicKey))
+	}
+	return nil
 }
 
 // Reply answers every request; Error is empty on success.
