@@ -18,6 +18,7 @@ import (
 
 	"plane"
 	"plane/drone/docker"
+	"plane/drone/proxy"
 	"plane/drone/store"
 )
 
@@ -50,10 +51,10 @@ type Config struct {
 	StopGrace     time.Duration // SIGTERM → SIGKILL on soft terminate
 	StatsInterval time.Duration
 
-	// Activity reports a backend's open connections and the time of its last
-	// byte, for the idle limit; the proxy provides it. Nil: nobody connects,
-	// so backends go idle max_idle_seconds after they become ready.
-	Activity func(backendID string) (conns int, last time.Time)
+	// Proxy routes requests to this drone's backends; the agent keeps its
+	// route table and reads its connection counts for the idle limit. Nil:
+	// nobody connects, so backends go idle max_idle_seconds after ready.
+	Proxy *proxy.Proxy
 
 	NATS    *nats.Conn
 	Store   *store.Store
@@ -154,6 +155,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	close(a.reconciled)
 	a.log.Info("drone ready", "backends", a.liveCount())
 
+	if a.cfg.Proxy != nil {
+		a.wg.Go(func() { a.fetchConnectKey(a.ctx) })
+	}
 	a.wg.Go(func() { a.heartbeatLoop(a.ctx) })
 	a.wg.Go(func() { a.statsLoop(a.ctx) })
 	<-a.ctx.Done()
@@ -252,6 +256,52 @@ func (a *Agent) handlePull(ctx context.Context, data []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.PullTimeout)
 	defer cancel()
 	return a.cfg.Runtime.EnsureImage(ctx, req.ImageRef, plane.PullAlways)
+}
+
+// fetchConnectKey asks the controller for the key that verifies connect
+// tokens, until it gets it.
+func (a *Agent) fetchConnectKey(ctx context.Context) {
+	backoff := 100 * time.Millisecond
+	for {
+		msg, err := a.cfg.NATS.RequestWithContext(ctx, plane.SubjectConnectKey, nil)
+		if err == nil {
+			var k plane.ConnectKey
+			if k, err = plane.Decode[plane.ConnectKey](msg.Data); err == nil {
+				a.cfg.Proxy.SetKey(k.PublicKey)
+				a.log.Info("connect-token key received")
+				return
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		a.log.Debug("connect-token key not available yet", "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// activity reports a backend's open connections and last activity.
+func (a *Agent) activity(id string) (int, time.Time) {
+	if a.cfg.Proxy == nil {
+		return 0, time.Time{}
+	}
+	return a.cfg.Proxy.Activity(id)
+}
+
+// route tells the proxy where a backend is and whether it is ready.
+func (a *Agent) route(rec *store.Backend) {
+	if a.cfg.Proxy == nil {
+		return
+	}
+	a.cfg.Proxy.SetRoute(proxy.Route{
+		BackendID: rec.Spec.BackendID, Address: rec.Address, Status: rec.Status,
+		Public: rec.Spec.Public, AllowBearer: rec.Spec.AllowBearer,
+	})
 }
 
 // forget drops a backend that reached terminated from the live set.

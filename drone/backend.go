@@ -82,6 +82,7 @@ func (b *backend) emit(ctx context.Context, status plane.BackendStatus, mutate f
 		return
 	}
 	b.a.out.notify()
+	b.a.route(&rec)
 	b.log.Debug("status", "status", status)
 }
 
@@ -319,10 +320,7 @@ const idleCheckInterval = 250 * time.Millisecond
 // idleFor is how long the backend has had no open connection: since its last
 // activity, or since it became ready (or was adopted) when nobody came.
 func (b *backend) idleFor(now time.Time) time.Duration {
-	conns, last := 0, time.Time{}
-	if act := b.a.cfg.Activity; act != nil {
-		conns, last = act(b.id)
-	}
+	conns, last := b.a.activity(b.id)
 	if conns > 0 {
 		return 0
 	}

@@ -46,6 +46,7 @@ func (a *Agent) reconcile(ctx context.Context) error {
 			a.backends[b.id] = b
 			a.mu.Unlock()
 			b.attach(a.ctx)
+			a.route(rec) // route at once: the proxy serves adopted backends before any change
 			a.wg.Go(func() { b.resume(a.ctx, rec.Status) })
 			a.log.Info("adopted running backend", "backend", b.id, "status", rec.Status)
 		default:

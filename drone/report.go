@@ -123,9 +123,7 @@ func (a *Agent) publishStats(ctx context.Context, b *backend) {
 		return
 	}
 	s := plane.BackendStats{BackendID: b.id, Time: time.Now(), CPUPercent: st.CPUPercent, MemoryBytes: st.MemoryBytes, MemoryLimit: st.MemoryLimit}
-	if act := a.cfg.Activity; act != nil {
-		s.Connections, s.LastActivity = act(b.id)
-	}
+	s.Connections, s.LastActivity = a.activity(b.id)
 	data, _ := json.Marshal(s)
 	if err := a.cfg.NATS.Publish(plane.SubjectBackendStats(b.id), data); err != nil {
 		b.log.Warn("publish stats", "err", err)

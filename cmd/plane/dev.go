@@ -43,6 +43,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return usageError{fmt.Sprintf("--proxy %q: %v", dc.ProxyAddr, err)}
 	}
 	cc.BackendURL = "http://{id}." + *domain + ":" + proxyPort + "/"
+	dc.Domain = *domain
 	cc.Logger = log
 
 	// Docker first: without it nothing else is worth starting, and the

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"plane"
 	"plane/drone"
 	"plane/drone/docker"
+	"plane/drone/proxy"
 	"plane/drone/store"
 )
 
@@ -25,7 +27,8 @@ type DroneConfig struct {
 	NATSURL      string
 	NATSCreds    string
 	IP           string
-	ProxyAddr    string
+	ProxyAddr    string // where the HTTP proxy listens (":0" works)
+	Domain       string // backends are at <id>.<Domain>
 	Capacity     int
 	StartTimeout time.Duration
 	StopGrace    time.Duration
@@ -39,6 +42,8 @@ type Drone struct {
 	Runtime *docker.Runtime
 	NC      *nats.Conn
 	Agent   *drone.Agent
+	Proxy   *proxy.Proxy
+	proxyLn net.Listener
 	cancel  context.CancelFunc
 	done    chan error
 }
@@ -71,10 +76,25 @@ func OpenDrone(ctx context.Context, cfg DroneConfig) (d *Drone, err error) {
 	if d.NC, err = connectNATS(cfg.NATSURL, cfg.NATSCreds, "plane-drone-"+cfg.ID); err != nil {
 		return nil, err
 	}
+	st := d.Store
+	d.Proxy = proxy.New(proxy.Config{
+		Domain: cfg.Domain,
+		Logger: cfg.Logger,
+		Lookup: func(id string) (plane.BackendStatus, bool) {
+			rec, err := st.FindBackend(context.Background(), id)
+			if err != nil {
+				return "", false
+			}
+			return rec.Status, true
+		},
+	})
+	if d.proxyLn, err = net.Listen("tcp", cfg.ProxyAddr); err != nil {
+		return nil, fmt.Errorf("proxy: listen on %s: %w", cfg.ProxyAddr, err)
+	}
 	d.Agent, err = drone.New(drone.Config{
-		ID: cfg.ID, Address: cfg.IP, ProxyAddress: cfg.ProxyAddr, Version: Version, Capacity: cfg.Capacity,
+		ID: cfg.ID, Address: cfg.IP, ProxyAddress: d.proxyLn.Addr().String(), Version: Version, Capacity: cfg.Capacity,
 		StartTimeout: cfg.StartTimeout, StopGrace: cfg.StopGrace,
-		NATS: d.NC, Store: d.Store, Runtime: d.Runtime, Logger: cfg.Logger,
+		NATS: d.NC, Store: d.Store, Runtime: d.Runtime, Proxy: d.Proxy, Logger: cfg.Logger,
 	})
 	if err != nil {
 		return nil, err
@@ -83,14 +103,28 @@ func OpenDrone(ctx context.Context, cfg DroneConfig) (d *Drone, err error) {
 	d.cancel = cancel
 	d.done = make(chan error, 1)
 	go func() { d.done <- d.Agent.Run(runCtx) }()
+	go func() {
+		if err := d.Proxy.Serve(d.proxyLn, false); err != nil {
+			cfg.Logger.Error("proxy stopped", "err", err)
+		}
+	}()
+	cfg.Logger.Info("proxy listening", "addr", d.proxyLn.Addr().String(), "domain", cfg.Domain)
 	return d, nil
 }
+
+// ProxyAddr is where the proxy listens.
+func (d *Drone) ProxyAddr() string { return d.proxyLn.Addr().String() }
 
 // Done reports the agent's end (an error if it could not start).
 func (d *Drone) Done() <-chan error { return d.done }
 
 // Close stops the agent; backends keep running for the next start.
 func (d *Drone) Close() {
+	if d.Proxy != nil {
+		_ = d.Proxy.Close()
+	} else if d.proxyLn != nil {
+		d.proxyLn.Close()
+	}
 	if d.cancel != nil {
 		d.cancel()
 		if err := <-d.done; err != nil {
@@ -156,6 +190,7 @@ func droneFlags(fs interface {
 	fs.StringVar(&cfg.ID, "id", "", "drone ID (a DNS label); default: from <data>/drone-id, else the host name")
 	fs.StringVar(&cfg.IP, "ip", "127.0.0.1", "IP address that backend host names resolve to")
 	fs.StringVar(&cfg.ProxyAddr, "proxy", "127.0.0.1:9090", "address of the drone's HTTP proxy")
+	fs.StringVar(&cfg.Domain, "domain", "plane.localhost", "cluster domain: the proxy serves <backend-id>.<domain>")
 	fs.IntVar(&cfg.Capacity, "capacity", 0, "most live backends on this drone; 0 = no limit")
 	fs.DurationVar(&cfg.StartTimeout, "start-timeout", drone.DefaultStartTimeout, "how long a started backend may take to answer HTTP")
 	fs.DurationVar(&cfg.StopGrace, "stop-grace", drone.DefaultStopGrace, "SIGTERM to SIGKILL grace on soft terminate")

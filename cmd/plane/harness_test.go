@@ -109,6 +109,7 @@ func newCluster(t testing.TB, opts clusterOpts) *cluster {
 	if !opts.noDrone {
 		c.drone, err = OpenDrone(ctx, DroneConfig{
 			DataDir: t.TempDir(), ID: c.droneID, NATSURL: ns.ClientURL(), IP: "127.0.0.1",
+			ProxyAddr: "127.0.0.1:0", Domain: "plane.localhost",
 			StartTimeout: opts.startTimeout, StopGrace: 3 * time.Second, Logger: testLogger(t, "drone"),
 		})
 		if err != nil {

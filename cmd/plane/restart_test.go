@@ -20,7 +20,7 @@ type droneProcess struct {
 func startDroneProcess(t *testing.T, c *cluster, dataDir string) *droneProcess {
 	t.Helper()
 	log := &syncBuffer{}
-	cmd := exec.Command(planeBin, "drone", "--data", dataDir, "--id", c.droneID, "--nats-url", c.ns.ClientURL(), "--ip", "127.0.0.1", "--log-level", "debug")
+	cmd := exec.Command(planeBin, "drone", "--data", dataDir, "--id", c.droneID, "--nats-url", c.ns.ClientURL(), "--ip", "127.0.0.1", "--proxy", "127.0.0.1:0", "--log-level", "debug")
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

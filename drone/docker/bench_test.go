@@ -1,16 +1,18 @@
-package docker
+package docker_test
 
 import (
 	"context"
 	"testing"
 	"time"
+
+	"plane/drone/docker/dockertest"
 )
 
 // BenchmarkStart measures Start (create, start, inspect) of a demo backend
 // and, as the metric ms-to-http, Start until its first 200 on /healthz.
 // Removal is not timed.
 func BenchmarkStart(b *testing.B) {
-	r := mustRuntime(b)
+	r := dockertest.Runtime(b)
 	ctx := context.Background()
 	var toHTTP time.Duration
 	for b.Loop() {

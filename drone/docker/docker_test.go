@@ -1,4 +1,4 @@
-package docker
+package docker_test
 
 import (
 	"context"
@@ -16,13 +16,15 @@ import (
 	"github.com/moby/moby/client"
 
 	"plane"
+	"plane/drone/docker"
+	"plane/drone/docker/dockertest"
 )
 
 func TestNew(t *testing.T) {
-	r := mustRuntime(t)
+	r := dockertest.Runtime(t)
 	// The daemon here may be older than the client: the version must have
 	// been negotiated down to one it speaks.
-	ping, err := r.client.Ping(context.Background(), client.PingOptions{})
+	ping, err := docker.EngineClient(r).Ping(context.Background(), client.PingOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +37,7 @@ func TestNew(t *testing.T) {
 func TestNewUnreachable(t *testing.T) {
 	sock := "unix://" + t.TempDir() + "/docker.sock"
 	t.Setenv("DOCKER_HOST", sock)
-	_, err := New(context.Background())
+	_, err := docker.New(context.Background())
 	if err == nil {
 		t.Fatal("New with no daemon: no error")
 	}
@@ -46,16 +48,18 @@ func TestNewUnreachable(t *testing.T) {
 }
 
 func TestEnsureImage(t *testing.T) {
-	r := mustRuntime(t)
+	r := dockertest.Runtime(t)
 	ctx := context.Background()
 	// A present image that can only be pulled from a registry that is not
 	// there (on loopback, so nothing leaves the machine): a pull fails, which
 	// shows whether EnsureImage pulled.
 	unpullable := "127.0.0.1:1/plane-test-" + randHex(4) + ":latest"
-	if _, err := r.client.ImageTag(ctx, client.ImageTagOptions{Source: demoImage, Target: unpullable}); err != nil {
+	if _, err := docker.EngineClient(r).ImageTag(ctx, client.ImageTagOptions{Source: dockertest.DemoImage, Target: unpullable}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { r.client.ImageRemove(context.Background(), unpullable, client.ImageRemoveOptions{}) })
+	t.Cleanup(func() {
+		docker.EngineClient(r).ImageRemove(context.Background(), unpullable, client.ImageRemoveOptions{})
+	})
 	absent := "127.0.0.1:1/plane-absent-" + randHex(4) + ":latest"
 
 	for _, tc := range []struct {
@@ -64,14 +68,14 @@ func TestEnsureImage(t *testing.T) {
 		wantErr string // "" for success
 		code    plane.ErrorCode
 	}{
-		{demoImage, plane.PullNever, "", ""},
-		{demoImage, plane.PullIfNotPresent, "", ""},
+		{dockertest.DemoImage, plane.PullNever, "", ""},
+		{dockertest.DemoImage, plane.PullIfNotPresent, "", ""},
 		{unpullable, plane.PullIfNotPresent, "", ""},
 		{unpullable, plane.PullAlways, `pull image "` + unpullable + `"`, plane.EUNAVAILABLE},
 		{absent, plane.PullNever, `image "` + absent + `" is not present and pull policy is never`, plane.ENOTFOUND},
 		{absent, plane.PullIfNotPresent, `pull image "` + absent + `"`, plane.EUNAVAILABLE},
 		{absent, plane.PullAlways, `pull image "` + absent + `"`, plane.EUNAVAILABLE},
-		{demoImage, "sometimes", `unknown pull policy "sometimes"`, plane.EINVALID},
+		{dockertest.DemoImage, "sometimes", `unknown pull policy "sometimes"`, plane.EINVALID},
 	} {
 		t.Run(string(tc.policy)+"/"+tc.ref, func(t *testing.T) {
 			err := r.EnsureImage(ctx, tc.ref, tc.policy)
@@ -92,13 +96,13 @@ func TestEnsureImage(t *testing.T) {
 }
 
 func TestImages(t *testing.T) {
-	r := mustRuntime(t)
+	r := dockertest.Runtime(t)
 	refs, err := r.Images(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Contains(refs, demoImage) {
-		t.Errorf("Images() = %v, want %s among them", refs, demoImage)
+	if !slices.Contains(refs, dockertest.DemoImage) {
+		t.Errorf("Images() = %v, want %s among them", refs, dockertest.DemoImage)
 	}
 	for _, ref := range refs {
 		if strings.Contains(ref, "<none>") {
@@ -108,11 +112,11 @@ func TestImages(t *testing.T) {
 }
 
 func TestStart(t *testing.T) {
-	r := mustRuntime(t)
+	r := dockertest.Runtime(t)
 	spec := demoSpec(map[string]string{"DEMO_GREETING": "hello world", "DEMO_EMPTY": ""})
 	spec.CPUMillis = 500
 	spec.MemoryMB = 64
-	c := mustStart(t, r, spec)
+	c := dockertest.Start(t, spec)
 
 	host, _, err := net.SplitHostPort(c.Address)
 	if err != nil || host != "127.0.0.1" {
@@ -131,18 +135,18 @@ func TestStart(t *testing.T) {
 		}
 	}
 
-	in, err := r.client.ContainerInspect(context.Background(), c.ID, client.ContainerInspectOptions{})
+	in, err := docker.EngineClient(r).ContainerInspect(context.Background(), c.ID, client.ContainerInspectOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg, hc := in.Container.Config, in.Container.HostConfig
-	if got := cfg.Labels[LabelBackend]; got != spec.BackendID {
-		t.Errorf("label %s = %q, want %q", LabelBackend, got, spec.BackendID)
+	if got := cfg.Labels[docker.LabelBackend]; got != spec.BackendID {
+		t.Errorf("label %s = %q, want %q", docker.LabelBackend, got, spec.BackendID)
 	}
-	if got := cfg.Labels[LabelDrone]; got != testDrone {
-		t.Errorf("label %s = %q, want %q", LabelDrone, got, testDrone)
+	if got := cfg.Labels[docker.LabelDrone]; got != testDrone {
+		t.Errorf("label %s = %q, want %q", docker.LabelDrone, got, testDrone)
 	}
-	if want := "/" + ContainerNamePrefix + spec.BackendID; in.Container.Name != want {
+	if want := "/" + docker.ContainerNamePrefix + spec.BackendID; in.Container.Name != want {
 		t.Errorf("name = %q, want %q", in.Container.Name, want)
 	}
 	if hc.NanoCPUs != 500_000_000 || hc.Memory != 64<<20 {
@@ -156,13 +160,13 @@ func TestStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (ContainerState{ID: c.ID, BackendID: spec.BackendID, Running: true, Address: c.Address}); st != want {
+	if want := (docker.ContainerState{ID: c.ID, BackendID: spec.BackendID, Running: true, Address: c.Address}); st != want {
 		t.Errorf("Inspect = %+v\nwant      %+v", st, want)
 	}
 }
 
 func TestStartErrors(t *testing.T) {
-	r := mustRuntime(t)
+	r := dockertest.Runtime(t)
 	ctx := context.Background()
 
 	t.Run("absent image", func(t *testing.T) {
@@ -183,7 +187,7 @@ func TestStartErrors(t *testing.T) {
 
 	t.Run("name taken", func(t *testing.T) {
 		spec := demoSpec(nil)
-		c := mustStart(t, r, spec)
+		c := dockertest.Start(t, spec)
 		if _, err := r.Start(ctx, spec); err == nil {
 			t.Fatal("second Start of the same backend: no error")
 		}
@@ -194,7 +198,7 @@ func TestStartErrors(t *testing.T) {
 
 	t.Run("exits at once", func(t *testing.T) {
 		// Not a start failure: the container stays for its exit code and logs.
-		c := mustStart(t, r, demoSpec(map[string]string{"DEMO_MODE": "exit", "DEMO_EXIT_CODE": "3"}))
+		c := dockertest.Start(t, demoSpec(map[string]string{"DEMO_MODE": "exit", "DEMO_EXIT_CODE": "3"}))
 		if code, err := r.Wait(ctx, c.ID); err != nil || code != 3 {
 			t.Fatalf("Wait = %d, %v; want 3", code, err)
 		}
@@ -211,11 +215,13 @@ func TestStartErrors(t *testing.T) {
 		// An image whose entrypoint does not exist: create succeeds, start fails.
 		img := "plane-test-noentry:" + randHex(4)
 		build := exec.Command("docker", "build", "-q", "-t", img, "-")
-		build.Stdin = strings.NewReader("FROM " + demoImage + "\nENTRYPOINT [\"/nonexistent\"]\n")
+		build.Stdin = strings.NewReader("FROM " + dockertest.DemoImage + "\nENTRYPOINT [\"/nonexistent\"]\n")
 		if out, err := build.CombinedOutput(); err != nil {
 			t.Fatalf("docker build: %v\n%s", err, out)
 		}
-		t.Cleanup(func() { r.client.ImageRemove(context.Background(), img, client.ImageRemoveOptions{Force: true}) })
+		t.Cleanup(func() {
+			docker.EngineClient(r).ImageRemove(context.Background(), img, client.ImageRemoveOptions{Force: true})
+		})
 		spec := demoSpec(nil)
 		spec.ImageRef = img
 		_, err := r.Start(ctx, spec)
@@ -223,14 +229,14 @@ func TestStartErrors(t *testing.T) {
 			t.Fatal("no error")
 		}
 		t.Logf("error: %v", err)
-		if _, err := r.Inspect(ctx, ContainerNamePrefix+spec.BackendID); !IsNotFound(err) {
+		if _, err := r.Inspect(ctx, docker.ContainerNamePrefix+spec.BackendID); !docker.IsNotFound(err) {
 			t.Errorf("container left behind after a failed start (Inspect err = %v)", err)
 		}
 	})
 }
 
 func TestStop(t *testing.T) {
-	r := mustRuntime(t)
+	r := dockertest.Runtime(t)
 	ctx := context.Background()
 	for _, tc := range []struct {
 		name     string
@@ -246,7 +252,7 @@ func TestStop(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			c := mustStart(t, r, demoSpec(tc.env))
+			c := dockertest.Start(t, demoSpec(tc.env))
 			// Once it answers, its signal handlers are in place.
 			waitHTTP(t, c.Address, "/healthz")
 			start := time.Now()
@@ -270,7 +276,7 @@ func TestStop(t *testing.T) {
 }
 
 func TestStopAbsent(t *testing.T) {
-	r := mustRuntime(t)
+	r := dockertest.Runtime(t)
 	for _, grace := range []time.Duration{0, time.Second} {
 		if err := r.Stop(context.Background(), "plane-absent-"+randHex(6), grace); err != nil {
 			t.Errorf("Stop(absent, %s) = %v", grace, err)
@@ -279,12 +285,12 @@ func TestStopAbsent(t *testing.T) {
 }
 
 func TestWaitExitCodes(t *testing.T) {
-	r := mustRuntime(t)
+	r := dockertest.Runtime(t)
 	ctx := context.Background()
 	for _, code := range []int{0, 3} {
 		t.Run(strconv.Itoa(code), func(t *testing.T) {
 			t.Parallel()
-			c := mustStart(t, r, demoSpec(map[string]string{"DEMO_MODE": "exit", "DEMO_EXIT_CODE": strconv.Itoa(code), "DEMO_EXIT_AFTER_MS": "300"}))
+			c := dockertest.Start(t, demoSpec(map[string]string{"DEMO_MODE": "exit", "DEMO_EXIT_CODE": strconv.Itoa(code), "DEMO_EXIT_AFTER_MS": "300"}))
 			got, err := r.Wait(ctx, c.ID)
 			if err != nil || got != code {
 				t.Fatalf("Wait = %d, %v; want %d", got, err, code)
@@ -307,8 +313,8 @@ func TestWaitExitCodes(t *testing.T) {
 }
 
 func TestWaitCancel(t *testing.T) {
-	r := mustRuntime(t)
-	c := mustStart(t, r, demoSpec(map[string]string{"DEMO_MODE": "hang"}))
+	r := dockertest.Runtime(t)
+	c := dockertest.Start(t, demoSpec(map[string]string{"DEMO_MODE": "hang"}))
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	if _, err := r.Wait(ctx, c.ID); !errors.Is(err, context.DeadlineExceeded) {
@@ -320,10 +326,10 @@ func TestWaitCancel(t *testing.T) {
 type logLine struct{ stream, line string }
 
 func TestLogs(t *testing.T) {
-	r := mustRuntime(t)
+	r := dockertest.Runtime(t)
 	ctx := context.Background()
 	spec := demoSpec(nil)
-	c := mustStart(t, r, spec)
+	c := dockertest.Start(t, spec)
 
 	var mu sync.Mutex
 	var followed []logLine
@@ -379,8 +385,8 @@ func TestLogs(t *testing.T) {
 }
 
 func TestLogsCancel(t *testing.T) {
-	r := mustRuntime(t)
-	c := mustStart(t, r, demoSpec(nil))
+	r := dockertest.Runtime(t)
+	c := dockertest.Start(t, demoSpec(nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Logs(ctx, c.ID, true, func(string, string) {}) }()
@@ -397,7 +403,7 @@ func TestLogsCancel(t *testing.T) {
 }
 
 func TestList(t *testing.T) {
-	r := mustRuntime(t)
+	r := dockertest.Runtime(t)
 	ctx := context.Background()
 	// A drone of its own, so that other tests' containers do not show.
 	drone := "test-list-" + randHex(4)
@@ -408,9 +414,9 @@ func TestList(t *testing.T) {
 	other := demoSpec(nil)
 	other.DroneID = drone + "-other"
 
-	rc := mustStart(t, r, running)
-	ec := mustStart(t, r, exited)
-	mustStart(t, r, other)
+	rc := dockertest.Start(t, running)
+	ec := dockertest.Start(t, exited)
+	dockertest.Start(t, other)
 	if _, err := r.Wait(ctx, ec.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -419,12 +425,12 @@ func TestList(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	slices.SortFunc(got, func(a, b ContainerState) int { return strings.Compare(a.BackendID, b.BackendID) })
-	want := []ContainerState{
+	slices.SortFunc(got, func(a, b docker.ContainerState) int { return strings.Compare(a.BackendID, b.BackendID) })
+	want := []docker.ContainerState{
 		{ID: rc.ID, BackendID: running.BackendID, Running: true, Address: rc.Address},
 		{ID: ec.ID, BackendID: exited.BackendID, ExitCode: 3},
 	}
-	slices.SortFunc(want, func(a, b ContainerState) int { return strings.Compare(a.BackendID, b.BackendID) })
+	slices.SortFunc(want, func(a, b docker.ContainerState) int { return strings.Compare(a.BackendID, b.BackendID) })
 	if len(got) != len(want) {
 		t.Fatalf("List = %+v\nwant   %+v", got, want)
 	}
@@ -444,30 +450,30 @@ func TestList(t *testing.T) {
 }
 
 func TestRemove(t *testing.T) {
-	r := mustRuntime(t)
+	r := dockertest.Runtime(t)
 	ctx := context.Background()
-	c := mustStart(t, r, demoSpec(nil))
+	c := dockertest.Start(t, demoSpec(nil))
 	if err := r.Remove(ctx, c.ID); err != nil {
 		t.Fatal(err)
 	}
 	_, err := r.Inspect(ctx, c.ID)
-	if !IsNotFound(err) {
+	if !docker.IsNotFound(err) {
 		t.Fatalf("Inspect of a removed container: %v, want not found", err)
 	}
 	if err := r.Remove(ctx, c.ID); err != nil {
 		t.Errorf("second Remove: %v", err)
 	}
-	if IsNotFound(errors.New("other")) || IsNotFound(nil) {
+	if docker.IsNotFound(errors.New("other")) || docker.IsNotFound(nil) {
 		t.Error("IsNotFound is true for other errors")
 	}
 }
 
 func TestStats(t *testing.T) {
-	r := mustRuntime(t)
+	r := dockertest.Runtime(t)
 	ctx := context.Background()
 	spec := demoSpec(nil)
 	spec.MemoryMB = 64
-	c := mustStart(t, r, spec)
+	c := dockertest.Start(t, spec)
 	waitHTTP(t, c.Address, "/healthz")
 	for i := range 2 {
 		s, err := r.Stats(ctx, c.ID)
@@ -488,7 +494,7 @@ func TestStats(t *testing.T) {
 	if err := r.Remove(ctx, c.ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Stats(ctx, c.ID); !IsNotFound(err) {
+	if _, err := r.Stats(ctx, c.ID); !docker.IsNotFound(err) {
 		t.Errorf("Stats of a removed container: %v", err)
 	}
 }

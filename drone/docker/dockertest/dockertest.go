@@ -6,17 +6,22 @@ package dockertest
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"plane"
 	"plane/drone/docker"
 )
 
 // DemoImage is the image of testdata/demo.
 const DemoImage = "plane-demo:latest"
+
+// DemoPort is the container port the demo backend listens on (its PORT).
+const DemoPort = 8080
 
 // buildDemo is the Makefile's test-images line, run from the module root.
 const buildDemo = `CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o testdata/demo/demo ./testdata/demo && docker build -q -t plane-demo:latest testdata/demo`
@@ -82,4 +87,31 @@ func RemoveDroneContainers(tb testing.TB, droneID string) {
 			tb.Errorf("remove container %s: %v", c.ID, err)
 		}
 	}
+}
+
+// DemoSpec is the spec of a demo backend of drone droneID, under a fresh
+// backend ID, with the env a drone would give it (PORT, PLANE_BACKEND_ID,
+// PLANE_BACKEND_KEY) and then env, which may override it.
+func DemoSpec(droneID string, env map[string]string) docker.ContainerSpec {
+	id := plane.NewBackendID()
+	e := map[string]string{"PORT": fmt.Sprint(DemoPort), "PLANE_BACKEND_ID": id, "PLANE_BACKEND_KEY": "key-" + id}
+	maps.Copy(e, env)
+	return docker.ContainerSpec{BackendID: id, DroneID: droneID, ImageRef: DemoImage, Port: DemoPort, Env: e}
+}
+
+// Start starts spec on the shared runtime (skipping the test as Runtime
+// does) and removes the container when the test ends.
+func Start(tb testing.TB, spec docker.ContainerSpec) docker.Container {
+	tb.Helper()
+	r := Runtime(tb)
+	c, err := r.Start(context.Background(), spec)
+	if err != nil {
+		tb.Fatalf("Start: %v", err)
+	}
+	tb.Cleanup(func() {
+		if err := r.Remove(context.Background(), c.ID); err != nil {
+			tb.Errorf("cleanup: %v", err)
+		}
+	})
+	return c
 }
