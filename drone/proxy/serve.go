@@ -82,6 +82,7 @@ func (cn *conn) forward(rt *route, r Route, a access) (keep bool, tunnel func())
 	}
 	hasBody := h.chunked || h.contentLength > 0
 	var u *upstream
+	var body chan error // the request body's copy, when it runs beside the response
 	for attempt := 0; ; attempt++ {
 		var reused bool
 		var err error
@@ -91,7 +92,18 @@ func (cn *conn) forward(rt *route, r Route, a access) (keep bool, tunnel func())
 			cn.page(502, r.BackendID, string(r.Status), "the backend refused the connection", hasBody)
 			return !hasBody && !h.connClose, nil
 		}
-		err = cn.sendRequest(u, r.BackendID, a)
+		cn.out = cn.appendRequestHead(cn.out[:0], r.BackendID, a)
+		if hasBody {
+			// The body streams while the response is read: a backend may
+			// answer before the body ends, or echo it as it comes.
+			_, err = u.bw.Write(cn.out)
+			body = make(chan error, 1)
+			go func(u *upstream) { body <- cn.sendBody(u) }(u)
+		} else {
+			if _, err = u.bw.Write(cn.out); err == nil {
+				err = u.bw.Flush()
+			}
+		}
 		if err == nil {
 			err = u.readFinalResponse(cn)
 		}
@@ -99,6 +111,10 @@ func (cn *conn) forward(rt *route, r Route, a access) (keep bool, tunnel func())
 			break
 		}
 		u.conn.Close()
+		if body != nil {
+			_ = cn.c.SetReadDeadline(time.Now()) // unblock the body's copy
+			<-body
+		}
 		// A kept-alive connection the backend closed meanwhile: retry once
 		// on a new one, when nothing of the request body was consumed.
 		if reused && !hasBody && attempt == 0 {
@@ -114,6 +130,9 @@ func (cn *conn) forward(rt *route, r Route, a access) (keep bool, tunnel func())
 
 	resp := cn.resp
 	if resp.status == 101 {
+		if body != nil {
+			<-body
+		}
 		if !h.upgrade {
 			u.conn.Close()
 			cn.page(502, r.BackendID, string(r.Status), "the backend switched protocols unasked", true)
@@ -144,6 +163,21 @@ func (cn *conn) forward(rt *route, r Route, a access) (keep bool, tunnel func())
 	if ferr := cn.bw.Flush(); err == nil {
 		err = ferr
 	}
+	if body != nil {
+		select {
+		case berr := <-body:
+			if berr != nil {
+				err = berr
+			}
+		default:
+			// The backend answered before the request body ended: neither
+			// connection can carry another request.
+			u.conn.Close()
+			_ = cn.c.SetReadDeadline(time.Now())
+			<-body
+			return false, nil
+		}
+	}
 	if err != nil || untilEOF || resp.connClose {
 		u.conn.Close()
 		return false, nil
@@ -159,18 +193,13 @@ type clientError struct{}
 
 func (*clientError) Error() string { return "client connection failed" }
 
-// sendRequest writes the rewritten request head and streams the body.
-func (cn *conn) sendRequest(u *upstream, backendID string, a access) error {
+// sendBody streams the request body after the head already in u.bw.
+func (cn *conn) sendBody(u *upstream) error {
 	h := cn.h
-	cn.out = cn.appendRequestHead(cn.out[:0], backendID, a)
-	if _, err := u.bw.Write(cn.out); err != nil {
-		return err
-	}
 	var err error
-	switch {
-	case h.chunked:
+	if h.chunked {
 		err = copyChunked(u.bw, cn.br)
-	case h.contentLength > 0:
+	} else {
 		err = copyN(u.bw, cn.br, h.contentLength)
 	}
 	if err != nil {
