@@ -74,7 +74,7 @@ func (s *Server) handleSpawn(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	b, spawned, err := s.Spawn(ctx, token(c).ProjectID, req)
+	b, public, spawned, err := s.Spawn(ctx, token(c).ProjectID, req)
 	if err != nil {
 		return err
 	}
@@ -88,33 +88,43 @@ func (s *Server) handleSpawn(c echo.Context) error {
 	if spawned {
 		status = http.StatusCreated
 	}
-	return c.JSON(status, s.backendJSON(b, spawned))
+	out := s.backendJSON(b, spawned)
+	// A backend found by its key may predate a change of its image's
+	// public flag, so it always gets a token: one is harmless where none
+	// is needed, a missing one locks the user out.
+	if !(spawned && public) && b.Status.Live() {
+		if tok, _, ok := s.connectToken(b.ID, req.User); ok {
+			out.URL = s.connectURL(b.ID, tok)
+		}
+	}
+	return c.JSON(status, out)
 }
 
 // Spawn returns the live backend that holds req.Key, or places and starts a
-// new one. spawned reports which.
-func (s *Server) Spawn(ctx context.Context, projectID int64, req plane.SpawnRequest) (b *plane.Backend, spawned bool, err error) {
+// new one. spawned reports which; public reports whether a backend it
+// started needs no connect token.
+func (s *Server) Spawn(ctx context.Context, projectID int64, req plane.SpawnRequest) (b *plane.Backend, public, spawned bool, err error) {
 	img, err := s.Images.FindImage(ctx, projectID, req.Image)
 	if plane.ErrorCodeOf(err) == plane.ENOTFOUND {
-		return nil, false, plane.FieldErrorf("image", "no image named %q in this project: register it first (POST /api/v1/images)", req.Image)
+		return nil, false, false, plane.FieldErrorf("image", "no image named %q in this project: register it first (POST /api/v1/images)", req.Image)
 	} else if err != nil {
-		return nil, false, err
+		return nil, false, false, err
 	}
 	if req.Key != "" {
 		if b, err := s.liveBackendWithKey(ctx, projectID, req.Key); err != nil || b != nil {
-			return b, false, err
+			return b, false, false, err
 		}
 	}
 
 	drone, err := s.pickDrone(ctx)
 	if err != nil {
 		s.metrics.spawns.WithLabelValues("unavailable").Inc()
-		return nil, false, err
+		return nil, false, false, err
 	}
 	b = newBackend(projectID, img, req, drone.ID)
 	b, created, err := s.Backends.CreateBackend(ctx, b)
 	if err != nil || !created {
-		return b, false, err
+		return b, false, false, err
 	}
 	s.metrics.spawns.WithLabelValues("spawned").Inc()
 	s.NotifyBackend(b)
@@ -122,7 +132,7 @@ func (s *Server) Spawn(ctx context.Context, projectID int64, req plane.SpawnRequ
 	spec := plane.SpawnSpec{
 		BackendID: b.ID, Key: b.Key, ImageRef: img.Ref, PullPolicy: img.PullPolicy, Port: img.Port,
 		Env: b.Env, User: b.User, MaxIdleSeconds: b.MaxIdleSeconds, LifetimeSeconds: b.LifetimeSeconds,
-		CPUMillis: b.CPUMillis, MemoryMB: b.MemoryMB,
+		CPUMillis: b.CPUMillis, MemoryMB: b.MemoryMB, Public: img.Public, AllowBearer: img.AllowBearer,
 	}
 	if err := s.Dispatch.Spawn(ctx, drone.ID, spec); err != nil {
 		// Record why, so the backend does not stay scheduled and frees its key.
@@ -132,9 +142,9 @@ func (s *Server) Spawn(ctx context.Context, projectID int64, req plane.SpawnRequ
 			s.Logger.Error("record failed dispatch", "backend", b.ID, "err", aerr)
 		}
 		s.Logger.Warn("dispatch failed", "backend", b.ID, "drone", drone.ID, "err", err)
-		return nil, false, plane.Errorf(plane.EUNAVAILABLE, "%s", msg)
+		return nil, false, false, plane.Errorf(plane.EUNAVAILABLE, "%s", msg)
 	}
-	return b, true, nil
+	return b, img.Public, true, nil
 }
 
 func (s *Server) liveBackendWithKey(ctx context.Context, projectID int64, key string) (*plane.Backend, error) {

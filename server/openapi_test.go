@@ -308,6 +308,8 @@ func TestOpenAPISchemasMatchStructs(t *testing.T) {
 		{"SpawnRequest", plane.SpawnRequest{}, false},
 		{"ImageInput", plane.ImageInput{}, false},
 		{"TerminateRequest", terminateBody{}, false},
+		{"Connect", connectJSON{}, true},
+		{"ConnectRequest", connectBody{}, false},
 	} {
 		t.Run(tc.schema, func(t *testing.T) {
 			sch := obj(t, schemas[tc.schema], tc.schema)

@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -33,6 +34,13 @@ type Config struct {
 	BackendURL func(id string) string
 	// WaitTimeout bounds a spawn with "wait": true (default DefaultWaitTimeout).
 	WaitTimeout time.Duration
+	// ConnectKey signs connect tokens; drones verify them with its public
+	// half. Nil: backend URLs carry no token and the connect endpoint
+	// answers unavailable.
+	ConnectKey ed25519.PrivateKey
+	// ConnectTokenTTL is how long a connect token works (default
+	// plane.DefaultConnectTokenTTL).
+	ConnectTokenTTL time.Duration
 	// Ready reports whether the controller can serve (store and NATS up).
 	Ready  func(ctx context.Context) error
 	Logger *slog.Logger
@@ -55,6 +63,9 @@ type Server struct {
 func New(cfg Config) *Server {
 	if cfg.WaitTimeout <= 0 {
 		cfg.WaitTimeout = DefaultWaitTimeout
+	}
+	if cfg.ConnectTokenTTL <= 0 {
+		cfg.ConnectTokenTTL = plane.DefaultConnectTokenTTL
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -140,6 +151,7 @@ func (s *Server) routes() {
 	api.GET("/backends", s.handleListBackends, rd)
 	api.GET("/backends/:id", s.handleGetBackend, rd)
 	api.POST("/backends/:id/terminate", s.handleTerminate, wr)
+	api.POST("/backends/:id/connect", s.handleConnect, wr)
 	api.GET("/backends/:id/events", s.handleBackendEvents, rd)
 	api.GET("/backends/:id/logs", s.handleBackendLogs, rd)
 }

@@ -30,7 +30,10 @@ type ControllerConfig struct {
 	NATSURL    string // external NATS; empty: embedded, listening on NATSListen
 	NATSCreds  string
 	NATSListen string
-	Logger     *slog.Logger
+	// ConnectTokenTTL is how long a connect URL works (default
+	// plane.DefaultConnectTokenTTL).
+	ConnectTokenTTL time.Duration
+	Logger          *slog.Logger
 }
 
 // Controller is a running controller: store, NATS link, API server.
@@ -74,14 +77,19 @@ func OpenController(ctx context.Context, cfg ControllerConfig) (c *Controller, e
 	if c.NC, err = connectNATS(url, cfg.NATSCreds, "plane-controller"); err != nil {
 		return nil, err
 	}
-	c.Dispatch = &dispatch.Dispatcher{NC: c.NC, Backends: c.DB, Drones: c.DB, Logger: cfg.Logger}
+	// One key signs API tokens and connect tokens; drones fetch its public
+	// half over NATS to verify connect tokens.
+	pub := key.Public().(ed25519.PublicKey)
+	c.Dispatch = &dispatch.Dispatcher{NC: c.NC, Backends: c.DB, Drones: c.DB, ConnectKey: pub, Logger: cfg.Logger}
 	c.Server = server.New(server.Config{
 		Projects: c.DB, Images: c.DB, Backends: c.DB, Drones: c.DB, Tokens: c.DB,
-		Auth:       &auth.Authenticator{Key: key.Public().(ed25519.PublicKey), Tokens: c.DB},
-		Dispatch:   c.Dispatch,
-		BackendURL: func(id string) string { return strings.ReplaceAll(cfg.BackendURL, "{id}", id) },
-		Ready:      c.ready,
-		Logger:     cfg.Logger,
+		Auth:            &auth.Authenticator{Key: pub, Tokens: c.DB},
+		Dispatch:        c.Dispatch,
+		BackendURL:      func(id string) string { return strings.ReplaceAll(cfg.BackendURL, "{id}", id) },
+		ConnectKey:      key,
+		ConnectTokenTTL: cfg.ConnectTokenTTL,
+		Ready:           c.ready,
+		Logger:          cfg.Logger,
 	})
 	c.Dispatch.OnBackend = c.Server.NotifyBackend
 	if err := c.Dispatch.Open(ctx); err != nil {
@@ -152,12 +160,16 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 	controllerFlags(fs, &cfg, "/var/lib/plane")
 	domain := fs.String("domain", "", "cluster domain: backends are at https://<id>.<domain>/ (required)")
 	backendURL := fs.String("backend-url", "", "backend URL pattern with {id}; default https://{id}.<domain>/")
+	fs.DurationVar(&cfg.ConnectTokenTTL, "connect-token-ttl", plane.DefaultConnectTokenTTL, "how long a backend's connect URL works")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *domain == "" && *backendURL == "" {
 		return usageError{"--domain is required"}
+	}
+	if cfg.ConnectTokenTTL <= 0 {
+		return usageError{fmt.Sprintf("--connect-token-ttl %s: must be positive", cfg.ConnectTokenTTL)}
 	}
 	cfg.BackendURL = *backendURL
 	if cfg.BackendURL == "" {

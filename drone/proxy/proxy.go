@@ -4,8 +4,8 @@
 // connections for the idle limit.
 //
 // It speaks HTTP/1.1 itself on both sides (see parse.go) and keeps
-// keep-alive connections to backends; after an upgrade it splices the two
-// connections together and keeps no buffer.
+// keep-alive connections to backends; after an upgrade it pipes the two
+// connections together and keeps no buffer while they are idle.
 package proxy
 
 import (

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"io"
 	"net"
 	"sync"
 	"time"
@@ -231,9 +230,9 @@ func (u *upstream) readFinalResponse(cn *conn) error {
 }
 
 // tunnel returns the function that joins client and backend after a 101:
-// bytes already buffered go first, then both directions are spliced by the
-// kernel. The connection's buffers go back to their pools first, so a held
-// WebSocket costs little more than its two goroutines.
+// bytes already buffered go first, then both directions are piped. The
+// connection's buffers go back to their pools first, so a held WebSocket
+// costs little more than its two goroutines.
 func (cn *conn) tunnel(u *upstream, rt *route) func() {
 	fromClient := buffered(cn.br)
 	fromBackend := buffered(u.br)
@@ -262,10 +261,10 @@ func (cn *conn) tunnel(u *upstream, rt *route) func() {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			_, _ = io.Copy(backend, client)
+			pipe(backend, client)
 			closeBoth()
 		}()
-		_, _ = io.Copy(client, backend)
+		pipe(client, backend)
 		closeBoth()
 		<-done
 	}

@@ -6,6 +6,7 @@ package dispatch
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,6 +31,9 @@ type Dispatcher struct {
 	// RequestTimeout bounds a request to a drone (default 5 s).
 	RequestTimeout time.Duration
 	Now            func() time.Time
+	// ConnectKey verifies connect tokens; drones ask for it on
+	// plane.SubjectConnectKey. Nil: the request goes unanswered.
+	ConnectKey ed25519.PublicKey
 
 	js   jetstream.JetStream
 	cctx jetstream.ConsumeContext
@@ -55,6 +59,9 @@ func (d *Dispatcher) Open(ctx context.Context) error {
 		d.Now = time.Now
 	}
 	d.stats = map[string]plane.BackendStats{}
+	if d.ConnectKey != nil && len(d.ConnectKey) != ed25519.PublicKeySize {
+		return fmt.Errorf("connect key: %d bytes, want %d", len(d.ConnectKey), ed25519.PublicKeySize)
+	}
 	js, err := jetstream.New(d.NC)
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
@@ -79,10 +86,14 @@ func (d *Dispatcher) Open(ctx context.Context) error {
 	}
 	d.cctx = cctx
 
-	for subject, h := range map[string]nats.MsgHandler{
+	handlers := map[string]nats.MsgHandler{
 		plane.SubjectHeartbeat:       d.handleHeartbeat,
 		plane.SubjectBackendStatsAll: d.handleStats,
-	} {
+	}
+	if d.ConnectKey != nil {
+		handlers[plane.SubjectConnectKey] = d.handleConnectKey
+	}
+	for subject, h := range handlers {
 		sub, err := d.NC.Subscribe(subject, h)
 		if err != nil {
 			return fmt.Errorf("subscribe %s: %w", subject, err)
@@ -209,6 +220,21 @@ func (d *Dispatcher) handleHeartbeat(m *nats.Msg) {
 	defer cancel()
 	if err := d.Drones.UpsertDrone(ctx, drone); err != nil {
 		d.Logger.Error("record heartbeat", "drone", hb.DroneID, "err", err)
+	}
+}
+
+// handleConnectKey answers a drone's request for the connect-token key.
+func (d *Dispatcher) handleConnectKey(m *nats.Msg) {
+	if m.Reply == "" {
+		return
+	}
+	data, err := json.Marshal(plane.ConnectKey{PublicKey: d.ConnectKey})
+	if err != nil {
+		d.Logger.Error("encode connect key", "err", err)
+		return
+	}
+	if err := m.Respond(data); err != nil {
+		d.Logger.Warn("answer connect key request", "err", err)
 	}
 }
 

@@ -11,7 +11,7 @@ import (
 
 var _ plane.ImageService = (*DB)(nil)
 
-const imageColumns = `id, project_id, name, ref, port, pull_policy, public, env,
+const imageColumns = `id, project_id, name, ref, port, pull_policy, public, allow_bearer, env,
 	max_idle_seconds, lifetime_seconds, cpu_millis, memory_mb, created_at, updated_at`
 
 // FindImage returns the image of the project named name.
@@ -65,10 +65,10 @@ func (db *DB) CreateImage(ctx context.Context, img *plane.Image) error {
 	created := orNow(img.CreatedAt)
 	var id int64
 	err = db.write.QueryRowContext(ctx, `
-		INSERT INTO images (project_id, name, ref, port, pull_policy, public, env,
+		INSERT INTO images (project_id, name, ref, port, pull_policy, public, allow_bearer, env,
 			max_idle_seconds, lifetime_seconds, cpu_millis, memory_mb, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-		img.ProjectID, img.Name, img.Ref, img.Port, img.PullPolicy, img.Public, env,
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		img.ProjectID, img.Name, img.Ref, img.Port, img.PullPolicy, img.Public, img.AllowBearer, env,
 		img.MaxIdleSeconds, img.LifetimeSeconds, img.CPUMillis, img.MemoryMB, toMS(created), toMS(created),
 	).Scan(&id)
 	switch {
@@ -104,10 +104,10 @@ func (db *DB) UpdateImage(ctx context.Context, projectID int64, name string, in 
 		}
 		img.UpdatedAt = now()
 		_, err = tx.ExecContext(ctx, `
-			UPDATE images SET name = ?, ref = ?, port = ?, pull_policy = ?, public = ?, env = ?,
+			UPDATE images SET name = ?, ref = ?, port = ?, pull_policy = ?, public = ?, allow_bearer = ?, env = ?,
 				max_idle_seconds = ?, lifetime_seconds = ?, cpu_millis = ?, memory_mb = ?, updated_at = ?
 			WHERE id = ?`,
-			img.Name, img.Ref, img.Port, img.PullPolicy, img.Public, env,
+			img.Name, img.Ref, img.Port, img.PullPolicy, img.Public, img.AllowBearer, env,
 			img.MaxIdleSeconds, img.LifetimeSeconds, img.CPUMillis, img.MemoryMB, toMS(img.UpdatedAt), img.ID)
 		if isUnique(err) {
 			return conflict("name", "image %q already exists", img.Name)
@@ -137,7 +137,7 @@ func scanImage(s scanner) (*plane.Image, error) {
 	var img plane.Image
 	var env string
 	var created, updated int64
-	if err := s.Scan(&img.ID, &img.ProjectID, &img.Name, &img.Ref, &img.Port, &img.PullPolicy, &img.Public, &env,
+	if err := s.Scan(&img.ID, &img.ProjectID, &img.Name, &img.Ref, &img.Port, &img.PullPolicy, &img.Public, &img.AllowBearer, &env,
 		&img.MaxIdleSeconds, &img.LifetimeSeconds, &img.CPUMillis, &img.MemoryMB, &created, &updated); err != nil {
 		return nil, err
 	}

@@ -2,10 +2,15 @@ package sqlite_test
 
 import (
 	"context"
+	"database/sql"
+	"path/filepath"
 	"reflect"
 	"testing"
 
+	"github.com/pressly/goose/v3"
+
 	"plane"
+	"plane/migrations"
 	"plane/server/sqlite"
 )
 
@@ -31,7 +36,7 @@ func TestCreateImage(t *testing.T) {
 
 	full := plane.Image{
 		ProjectID: p.ID, Name: "full", Ref: "registry.example.com:5000/team/app:v1", Port: 3000,
-		PullPolicy: plane.PullAlways, Public: true, Env: map[string]string{"A": "1", "B": "two"},
+		PullPolicy: plane.PullAlways, Public: true, AllowBearer: true, Env: map[string]string{"A": "1", "B": "two"},
 		MaxIdleSeconds: 60, LifetimeSeconds: 3600, CPUMillis: 500, MemoryMB: 256,
 		CreatedAt: ms(1_700_000_000_001),
 	}
@@ -114,10 +119,10 @@ func TestUpdateImage(t *testing.T) {
 	}{
 		{
 			name: "some fields",
-			in:   plane.ImageInput{Port: ptr(9000), Env: &map[string]string{"X": "y"}, Public: ptr(true)},
+			in:   plane.ImageInput{Port: ptr(9000), Env: &map[string]string{"X": "y"}, Public: ptr(true), AllowBearer: ptr(true)},
 			check: func(t *testing.T, before, after *plane.Image) {
 				want := *before
-				want.Port, want.Env, want.Public, want.UpdatedAt = 9000, map[string]string{"X": "y"}, true, after.UpdatedAt
+				want.Port, want.Env, want.Public, want.AllowBearer, want.UpdatedAt = 9000, map[string]string{"X": "y"}, true, true, after.UpdatedAt
 				if !reflect.DeepEqual(after, &want) {
 					t.Fatalf("got %+v, want %+v", after, want)
 				}
@@ -190,5 +195,61 @@ func TestDeleteImage(t *testing.T) {
 	wantCode(t, db.DeleteImage(ctx, p.ID, "gone"), plane.ENOTFOUND)
 	if _, err := db.FindImage(ctx, other.ID, "gone"); err != nil {
 		t.Fatalf("other project's image: %v", err)
+	}
+}
+
+// TestImageAllowBearerMigration upgrades a store written before allow_bearer
+// existed: its images keep every field and get allow_bearer false; the
+// migration also rolls back.
+func TestImageAllowBearerMigration(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "plane.db")
+	raw, err := sql.Open("sqlite3", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	p, err := goose.NewProvider(goose.DialectSQLite3, raw, migrations.FS, goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.UpTo(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`INSERT INTO teams (id, name, created_at) VALUES (1, 'old', 0)`,
+		`INSERT INTO projects (id, team_id, name, created_at) VALUES (1, 1, 'old', 0)`,
+		`INSERT INTO images (project_id, name, ref, port, pull_policy, public, created_at, updated_at)
+			VALUES (1, 'legacy', 'legacy:1', 8080, 'never', 1, 0, 0)`,
+	} {
+		if _, err := raw.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+
+	db, err := sqlite.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := db.FindImage(ctx, 1, "legacy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img.AllowBearer || !img.Public || img.Ref != "legacy:1" {
+		t.Fatalf("upgraded image %+v, want public, allow_bearer false", img)
+	}
+	if img, err = db.UpdateImage(ctx, 1, "legacy", plane.ImageInput{AllowBearer: ptr(true)}); err != nil || !img.AllowBearer {
+		t.Fatalf("set allow_bearer: %+v, %v", img, err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := p.DownTo(ctx, 1); err != nil {
+		t.Fatalf("roll back: %v", err)
+	}
+	var name string
+	if err := raw.QueryRowContext(ctx, `SELECT name FROM images`).Scan(&name); err != nil || name != "legacy" {
+		t.Fatalf("after roll back: %q, %v", name, err)
 	}
 }

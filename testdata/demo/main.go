@@ -28,6 +28,7 @@
 //	                     before listening)
 //	DEMO_READY_DELAY_MS  wait this long before listening
 //	DEMO_IGNORE_SIGTERM  "1": ignore SIGTERM (only SIGKILL stops it)
+//	DEMO_QUIET           "1": no log line per request (for benchmarks)
 //
 // Mode hang never listens. SIGTERM and SIGINT end the process at once with
 // code 0 in every mode unless DEMO_IGNORE_SIGTERM=1. Each request is logged as
@@ -117,7 +118,11 @@ func run() int {
 		fmt.Fprintf(os.Stderr, "demo: %v\n", err)
 		return 1
 	}
-	srv := &http.Server{Handler: logRequests(newMux(exit)), ReadHeaderTimeout: 10 * time.Second}
+	var handler http.Handler = newMux(exit)
+	if os.Getenv("DEMO_QUIET") != "1" {
+		handler = logRequests(handler)
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			fmt.Fprintf(os.Stderr, "demo: %v\n", err)
