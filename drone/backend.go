@@ -26,9 +26,10 @@ type backend struct {
 	mu  sync.Mutex
 	rec *store.Backend
 
-	exited   chan int      // the container's exit code, once
-	logsDone chan struct{} // closed when the log follower has forwarded all output
-	since    time.Time     // start of the idle clock: ready, or adoption after a restart
+	exited   chan int           // the container's exit code, once
+	logsDone chan struct{}      // closed when the log follower has forwarded all output
+	since    time.Time          // start of the idle clock: ready, or adoption after a restart
+	usage    plane.BackendStats // last CPU and memory sample
 }
 
 type stopRequest struct {

@@ -83,8 +83,39 @@ func (a *Agent) beat(stopping bool) {
 	}
 }
 
-// statsLoop publishes each ready backend's CPU, memory and connections.
+// statsLoop publishes each ready backend's stats every ActivityInterval:
+// its connections and last activity, fresh from the proxy, and its CPU and
+// memory as last sampled by sampleLoop (Docker's stats call is slow).
 func (a *Agent) statsLoop(ctx context.Context) {
+	a.wg.Go(func() { a.sampleLoop(ctx) })
+	t := time.NewTicker(ActivityInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, b := range a.readyBackends() {
+			b.mu.Lock()
+			s := b.usage
+			b.mu.Unlock()
+			s.BackendID, s.Time = b.id, time.Now()
+			s.Connections, s.LastActivity = a.activity(b.id)
+			data, _ := json.Marshal(s)
+			if err := a.cfg.NATS.Publish(plane.SubjectBackendStats(b.id), data); err != nil {
+				b.log.Warn("publish stats", "err", err)
+			}
+		}
+	}
+}
+
+// ActivityInterval is how often backend stats are published.
+const ActivityInterval = 2 * time.Second
+
+// sampleLoop samples each ready backend's CPU and memory, one after the
+// other, every StatsInterval.
+func (a *Agent) sampleLoop(ctx context.Context) {
 	t := time.NewTicker(a.cfg.StatsInterval)
 	defer t.Stop()
 	for {
@@ -93,41 +124,38 @@ func (a *Agent) statsLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		a.mu.Lock()
-		var ready []*backend
-		for _, b := range a.backends {
+		for _, b := range a.readyBackends() {
 			b.mu.Lock()
-			if b.rec.Status == plane.StatusReady {
-				ready = append(ready, b)
-			}
+			cid := b.rec.ContainerID
 			b.mu.Unlock()
-		}
-		a.mu.Unlock()
-		for _, b := range ready {
-			a.publishStats(ctx, b)
+			sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			st, err := a.cfg.Runtime.Stats(sctx, cid)
+			cancel()
+			if err != nil {
+				if ctx.Err() == nil {
+					b.log.Debug("stats", "err", err)
+				}
+				continue
+			}
+			b.mu.Lock()
+			b.usage.CPUPercent, b.usage.MemoryBytes, b.usage.MemoryLimit = st.CPUPercent, st.MemoryBytes, st.MemoryLimit
+			b.mu.Unlock()
 		}
 	}
 }
 
-func (a *Agent) publishStats(ctx context.Context, b *backend) {
-	b.mu.Lock()
-	cid := b.rec.ContainerID
-	b.mu.Unlock()
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	st, err := a.cfg.Runtime.Stats(ctx, cid)
-	if err != nil {
-		if ctx.Err() == nil {
-			b.log.Debug("stats", "err", err)
+func (a *Agent) readyBackends() []*backend {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var ready []*backend
+	for _, b := range a.backends {
+		b.mu.Lock()
+		if b.rec.Status == plane.StatusReady {
+			ready = append(ready, b)
 		}
-		return
+		b.mu.Unlock()
 	}
-	s := plane.BackendStats{BackendID: b.id, Time: time.Now(), CPUPercent: st.CPUPercent, MemoryBytes: st.MemoryBytes, MemoryLimit: st.MemoryLimit}
-	s.Connections, s.LastActivity = a.activity(b.id)
-	data, _ := json.Marshal(s)
-	if err := a.cfg.NATS.Publish(plane.SubjectBackendStats(b.id), data); err != nil {
-		b.log.Warn("publish stats", "err", err)
-	}
+	return ready
 }
 
 // maxLogLine bounds one forwarded log line; longer lines are cut.

@@ -35,6 +35,12 @@ type backendJSON struct {
 	CPUMillis         int                     `json:"cpu_millis"`
 	MemoryMB          int                     `json:"memory_mb"`
 	CreatedAt         time.Time               `json:"created_at"`
+	// From the drone's latest stats, for live backends.
+	Connections  int        `json:"connections"`
+	LastActivity *time.Time `json:"last_activity"`
+	IdleDeadline *time.Time `json:"idle_deadline"`
+	CPUPercent   float64    `json:"cpu_percent"`
+	MemoryBytes  uint64     `json:"memory_bytes"`
 }
 
 func (s *Server) backendJSON(b *plane.Backend, spawned bool) backendJSON {
@@ -42,13 +48,25 @@ func (s *Server) backendJSON(b *plane.Backend, spawned bool) backendJSON {
 	if hist == nil {
 		hist = []plane.StatusChange{}
 	}
-	return backendJSON{
+	out := backendJSON{
 		ID: b.ID, Key: b.Key, Image: b.Image, Status: b.Status, Spawned: spawned,
 		URL: s.BackendURL(b.ID), Drone: b.DroneID, User: b.User, StatusHistory: hist,
 		TerminationReason: b.TerminationReason, ExitCode: b.ExitCode, Error: b.Error,
 		MaxIdleSeconds: b.MaxIdleSeconds, LifetimeSeconds: b.LifetimeSeconds,
 		CPUMillis: b.CPUMillis, MemoryMB: b.MemoryMB, CreatedAt: b.CreatedAt,
 	}
+	if st, ok := s.Dispatch.Stats(b.ID); ok && b.Status.Live() {
+		out.Connections, out.CPUPercent, out.MemoryBytes = st.Connections, st.CPUPercent, st.MemoryBytes
+		if !st.LastActivity.IsZero() {
+			last := st.LastActivity
+			out.LastActivity = &last
+			if st.Connections == 0 && b.MaxIdleSeconds > 0 {
+				d := last.Add(time.Duration(b.MaxIdleSeconds) * time.Second)
+				out.IdleDeadline = &d
+			}
+		}
+	}
+	return out
 }
 
 // findBackend loads a backend of the token's project; another project's

@@ -131,6 +131,8 @@ type backendOut struct {
 	ExitCode          *int                    `json:"exit_code"`
 	Error             string                  `json:"error"`
 	CreatedAt         time.Time               `json:"created_at"`
+	Connections       int                     `json:"connections"`
+	IdleDeadline      *time.Time              `json:"idle_deadline"`
 }
 
 // envFlags collects repeated --env K=V flags.
@@ -256,6 +258,13 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fmt.Fprintf(stdout, "%s  %s\nimage %s  key %q  drone %s\n%s\n", b.ID, statusText(b), b.Image, b.Key, b.Drone, b.URL)
 	if b.Error != "" {
 		fmt.Fprintf(stdout, "error: %s\n", b.Error)
+	}
+	if b.Status.Live() {
+		fmt.Fprintf(stdout, "connections: %d", b.Connections)
+		if b.IdleDeadline != nil {
+			fmt.Fprintf(stdout, ", stops in %d s when idle", max(0, int(time.Until(*b.IdleDeadline).Seconds())))
+		}
+		fmt.Fprintln(stdout)
 	}
 	for i, h := range b.StatusHistory {
 		d := ""

@@ -348,12 +348,20 @@ func TestIdleAndLifetime(t *testing.T) {
 		ws := c.dialWS(ctx, t, client, b.ID, c.connectToken(b.ID, "", time.Hour))
 		// Hold it 6 s, three times the idle limit, with no traffic.
 		hold := time.NewTimer(6 * time.Second)
+		eventually(t, 5*time.Second, "the API to show the open connection", func() bool {
+			got := c.get(b.ID)
+			return got.Connections == 1 && got.IdleDeadline == nil
+		})
 		<-hold.C
 		if got := c.get(b.ID); got.Status != plane.StatusReady {
 			t.Fatalf("status %s (%s) with an open WebSocket, want ready", got.Status, got.TerminationReason)
 		}
 		ws.Close(websocket.StatusNormalClosure, "")
 		closed := time.Now()
+		eventually(t, 3*time.Second, "the API to show the idle deadline", func() bool {
+			got := c.get(b.ID)
+			return got.Connections == 0 && got.IdleDeadline != nil || got.Status == plane.StatusTerminated
+		})
 		got := c.waitStatus(b.ID, plane.StatusTerminated, 10*time.Second)
 		if got.TerminationReason != plane.ReasonIdle {
 			t.Fatalf("reason %q, want idle", got.TerminationReason)
