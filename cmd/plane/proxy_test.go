@@ -25,8 +25,9 @@ import (
 
 // proxyClient sends every request to the drone's proxy, whatever the URL's
 // host says, and does not follow redirects.
-func (c *cluster) proxyClient() *http.Client {
-	addr := c.drone.ProxyAddr()
+func (c *cluster) proxyClient() *http.Client { return proxyClientTo(c.drone.ProxyAddr()) }
+
+func proxyClientTo(addr string) *http.Client {
 	return &http.Client{
 		Transport: &http.Transport{
 			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"net"
+	"net/http"
 	"os/exec"
 	"syscall"
 	"testing"
@@ -17,10 +19,10 @@ type droneProcess struct {
 	log *syncBuffer
 }
 
-func startDroneProcess(t *testing.T, c *cluster, dataDir string) *droneProcess {
+func startDroneProcess(t *testing.T, c *cluster, dataDir, proxyAddr string) *droneProcess {
 	t.Helper()
 	log := &syncBuffer{}
-	cmd := exec.Command(planeBin, "drone", "--data", dataDir, "--id", c.droneID, "--nats-url", c.ns.ClientURL(), "--ip", "127.0.0.1", "--proxy", "127.0.0.1:0", "--log-level", "debug")
+	cmd := exec.Command(planeBin, "drone", "--data", dataDir, "--id", c.droneID, "--nats-url", c.ns.ClientURL(), "--ip", "127.0.0.1", "--proxy", proxyAddr, "--log-level", "debug")
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -48,7 +50,8 @@ func (p *droneProcess) kill() {
 func TestDroneRestartAdoptsBackends(t *testing.T) {
 	c := newCluster(t, clusterOpts{noDrone: true})
 	data := t.TempDir()
-	p := startDroneProcess(t, c, data)
+	proxyAddr := freeAddr(t)
+	p := startDroneProcess(t, c, data, proxyAddr)
 	c.waitDrone()
 
 	var ids []string
@@ -70,7 +73,28 @@ func TestDroneRestartAdoptsBackends(t *testing.T) {
 	if out, err := exec.Command("docker", "kill", "plane-"+doomed).CombinedOutput(); err != nil {
 		t.Fatalf("docker kill: %v %s", err, out)
 	}
-	startDroneProcess(t, c, data)
+	startDroneProcess(t, c, data, proxyAddr)
+
+	// The proxy routes to adopted backends from local state at once, without
+	// waiting for the controller.
+	client := proxyClientTo(proxyAddr)
+	for _, id := range keep {
+		var status int
+		eventually(t, 10*time.Second, "proxy of the restarted drone", func() bool {
+			req, _ := http.NewRequest(http.MethodGet, "http://"+id+".plane.localhost/healthz", nil)
+			req.Header = tokenCookie(c.connectToken(id, "", time.Hour))
+			resp, err := client.Do(req)
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			status = resp.StatusCode
+			return status != http.StatusServiceUnavailable // 503 only while the key is on its way
+		})
+		if status != http.StatusOK {
+			t.Errorf("GET through the restarted proxy: %d", status)
+		}
+	}
 
 	b := c.waitStatus(doomed, plane.StatusTerminated, 15*time.Second)
 	if b.TerminationReason != plane.ReasonExited || b.ExitCode == nil || *b.ExitCode != 137 {
@@ -96,6 +120,17 @@ func TestDroneRestartAdoptsBackends(t *testing.T) {
 	for _, id := range keep {
 		c.waitStatus(id, plane.StatusTerminated, 10*time.Second)
 	}
+}
+
+// freeAddr returns a loopback address with a port that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
 
 func restartCount(t *testing.T, backendID string) string {
