@@ -50,6 +50,14 @@ func VerifyConnectToken(key ed25519.PublicKey, s string, now time.Time) (Connect
 	if len(key) != ed25519.PublicKeySize || len(s) > MaxConnectTokenLen || !strings.HasPrefix(s, connectTokenPrefix) {
 		return ConnectToken{}, invalid
 	}
+	// Only the characters the format uses: base64 decoding skips CR and LF,
+	// and a token with them inserted must not verify (it ends up in headers).
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return ConnectToken{}, invalid
+		}
+	}
 	dot := strings.LastIndexByte(s, '.')
 	if dot < len(connectTokenPrefix) {
 		return ConnectToken{}, invalid

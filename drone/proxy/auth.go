@@ -93,6 +93,7 @@ func (cn *conn) cleanRequest() bool {
 func (cn *conn) redirect(target []byte, tok string, expires time.Time) {
 	bw := cn.bw
 	closeConn := !cn.cleanRequest()
+	cn.noteUnread(closeConn)
 	bw.WriteString("HTTP/1.1 302 Found\r\nLocation: ")
 	bw.Write(target)
 	bw.WriteString("\r\nSet-Cookie: " + tokenCookie + "=")
@@ -121,12 +122,14 @@ func queryToken(target []byte) (tok string, rest []byte, ok bool) {
 	rest = append([]byte(nil), target[:q]...)
 	sep := byte('?')
 	for _, kv := range bytes.Split(target[q+1:], []byte{'&'}) {
-		if k, v, _ := bytes.Cut(kv, []byte{'='}); string(k) == tokenParam && !ok {
-			t, err := url.QueryUnescape(string(v))
-			if err != nil {
-				return "", nil, false
+		if k, v, _ := bytes.Cut(kv, []byte{'='}); string(k) == tokenParam {
+			if !ok { // the first one counts; every one is dropped
+				t, err := url.QueryUnescape(string(v))
+				if err != nil {
+					return "", nil, false
+				}
+				tok, ok = t, true
 			}
-			tok, ok = t, true
 			continue
 		}
 		if len(kv) == 0 {

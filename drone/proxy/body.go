@@ -145,6 +145,11 @@ func readChunkLine(src *bufio.Reader, buf []byte) ([]byte, error) {
 	if len(buf) < 2 || buf[len(buf)-2] != '\r' {
 		return nil, errBadChunk
 	}
+	for _, c := range buf[:len(buf)-2] {
+		if c < ' ' && c != '\t' || c == 0x7f {
+			return nil, errBadChunk // a bare CR or NUL would be read differently downstream
+		}
+	}
 	return buf, nil
 }
 
@@ -157,6 +162,11 @@ func chunkSize(line []byte) (int64, error) {
 	s = bytes.TrimRight(s, " \t")
 	if len(s) == 0 || len(s) > 15 {
 		return 0, errBadChunk
+	}
+	for _, c := range s {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return 0, errBadChunk
+		}
 	}
 	n, err := strconv.ParseInt(string(s), 16, 64)
 	if err != nil || n < 0 {

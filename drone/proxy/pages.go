@@ -38,6 +38,7 @@ func (cn *conn) page(status int, backend, backendStatus, msg string, closeConn b
 	} else {
 		_ = pageTmpl.Execute(&body, d)
 	}
+	cn.noteUnread(closeConn)
 	bw := cn.bw
 	bw.WriteString("HTTP/1.1 " + strconv.Itoa(status) + " " + http.StatusText(status) + "\r\n")
 	bw.WriteString("Content-Type: " + ctype + "\r\nCache-Control: no-store\r\nContent-Length: ")
@@ -53,6 +54,15 @@ func (cn *conn) page(status int, backend, backendStatus, msg string, closeConn b
 		bw.Write(body.Bytes())
 	}
 	_ = bw.Flush()
+}
+
+// noteUnread marks a connection closed after an answer given without
+// reading the request body: it gets a lingering close, so the client reads
+// the answer rather than a reset.
+func (cn *conn) noteUnread(closeConn bool) {
+	if closeConn && cn.h != nil && (cn.h.chunked || cn.h.contentLength > 0) {
+		cn.unread = true
+	}
 }
 
 func (cn *conn) wantsJSON() bool {

@@ -47,6 +47,7 @@ type head struct {
 	connClose     bool // Connection: close (or HTTP/1.0 without keep-alive)
 	upgrade       bool // Connection: upgrade with an Upgrade header
 	expectCont    bool // Expect: 100-continue
+	connNamed     bool // Connection names other headers (hop-by-hop)
 	host          span
 }
 
@@ -190,7 +191,7 @@ func (h *head) readHeaders(br *bufio.Reader, request bool) error {
 		switch {
 		case equalFold(name, "content-length"):
 			n, err := strconv.ParseInt(string(val), 10, 64)
-			if err != nil || n < 0 || h.contentLength >= 0 && h.contentLength != n {
+			if err != nil || !allDigits(val) || h.contentLength >= 0 && h.contentLength != n {
 				return errMalformed // a smuggling attempt or garbage
 			}
 			h.contentLength = n
@@ -209,6 +210,8 @@ func (h *head) readHeaders(br *bufio.Reader, request bool) error {
 					keepAlive = true
 				case equalFold(tok, "upgrade"):
 					connUpgrade = true
+				case len(tok) > 0:
+					h.connNamed = true // a hop-by-hop header named here must not be forwarded
 				}
 			})
 		case equalFold(name, "upgrade"):
@@ -240,6 +243,28 @@ func (h *head) headerIndex(name string) int {
 		}
 	}
 	return -1
+}
+
+// connectionNames reports whether a Connection header lists name.
+func (h *head) connectionNames(name []byte) bool {
+	found := false
+	for i := range h.headers {
+		if equalFold(h.name(i), "connection") {
+			forEachToken(h.value(i), func(tok []byte) {
+				found = found || bytes.EqualFold(tok, name)
+			})
+		}
+	}
+	return found
+}
+
+func allDigits(b []byte) bool {
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return len(b) > 0
 }
 
 func equalFold(b []byte, s string) bool {

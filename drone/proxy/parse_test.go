@@ -148,7 +148,7 @@ func TestReadRequest(t *testing.T) {
 		// Content-Length.
 		{name: "content-length 0", in: get("Content-Length: 0\r\n"), want: with(func(w *want) { w.hasCL = true })},
 		{name: "content-length leading zeros", in: get("Content-Length: 007\r\n"), want: with(func(w *want) { w.hasCL, w.contentLength = true, 7 })},
-		{name: "content-length large", in: get("Content-Length: 9223372036854775807\r\n"), want: with(func(w *want) { w.hasCL, w.contentLength = true, 1<<63 - 1 })},
+		{name: "content-length large", in: get("Content-Length: 9223372036854775807\r\n"), want: with(func(w *want) { w.hasCL, w.contentLength = true, 1<<63-1 })},
 		{name: "duplicate equal content-length", in: get("Content-Length: 5\r\nContent-Length: 5\r\n"), want: with(func(w *want) { w.hasCL, w.contentLength = true, 5 })},
 		{name: "differing content-length", in: get("Content-Length: 5\r\nContent-Length: 6\r\n"), wantErr: errMalformed},
 		{name: "content-length list", in: get("Content-Length: 5, 6\r\n"), wantErr: errMalformed},

@@ -12,6 +12,7 @@ const maxIdlePerBackend = 256
 
 // upstream is a connection to a backend with its buffers.
 type upstream struct {
+	addr string // the backend address it was dialled to
 	conn net.Conn
 	br   *bufio.Reader
 	bw   *bufio.Writer
@@ -41,7 +42,7 @@ func (p *pool) get(addr string) (u *upstream, reused bool, err error) {
 	if err != nil {
 		return nil, false, err
 	}
-	return &upstream{conn: c, br: bufio.NewReaderSize(c, bufSize), bw: bufio.NewWriterSize(c, bufSize)}, false, nil
+	return &upstream{addr: addr, conn: c, br: bufio.NewReaderSize(c, bufSize), bw: bufio.NewWriterSize(c, bufSize)}, false, nil
 }
 
 // put returns a connection whose last response was read in full.

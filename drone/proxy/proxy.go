@@ -150,6 +150,7 @@ type conn struct {
 	resp   *head
 	ip     string
 	secure bool
+	unread bool   // answered without reading the request body
 	out    []byte // scratch for the rewritten request head
 }
 
@@ -167,7 +168,11 @@ func (p *Proxy) serveConn(nc net.Conn, secure bool) {
 	upgraded := false
 	defer func() {
 		cn.release()
-		if !upgraded {
+		switch {
+		case upgraded:
+		case cn.unread:
+			lingerClose(nc)
+		default:
 			nc.Close()
 		}
 	}()
@@ -209,6 +214,18 @@ func (cn *conn) release() {
 	headPool.Put(cn.h)
 	headPool.Put(cn.resp)
 	cn.br, cn.bw, cn.h, cn.resp = nil, nil, nil, nil
+}
+
+// lingerClose closes a connection whose client may still be sending a body
+// we did not read: closing at once would make the kernel answer with a
+// reset that can destroy the response before the client reads it.
+func lingerClose(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.CloseWrite()
+	}
+	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	_, _ = io.Copy(io.Discard, io.LimitReader(c, 16<<20))
+	c.Close()
 }
 
 func isTimeout(err error) bool {

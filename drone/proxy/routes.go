@@ -110,6 +110,22 @@ func (p *Proxy) Activity(backendID string) (conns int, last time.Time) {
 func (rt *route) begin() { rt.active.Add(1) }
 
 func (rt *route) end() {
-	rt.last.Store(time.Now().UnixNano())
+	rt.touch()
 	rt.active.Add(-1)
+}
+
+// touch records activity now.
+func (rt *route) touch() { rt.last.Store(time.Now().UnixNano()) }
+
+// putUpstream keeps a connection for the next request, unless the backend
+// moved or went away meanwhile.
+func (rt *route) putUpstream(u *upstream) {
+	rt.mu.Lock()
+	ok := rt.r.Address == u.addr && rt.r.Status != plane.StatusTerminated
+	rt.mu.Unlock()
+	if !ok {
+		u.conn.Close()
+		return
+	}
+	rt.pool.put(u)
 }

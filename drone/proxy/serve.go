@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"plane"
@@ -73,7 +74,7 @@ func (p *Proxy) lookup(id string) (plane.BackendStatus, bool) {
 // forward sends the request to the backend and its response to the client.
 func (cn *conn) forward(rt *route, r Route, a access) (keep bool, tunnel func()) {
 	h := cn.h
-	if h.expectCont {
+	if h.expectCont && h.minor == 1 { // never 1xx to an HTTP/1.0 client (RFC 9110 §15.2)
 		// Answer the expectation here, so the body can stream at once.
 		if _, err := cn.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n"); err != nil || cn.bw.Flush() != nil {
 			return false, nil
@@ -81,7 +82,8 @@ func (cn *conn) forward(rt *route, r Route, a access) (keep bool, tunnel func())
 	}
 	hasBody := h.chunked || h.contentLength > 0
 	var u *upstream
-	var body chan error // the request body's copy, when it runs beside the response
+	var body chan error      // the request body's copy, when it runs beside the response
+	var consumed atomic.Bool // the whole body was read from the client
 	for attempt := 0; ; attempt++ {
 		var reused bool
 		var err error
@@ -97,7 +99,8 @@ func (cn *conn) forward(rt *route, r Route, a access) (keep bool, tunnel func())
 			// answer before the body ends, or echo it as it comes.
 			_, err = u.bw.Write(cn.out)
 			body = make(chan error, 1)
-			go func(u *upstream) { body <- cn.sendBody(u) }(u)
+			consumed.Store(false)
+			go func(u *upstream) { body <- cn.sendBody(u, &consumed) }(u)
 		} else {
 			if _, err = u.bw.Write(cn.out); err == nil {
 				err = u.bw.Flush()
@@ -163,12 +166,7 @@ func (cn *conn) forward(rt *route, r Route, a access) (keep bool, tunnel func())
 		err = ferr
 	}
 	if body != nil {
-		select {
-		case berr := <-body:
-			if berr != nil {
-				err = berr
-			}
-		default:
+		if !consumed.Load() {
 			// The backend answered before the request body ended: neither
 			// connection can carry another request.
 			u.conn.Close()
@@ -176,12 +174,19 @@ func (cn *conn) forward(rt *route, r Route, a access) (keep bool, tunnel func())
 			<-body
 			return false, nil
 		}
+		// The body was read in full (the backend answered after it got it,
+		// as a rule); its last bytes may still be on their way out.
+		_ = u.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		if berr := <-body; berr != nil {
+			err = berr
+		}
+		_ = u.conn.SetWriteDeadline(time.Time{})
 	}
 	if err != nil || untilEOF || resp.connClose {
 		u.conn.Close()
 		return false, nil
 	}
-	rt.pool.put(u)
+	rt.putUpstream(u)
 	return keep, nil
 }
 
@@ -192,8 +197,10 @@ type clientError struct{}
 
 func (*clientError) Error() string { return "client connection failed" }
 
-// sendBody streams the request body after the head already in u.bw.
-func (cn *conn) sendBody(u *upstream) error {
+// sendBody streams the request body after the head already in u.bw and
+// sets consumed once it has read all of it. On failure it closes the
+// backend connection, so that a reader waiting for the response wakes up.
+func (cn *conn) sendBody(u *upstream, consumed *atomic.Bool) error {
 	h := cn.h
 	var err error
 	if h.chunked {
@@ -201,10 +208,15 @@ func (cn *conn) sendBody(u *upstream) error {
 	} else {
 		err = copyN(u.bw, cn.br, h.contentLength)
 	}
+	if err == nil {
+		consumed.Store(true)
+		err = u.bw.Flush()
+	}
 	if err != nil {
+		u.conn.Close()
 		return errClient
 	}
-	return u.bw.Flush()
+	return nil
 }
 
 // readFinalResponse reads the backend's response head into cn.resp,
@@ -261,10 +273,10 @@ func (cn *conn) tunnel(u *upstream, rt *route) func() {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			pipe(backend, client)
+			pipe(backend, client, rt.touch)
 			closeBoth()
 		}()
-		pipe(client, backend)
+		pipe(client, backend, rt.touch)
 		closeBoth()
 		<-done
 	}
@@ -296,7 +308,8 @@ func (cn *conn) appendRequestHead(b []byte, backendID string, a access) []byte {
 		case hasPrefixFold(name, "x-plane-"), hasPrefixFold(name, "x-forwarded-"),
 			equalFold(name, "connection"), equalFold(name, "keep-alive"), equalFold(name, "proxy-connection"),
 			h.expectCont && equalFold(name, "expect"),
-			a.stripBearer && equalFold(name, "authorization"):
+			a.stripBearer && equalFold(name, "authorization"),
+			h.connNamed && h.connectionNames(name):
 			continue
 		case a.cookieToken && equalFold(name, "cookie"):
 			if v := stripTokenCookie(h.value(i)); len(v) > 0 {

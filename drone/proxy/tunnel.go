@@ -18,7 +18,9 @@ var tunnelBufs = sync.Pool{New: func() any { b := make([]byte, tunnelBuf); retur
 // tunnel keeps: waiting through the runtime poller without a buffer (rather
 // than io.Copy's buffer, or splice's pipe of two descriptors per direction)
 // leaves each direction with a parked goroutine and nothing else.
-func pipe(dst, src net.Conn) {
+//
+// touch is called after each read, to keep the backend's last activity current.
+func pipe(dst, src net.Conn, touch func()) {
 	tc, ok := src.(*net.TCPConn)
 	var rc syscall.RawConn
 	var err error
@@ -28,7 +30,7 @@ func pipe(dst, src net.Conn) {
 	if !ok || err != nil {
 		bp := tunnelBufs.Get().(*[]byte)
 		defer tunnelBufs.Put(bp)
-		_, _ = io.CopyBuffer(writerOnly{dst}, readerOnly{src}, *bp)
+		_, _ = io.CopyBuffer(writerOnly{dst}, readerOnly{touching{src, touch}}, *bp)
 		return
 	}
 	for {
@@ -47,6 +49,7 @@ func pipe(dst, src net.Conn) {
 					done = true
 					return true
 				}
+				touch()
 				if _, err := dst.Write((*bp)[:n]); err != nil {
 					done = true
 				}
@@ -64,3 +67,16 @@ func pipe(dst, src net.Conn) {
 type readerOnly struct{ io.Reader }
 
 type writerOnly struct{ io.Writer }
+
+type touching struct {
+	r     io.Reader
+	touch func()
+}
+
+func (t touching) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if n > 0 {
+		t.touch()
+	}
+	return n, err
+}
