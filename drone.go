@@ -29,6 +29,8 @@ type Drone struct {
 	CPUPercent      float64     `json:"cpu_percent"`
 	MemoryBytes     uint64      `json:"memory_bytes"`
 	Images          []string    `json:"images"`
+	CertNotAfter    *time.Time  `json:"cert_not_after"` // the HTTPS certificate's expiry; nil: none yet
+	CertError       string      `json:"cert_error"`     // the last failed certificate order, if any
 	LastHeartbeat   time.Time   `json:"last_heartbeat"`
 	CreatedAt       time.Time   `json:"created_at"`
 }

@@ -170,19 +170,23 @@ func (r Reply) Err() error {
 
 // Heartbeat is published by every drone on SubjectHeartbeat.
 type Heartbeat struct {
-	ProtocolVersion int       `json:"protocol_version"`
-	DroneID         string    `json:"drone_id"`
-	Address         string    `json:"address"`
-	ProxyAddress    string    `json:"proxy_address"`
-	Version         string    `json:"version"`
-	Draining        bool      `json:"draining"`
-	Stopping        bool      `json:"stopping,omitempty"` // last beat of a drone shutting down
-	Capacity        int       `json:"capacity"`
-	CPUPercent      float64   `json:"cpu_percent"`
-	MemoryBytes     uint64    `json:"memory_bytes"`
-	LiveBackends    []string  `json:"live_backends"`
-	Images          []string  `json:"images"`
-	Time            time.Time `json:"time"`
+	ProtocolVersion int      `json:"protocol_version"`
+	DroneID         string   `json:"drone_id"`
+	Address         string   `json:"address"`
+	ProxyAddress    string   `json:"proxy_address"`
+	Version         string   `json:"version"`
+	Draining        bool     `json:"draining"`
+	Stopping        bool     `json:"stopping,omitempty"` // last beat of a drone shutting down
+	Capacity        int      `json:"capacity"`
+	CPUPercent      float64  `json:"cpu_percent"`
+	MemoryBytes     uint64   `json:"memory_bytes"`
+	LiveBackends    []string `json:"live_backends"`
+	Images          []string `json:"images"`
+	// HTTPS: the expiry of the certificate the drone serves (nil: none)
+	// and the last certificate error, for drone health.
+	CertNotAfter *time.Time `json:"cert_not_after,omitempty"`
+	CertError    string     `json:"cert_error,omitempty"`
+	Time         time.Time  `json:"time"`
 }
 
 // Validate checks a heartbeat received from the network.
