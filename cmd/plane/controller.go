@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +19,7 @@ import (
 
 	"plane"
 	"plane/auth"
+	"plane/dns"
 	"plane/server"
 	"plane/server/dispatch"
 	"plane/server/sqlite"
@@ -33,7 +36,12 @@ type ControllerConfig struct {
 	// ConnectTokenTTL is how long a connect URL works (default
 	// plane.DefaultConnectTokenTTL).
 	ConnectTokenTTL time.Duration
-	Logger          *slog.Logger
+	// DNS: the authoritative server for Domain, when DNSAddr is set.
+	DNSAddr string
+	Domain  string
+	DNSNS   []string // name servers of the zone; default ns.<Domain>
+	DNSIP   string   // the controller's address: apex A and glue for in-zone name servers
+	Logger  *slog.Logger
 }
 
 // Controller is a running controller: store, NATS link, API server.
@@ -44,6 +52,7 @@ type Controller struct {
 	NC       *nats.Conn
 	Dispatch *dispatch.Dispatcher
 	Server   *server.Server
+	DNS      *dns.Server
 }
 
 // OpenController starts a controller; Close stops it.
@@ -95,6 +104,12 @@ func OpenController(ctx context.Context, cfg ControllerConfig) (c *Controller, e
 	if err := c.Dispatch.Open(ctx); err != nil {
 		return nil, err
 	}
+	if cfg.DNSAddr != "" {
+		if c.DNS, err = openDNS(cfg, dnsSource{db: c.DB, disp: c.Dispatch}); err != nil {
+			return nil, err
+		}
+		cfg.Logger.Info("dns listening", "addr", c.DNS.Addr(), "zone", cfg.Domain)
+	}
 	if err := c.Server.Open(cfg.HTTPAddr); err != nil {
 		return nil, err
 	}
@@ -118,6 +133,9 @@ func (c *Controller) Close() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = c.Server.Close(ctx)
 		cancel()
+	}
+	if c.DNS != nil {
+		_ = c.DNS.Close()
 	}
 	if c.Dispatch != nil {
 		c.Dispatch.Close()
@@ -144,6 +162,44 @@ func (c *Controller) EnsureProject(ctx context.Context, name string) (*plane.Pro
 	return p, err
 }
 
+// openDNS starts the zone's authoritative server.
+func openDNS(cfg ControllerConfig, src dns.Source) (*dns.Server, error) {
+	ip, err := netip.ParseAddr(cfg.DNSIP)
+	if err != nil {
+		return nil, usageError{fmt.Sprintf("--dns-ip %q: %v", cfg.DNSIP, err)}
+	}
+	ns := cfg.DNSNS
+	if len(ns) == 0 {
+		ns = []string{"ns." + cfg.Domain}
+	}
+	nsAddrs := map[string][]netip.Addr{}
+	for _, n := range ns {
+		nsAddrs[n] = []netip.Addr{ip}
+	}
+	s, err := dns.New(dns.Config{Zone: cfg.Domain, NS: ns, NSAddrs: nsAddrs, Apex: []netip.Addr{ip}, Logger: cfg.Logger}, src)
+	if err != nil {
+		return nil, fmt.Errorf("dns: %w", err)
+	}
+	if err := s.Open(cfg.DNSAddr); err != nil {
+		return nil, fmt.Errorf("dns: %w", err)
+	}
+	return s, nil
+}
+
+// nsFlag collects a comma-separated list.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error {
+	*l = nil
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l = append(*l, s)
+		}
+	}
+	return nil
+}
+
 func controllerFlags(fs interface {
 	StringVar(*string, string, string, string)
 }, cfg *ControllerConfig, dataDefault string) {
@@ -154,18 +210,26 @@ func controllerFlags(fs interface {
 	fs.StringVar(&cfg.NATSListen, "nats-listen", "127.0.0.1:4222", "where the embedded NATS server listens")
 }
 
+// dnsFlags adds the DNS server's flags.
+func dnsFlags(fs *flag.FlagSet, cfg *ControllerConfig, addrDefault string) {
+	fs.StringVar(&cfg.DNSAddr, "dns", addrDefault, "address of the zone's authoritative DNS server (UDP and TCP); empty: none")
+	fs.Var((*listFlag)(&cfg.DNSNS), "dns-ns", "comma-separated name servers of the zone (default ns.<domain>)")
+	fs.StringVar(&cfg.DNSIP, "dns-ip", "127.0.0.1", "this controller's public IP: the zone apex and in-zone name servers resolve to it")
+}
+
 func runController(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var cfg ControllerConfig
 	fs := newFlagSet("controller", "Run the controller: API, scheduler, store. Drones reach it through NATS.", stderr)
 	controllerFlags(fs, &cfg, "/var/lib/plane")
-	domain := fs.String("domain", "", "cluster domain: backends are at https://<id>.<domain>/ (required)")
+	fs.StringVar(&cfg.Domain, "domain", "", "cluster domain: backends are at https://<id>.<domain>/ (required)")
+	dnsFlags(fs, &cfg, "")
 	backendURL := fs.String("backend-url", "", "backend URL pattern with {id}; default https://{id}.<domain>/")
 	fs.DurationVar(&cfg.ConnectTokenTTL, "connect-token-ttl", plane.DefaultConnectTokenTTL, "how long a backend's connect URL works")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *domain == "" && *backendURL == "" {
+	if cfg.Domain == "" {
 		return usageError{"--domain is required"}
 	}
 	if cfg.ConnectTokenTTL <= 0 {
@@ -173,7 +237,7 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	cfg.BackendURL = *backendURL
 	if cfg.BackendURL == "" {
-		cfg.BackendURL = "https://{id}." + *domain + "/"
+		cfg.BackendURL = "https://{id}." + cfg.Domain + "/"
 	}
 	log, err := newLogger(stderr, *logLevel)
 	if err != nil {

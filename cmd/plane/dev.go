@@ -26,7 +26,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&cc.HTTPAddr, "http", "127.0.0.1:8080", "address of the API and dashboard")
 	fs.StringVar(&cc.NATSListen, "nats-listen", "127.0.0.1:0", "where the embedded NATS server listens (port 0: any free port)")
 	fs.StringVar(&dc.ProxyAddr, "proxy", "127.0.0.1:9090", "address of the drone's HTTP proxy")
-	domain := fs.String("domain", "plane.localhost", "backends are at http://<id>.<domain>:<proxy port>/")
+	fs.StringVar(&cc.Domain, "domain", "plane.localhost", "backends are at http://<id>.<domain>:<proxy port>/")
+	domain := &cc.Domain
+	dnsFlags(fs, &cc, "127.0.0.1:8053")
 	fs.DurationVar(&dc.StartTimeout, "start-timeout", 0, "how long a started backend may take to answer HTTP (default 30s)")
 	var images imageFlags
 	fs.Var(&images, "image", "register image NAME=REF in project default when absent (repeatable)")

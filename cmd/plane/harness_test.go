@@ -91,6 +91,9 @@ func newCluster(t testing.TB, opts clusterOpts) *cluster {
 		HTTPAddr:   "127.0.0.1:0",
 		BackendURL: "http://{id}.plane.localhost:9090/",
 		NATSURL:    ns.ClientURL(),
+		DNSAddr:    "127.0.0.1:0",
+		Domain:     "plane.localhost",
+		DNSIP:      "127.0.0.1",
 		Logger:     testLogger(t, "controller"),
 	}
 	c.startController()

@@ -43,6 +43,8 @@ type Dispatcher struct {
 
 	mu    sync.Mutex
 	stats map[string]plane.BackendStats
+
+	acme acmeState
 }
 
 // Open creates the streams and the durable consumer, and starts consuming
@@ -93,6 +95,7 @@ func (d *Dispatcher) Open(ctx context.Context) error {
 	if d.ConnectKey != nil {
 		handlers[plane.SubjectConnectKey] = d.handleConnectKey
 	}
+	d.acmeHandlers(handlers)
 	for subject, h := range handlers {
 		sub, err := d.NC.Subscribe(subject, h)
 		if err != nil {
@@ -147,6 +150,12 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream) error {
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
 			return fmt.Errorf("create stream %s: %w", cfg.Name, err)
 		}
+	}
+	// The cluster certificate travels to every drone through this bucket.
+	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: plane.CertBucket, History: 1, Storage: jetstream.FileStorage,
+	}); err != nil {
+		return fmt.Errorf("create bucket %s: %w", plane.CertBucket, err)
 	}
 	return nil
 }
@@ -225,17 +234,7 @@ func (d *Dispatcher) handleHeartbeat(m *nats.Msg) {
 
 // handleConnectKey answers a drone's request for the connect-token key.
 func (d *Dispatcher) handleConnectKey(m *nats.Msg) {
-	if m.Reply == "" {
-		return
-	}
-	data, err := json.Marshal(plane.ConnectKey{PublicKey: d.ConnectKey})
-	if err != nil {
-		d.Logger.Error("encode connect key", "err", err)
-		return
-	}
-	if err := m.Respond(data); err != nil {
-		d.Logger.Warn("answer connect key request", "err", err)
-	}
+	d.respond(m, plane.ConnectKey{PublicKey: d.ConnectKey})
 }
 
 func (d *Dispatcher) handleStats(m *nats.Msg) {
