@@ -11,6 +11,7 @@ package proxy
 import (
 	"bufio"
 	"crypto/ed25519"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -34,7 +35,10 @@ type Config struct {
 	WaitReady time.Duration
 	// IdleTimeout closes client connections idle between requests.
 	IdleTimeout time.Duration
-	Logger      *slog.Logger
+	// HTTPSPort, when set, makes plain HTTP redirect to HTTPS on this port
+	// once a certificate exists.
+	HTTPSPort int
+	Logger    *slog.Logger
 }
 
 const (
@@ -50,6 +54,7 @@ type Proxy struct {
 	suffix string // "." + domain, lowercase
 
 	key    atomic.Pointer[ed25519.PublicKey]
+	cert   atomic.Pointer[tls.Certificate]
 	tokens tokenCache
 
 	mu     sync.RWMutex
@@ -162,8 +167,8 @@ func (p *Proxy) serveConn(nc net.Conn, secure bool) {
 	cn.bw.Reset(nc)
 	cn.h = headPool.Get().(*head)
 	cn.resp = headPool.Get().(*head)
-	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
-		cn.ip = a.IP.String()
+	if host, _, err := net.SplitHostPort(nc.RemoteAddr().String()); err == nil {
+		cn.ip = host // also behind tls.Conn, which hides the *net.TCPAddr
 	}
 	upgraded := false
 	defer func() {

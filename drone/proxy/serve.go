@@ -22,6 +22,9 @@ func (cn *conn) serve() (keep bool, tunnel func()) {
 		cn.page(400, "", "", "the request has no Host header", true)
 		return false, nil
 	}
+	if cn.redirectToHTTPS() {
+		return clean, nil
+	}
 	id, ok := p.backendID(h.bytes(h.host))
 	if !ok {
 		cn.page(404, "", "", "no backend is served at "+h.str(h.host), !clean)
