@@ -27,7 +27,22 @@ test-go:
 generate:
 	@echo "nothing to generate yet"
 
+# BenchmarkProxy compares the drone proxy with nginx under wrk: when wrk or
+# /usr/sbin/nginx is missing, bench installs them (apt-get install -y wrk
+# nginx-light) if it runs as root with apt-get, and otherwise stops and says
+# what to install.
 bench: build test-images
+	@missing=""; \
+	command -v wrk >/dev/null || missing="$$missing wrk"; \
+	test -x /usr/sbin/nginx || missing="$$missing nginx-light"; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "bench: installing$$missing"; \
+			apt-get install -y --no-install-recommends $$missing || { echo "bench: apt-get install$$missing failed (apt-get update first?)" >&2; exit 1; }; \
+		else \
+			echo "bench: missing$$missing; install with: sudo apt-get install$$missing" >&2; exit 1; \
+		fi; \
+	fi
 	PLANE_BENCH_DOC=$(CURDIR)/docs/benchmarks.md $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./cmd/plane/
 
 fmt:

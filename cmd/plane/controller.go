@@ -205,7 +205,7 @@ func controllerFlags(fs interface {
 }, cfg *ControllerConfig, dataDefault string) {
 	fs.StringVar(&cfg.DataDir, "data", dataDefault, "data folder: sqlite store, signing key, embedded NATS store")
 	fs.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8080", "address of the API and dashboard")
-	fs.StringVar(&cfg.NATSURL, "nats-url", "", "external NATS server URL; empty runs an embedded one")
+	fs.StringVar(&cfg.NATSURL, "nats", "", "external NATS server URL; empty runs an embedded one")
 	fs.StringVar(&cfg.NATSCreds, "nats-creds", "", "NATS credentials file")
 	fs.StringVar(&cfg.NATSListen, "nats-listen", "127.0.0.1:4222", "where the embedded NATS server listens")
 }

@@ -200,7 +200,7 @@ func runDrone(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var cfg DroneConfig
 	fs := newFlagSet("drone", "Run a drone: start backends in Docker on this machine, as the controller asks over NATS.", stderr)
 	fs.StringVar(&cfg.DataDir, "data", "/var/lib/plane-drone", "data folder: the drone's sqlite state")
-	fs.StringVar(&cfg.NATSURL, "nats-url", nats.DefaultURL, "NATS server URL")
+	fs.StringVar(&cfg.NATSURL, "nats", nats.DefaultURL, "NATS server URL")
 	fs.StringVar(&cfg.NATSCreds, "nats-creds", "", "NATS credentials file")
 	droneFlags(fs, &cfg)
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")

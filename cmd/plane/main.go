@@ -97,7 +97,7 @@ func usage(w io.Writer) {
 	for _, n := range names {
 		fmt.Fprintf(w, "  %-11s %s\n", n, commands[n].summary)
 	}
-	fmt.Fprintln(w, "\nEvery flag has an environment twin: --nats-url is PLANE_NATS_URL.")
+	fmt.Fprintln(w, "\nEvery flag has an environment twin: --nats is PLANE_NATS.")
 }
 
 // newFlagSet returns a flag set whose usage lists each flag's environment twin.
@@ -117,7 +117,7 @@ func newFlagSet(name, synopsis string, out io.Writer) *flag.FlagSet {
 	return fs
 }
 
-// envName is a flag's environment twin: --nats-url → PLANE_NATS_URL.
+// envName is a flag's environment twin: --nats → PLANE_NATS.
 func envName(flagName string) string {
 	return "PLANE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }

@@ -22,7 +22,7 @@ type droneProcess struct {
 func startDroneProcess(t *testing.T, c *cluster, dataDir, proxyAddr string) *droneProcess {
 	t.Helper()
 	log := &syncBuffer{}
-	cmd := exec.Command(planeBin, "drone", "--data", dataDir, "--id", c.droneID, "--nats-url", c.ns.ClientURL(), "--ip", "127.0.0.1", "--proxy", proxyAddr, "--log-level", "debug")
+	cmd := exec.Command(planeBin, "drone", "--data", dataDir, "--id", c.droneID, "--nats", c.ns.ClientURL(), "--ip", "127.0.0.1", "--proxy", proxyAddr, "--log-level", "debug")
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
