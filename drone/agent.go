@@ -55,6 +55,9 @@ type Config struct {
 	// route table and reads its connection counts for the idle limit. Nil:
 	// nobody connects, so backends go idle max_idle_seconds after ready.
 	Proxy *proxy.Proxy
+	// CertStatus reports the HTTPS certificate's expiry (nil: none) and the
+	// last certificate error, for heartbeats. Nil: the drone serves no HTTPS.
+	CertStatus func() (notAfter *time.Time, lastErr string)
 
 	NATS    *nats.Conn
 	Store   *store.Store

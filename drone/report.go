@@ -70,6 +70,9 @@ func (a *Agent) beat(stopping bool) {
 	}
 	a.mu.Unlock()
 	hb.CPUPercent, hb.MemoryBytes = hostLoad()
+	if a.cfg.CertStatus != nil {
+		hb.CertNotAfter, hb.CertError = a.cfg.CertStatus()
+	}
 	data, err := json.Marshal(hb)
 	if err != nil {
 		a.log.Error("encode heartbeat", "err", err)

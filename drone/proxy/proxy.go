@@ -35,10 +35,7 @@ type Config struct {
 	WaitReady time.Duration
 	// IdleTimeout closes client connections idle between requests.
 	IdleTimeout time.Duration
-	// HTTPSPort, when set, makes plain HTTP redirect to HTTPS on this port
-	// once a certificate exists.
-	HTTPSPort int
-	Logger    *slog.Logger
+	Logger      *slog.Logger
 }
 
 const (
@@ -53,9 +50,10 @@ type Proxy struct {
 	log    *slog.Logger
 	suffix string // "." + domain, lowercase
 
-	key    atomic.Pointer[ed25519.PublicKey]
-	cert   atomic.Pointer[tls.Certificate]
-	tokens tokenCache
+	key       atomic.Pointer[ed25519.PublicKey]
+	cert      atomic.Pointer[tls.Certificate]
+	httpsPort atomic.Int64
+	tokens    tokenCache
 
 	mu     sync.RWMutex
 	routes map[string]*route

@@ -12,6 +12,10 @@ import (
 // nothing.
 func (p *Proxy) SetCertificate(c *tls.Certificate) { p.cert.Store(c) }
 
+// SetHTTPSPort makes plain HTTP redirect to HTTPS on port once a
+// certificate exists (0: never).
+func (p *Proxy) SetHTTPSPort(port int) { p.httpsPort.Store(int64(port)) }
+
 // Certificate returns the certificate served over HTTPS, nil until one exists.
 func (p *Proxy) Certificate() *tls.Certificate { return p.cert.Load() }
 
@@ -36,7 +40,8 @@ func (p *Proxy) ServeTLS(ln net.Listener) error {
 // URL over HTTPS, once there is a certificate to serve it with.
 func (cn *conn) redirectToHTTPS() bool {
 	p := cn.p
-	if cn.secure || p.cfg.HTTPSPort == 0 || p.cert.Load() == nil {
+	port := int(p.httpsPort.Load())
+	if cn.secure || port == 0 || p.cert.Load() == nil {
 		return false
 	}
 	h := cn.h
@@ -45,8 +50,8 @@ func (cn *conn) redirectToHTTPS() bool {
 		host = host[:i]
 	}
 	loc := "https://" + string(host)
-	if p.cfg.HTTPSPort != 443 {
-		loc += ":" + strconv.Itoa(p.cfg.HTTPSPort)
+	if port != 443 {
+		loc += ":" + strconv.Itoa(port)
 	}
 	loc += h.str(h.target)
 	closeConn := !cn.cleanRequest()

@@ -223,6 +223,8 @@ func (d *Dispatcher) handleHeartbeat(m *nats.Msg) {
 		CPUPercent:      hb.CPUPercent,
 		MemoryBytes:     hb.MemoryBytes,
 		Images:          hb.Images,
+		CertNotAfter:    hb.CertNotAfter,
+		CertError:       hb.CertError,
 		LastHeartbeat:   d.Now(), // our clock, not the drone's: staleness is judged here
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
