@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,6 +18,7 @@ import (
 
 	"plane"
 	"plane/drone"
+	"plane/drone/cert"
 	"plane/drone/docker"
 	"plane/drone/proxy"
 	"plane/drone/store"
@@ -29,10 +33,22 @@ type DroneConfig struct {
 	IP           string
 	ProxyAddr    string // where the HTTP proxy listens (":0" works)
 	Domain       string // backends are at <id>.<Domain>
+	HTTPSAddr    string // where the HTTPS proxy listens; empty: no HTTPS
+	ACME         ACMEConfig
 	Capacity     int
 	StartTimeout time.Duration
 	StopGrace    time.Duration
 	Logger       *slog.Logger
+}
+
+// ACMEConfig configures the drone's certificate orders; no Directory, no orders.
+type ACMEConfig struct {
+	Directory string
+	Email     string
+	EABKeyID  string
+	EABHMAC   string
+	CARoots   string   // PEM file of extra roots for the ACME server's HTTPS (tests, private CAs)
+	Resolvers []string // DNS servers for propagation checks (host:port)
 }
 
 // Drone is a running drone process: store, runtime, NATS link and agent.
@@ -43,7 +59,9 @@ type Drone struct {
 	NC      *nats.Conn
 	Agent   *drone.Agent
 	Proxy   *proxy.Proxy
+	Cert    *cert.Manager
 	proxyLn net.Listener
+	httpsLn net.Listener
 	cancel  context.CancelFunc
 	done    chan error
 }
@@ -91,10 +109,16 @@ func OpenDrone(ctx context.Context, cfg DroneConfig) (d *Drone, err error) {
 	if d.proxyLn, err = net.Listen("tcp", cfg.ProxyAddr); err != nil {
 		return nil, fmt.Errorf("proxy: listen on %s: %w", cfg.ProxyAddr, err)
 	}
+	var certStatus func() (*time.Time, string)
+	if cfg.HTTPSAddr != "" {
+		if certStatus, err = d.openHTTPS(cfg); err != nil {
+			return nil, err
+		}
+	}
 	d.Agent, err = drone.New(drone.Config{
 		ID: cfg.ID, Address: cfg.IP, ProxyAddress: d.proxyLn.Addr().String(), Version: Version, Capacity: cfg.Capacity,
 		StartTimeout: cfg.StartTimeout, StopGrace: cfg.StopGrace,
-		NATS: d.NC, Store: d.Store, Runtime: d.Runtime, Proxy: d.Proxy, Logger: cfg.Logger,
+		NATS: d.NC, Store: d.Store, Runtime: d.Runtime, Proxy: d.Proxy, CertStatus: certStatus, Logger: cfg.Logger,
 	})
 	if err != nil {
 		return nil, err
@@ -103,6 +127,20 @@ func OpenDrone(ctx context.Context, cfg DroneConfig) (d *Drone, err error) {
 	d.cancel = cancel
 	d.done = make(chan error, 1)
 	go func() { d.done <- d.Agent.Run(runCtx) }()
+	if d.Cert != nil {
+		go func() {
+			if err := d.Cert.Run(runCtx); err != nil {
+				cfg.Logger.Error("certificate refresher stopped", "err", err)
+			}
+		}()
+	}
+	if d.httpsLn != nil {
+		go func() {
+			if err := d.Proxy.ServeTLS(d.httpsLn); err != nil {
+				cfg.Logger.Error("https proxy stopped", "err", err)
+			}
+		}()
+	}
 	go func() {
 		if err := d.Proxy.Serve(d.proxyLn, false); err != nil {
 			cfg.Logger.Error("proxy stopped", "err", err)
@@ -110,6 +148,57 @@ func OpenDrone(ctx context.Context, cfg DroneConfig) (d *Drone, err error) {
 	}()
 	cfg.Logger.Info("proxy listening", "addr", d.proxyLn.Addr().String(), "domain", cfg.Domain)
 	return d, nil
+}
+
+// openHTTPS listens for HTTPS and sets up the certificate refresher; the
+// returned function reports certificate health for heartbeats.
+func (d *Drone) openHTTPS(cfg DroneConfig) (func() (*time.Time, string), error) {
+	var err error
+	if d.httpsLn, err = net.Listen("tcp", cfg.HTTPSAddr); err != nil {
+		return nil, fmt.Errorf("https: listen on %s: %w", cfg.HTTPSAddr, err)
+	}
+	d.Proxy.SetHTTPSPort(d.httpsLn.Addr().(*net.TCPAddr).Port)
+	if cfg.ACME.Directory == "" {
+		return func() (*time.Time, string) {
+			if d.Proxy.Certificate() == nil {
+				return nil, "no certificate: the drone has no --acme-directory"
+			}
+			return nil, ""
+		}, nil
+	}
+	var roots *x509.CertPool
+	if cfg.ACME.CARoots != "" {
+		pem, err := os.ReadFile(cfg.ACME.CARoots)
+		if err != nil {
+			return nil, fmt.Errorf("--acme-ca-roots: %w", err)
+		}
+		if roots, err = x509.SystemCertPool(); err != nil {
+			roots = x509.NewCertPool()
+		}
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--acme-ca-roots %s: no PEM certificate in it", cfg.ACME.CARoots)
+		}
+	}
+	d.Cert, err = cert.New(cert.Config{
+		Zone: cfg.Domain, DirectoryURL: cfg.ACME.Directory, Email: cfg.ACME.Email,
+		EABKeyID: cfg.ACME.EABKeyID, EABHMAC: cfg.ACME.EABHMAC, CARoots: roots,
+		DNSResolvers: cfg.ACME.Resolvers, DroneID: cfg.ID, NATS: d.NC, AccountDir: cfg.DataDir,
+		OnCert: func(c *tls.Certificate, b plane.CertBundle) {
+			d.Proxy.SetCertificate(c)
+			cfg.Logger.Info("serving certificate", "domains", b.Domains, "not_after", b.NotAfter, "issued_by", b.IssuedBy)
+		},
+		Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return func() (*time.Time, string) {
+		st := d.Cert.Status()
+		if st.NotAfter == nil && st.LastError == "" {
+			return nil, "no certificate yet: the first order is under way"
+		}
+		return st.NotAfter, st.LastError
+	}, nil
 }
 
 // ProxyAddr is where the proxy listens.
@@ -122,8 +211,11 @@ func (d *Drone) Done() <-chan error { return d.done }
 func (d *Drone) Close() {
 	if d.Proxy != nil {
 		_ = d.Proxy.Close()
-	} else if d.proxyLn != nil {
-		d.proxyLn.Close()
+	}
+	for _, ln := range []net.Listener{d.proxyLn, d.httpsLn} {
+		if ln != nil {
+			ln.Close() // closed already if Serve ran; listeners ignore a second Close
+		}
 	}
 	if d.cancel != nil {
 		d.cancel()
@@ -182,15 +274,18 @@ func sanitizeLabel(s string) string {
 	return strings.Trim(b.String(), "-")
 }
 
-func droneFlags(fs interface {
-	StringVar(*string, string, string, string)
-	IntVar(*int, string, int, string)
-	DurationVar(*time.Duration, string, time.Duration, string)
-}, cfg *DroneConfig) {
+func droneFlags(fs *flag.FlagSet, cfg *DroneConfig) {
 	fs.StringVar(&cfg.ID, "id", "", "drone ID (a DNS label); default: from <data>/drone-id, else the host name")
 	fs.StringVar(&cfg.IP, "ip", "127.0.0.1", "IP address that backend host names resolve to")
 	fs.StringVar(&cfg.ProxyAddr, "proxy", "127.0.0.1:9090", "address of the drone's HTTP proxy")
 	fs.StringVar(&cfg.Domain, "domain", "plane.localhost", "cluster domain: the proxy serves <backend-id>.<domain>")
+	fs.StringVar(&cfg.HTTPSAddr, "https", "", "address of the HTTPS proxy; empty: HTTP only")
+	fs.StringVar(&cfg.ACME.Directory, "acme-directory", "", "ACME directory URL for the *.<domain> certificate (DNS-01 through the controller)")
+	fs.StringVar(&cfg.ACME.Email, "acme-email", "", "ACME account e-mail")
+	fs.StringVar(&cfg.ACME.EABKeyID, "acme-eab-kid", "", "ACME External Account Binding key id")
+	fs.StringVar(&cfg.ACME.EABHMAC, "acme-eab-hmac", "", "ACME External Account Binding HMAC key (base64url)")
+	fs.StringVar(&cfg.ACME.CARoots, "acme-ca-roots", "", "PEM file of extra roots trusted for the ACME server's HTTPS")
+	fs.Var((*listFlag)(&cfg.ACME.Resolvers), "acme-resolvers", "comma-separated DNS servers (host:port) for propagation checks; default: the system's")
 	fs.IntVar(&cfg.Capacity, "capacity", 0, "most live backends on this drone; 0 = no limit")
 	fs.DurationVar(&cfg.StartTimeout, "start-timeout", drone.DefaultStartTimeout, "how long a started backend may take to answer HTTP")
 	fs.DurationVar(&cfg.StopGrace, "stop-grace", drone.DefaultStopGrace, "SIGTERM to SIGKILL grace on soft terminate")
