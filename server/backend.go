@@ -16,8 +16,8 @@ import (
 	"plane/server/scheduler"
 )
 
-// backendJSON is the API's view of a backend.
-type backendJSON struct {
+// BackendResponse is the API's view of a backend; clients (the CLI) decode it.
+type BackendResponse struct {
 	ID                string                  `json:"id"`
 	Key               string                  `json:"key"`
 	Image             string                  `json:"image"`
@@ -43,12 +43,12 @@ type backendJSON struct {
 	MemoryBytes  uint64     `json:"memory_bytes"`
 }
 
-func (s *Server) backendJSON(b *plane.Backend, spawned bool) backendJSON {
+func (s *Server) BackendResponse(b *plane.Backend, spawned bool) BackendResponse {
 	hist := b.StatusHistory
 	if hist == nil {
 		hist = []plane.StatusChange{}
 	}
-	out := backendJSON{
+	out := BackendResponse{
 		ID: b.ID, Key: b.Key, Image: b.Image, Status: b.Status, Spawned: spawned,
 		URL: s.BackendURL(b.ID), Drone: b.DroneID, User: b.User, StatusHistory: hist,
 		TerminationReason: b.TerminationReason, ExitCode: b.ExitCode, Error: b.Error,
@@ -106,7 +106,7 @@ func (s *Server) handleSpawn(c echo.Context) error {
 	if spawned {
 		status = http.StatusCreated
 	}
-	out := s.backendJSON(b, spawned)
+	out := s.BackendResponse(b, spawned)
 	// A backend found by its key may predate a change of its image's
 	// public flag, so it always gets a token: one is harmless where none
 	// is needed, a missing one locks the user out.
@@ -281,9 +281,9 @@ func (s *Server) handleListBackends(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := make([]backendJSON, 0, len(bs))
+	out := make([]BackendResponse, 0, len(bs))
 	for _, b := range bs {
-		out = append(out, s.backendJSON(b, false))
+		out = append(out, s.BackendResponse(b, false))
 	}
 	return c.JSON(http.StatusOK, map[string]any{"backends": out})
 }
@@ -293,7 +293,7 @@ func (s *Server) handleGetBackend(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, s.backendJSON(b, false))
+	return c.JSON(http.StatusOK, s.BackendResponse(b, false))
 }
 
 type terminateBody struct {
@@ -322,7 +322,7 @@ func (s *Server) handleTerminate(c echo.Context) error {
 			return err
 		}
 	}
-	return c.JSON(http.StatusAccepted, s.backendJSON(b, false))
+	return c.JSON(http.StatusAccepted, s.BackendResponse(b, false))
 }
 
 // handleBackendEvents streams the backend's status changes as Server-Sent

@@ -298,7 +298,7 @@ func TestOpenAPISchemasMatchStructs(t *testing.T) {
 		typ      any
 		response bool
 	}{
-		{"Backend", backendJSON{}, true},
+		{"Backend", BackendResponse{}, true},
 		{"StatusChange", plane.StatusChange{}, true},
 		{"StatusEvent", statusEvent{}, true},
 		{"LogLine", plane.LogLine{}, true},

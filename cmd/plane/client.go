@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"plane"
+	"plane/server"
 )
 
 // apiClient calls the controller's API with PLANE_URL and PLANE_TOKEN.
@@ -118,22 +119,8 @@ func (c *apiClient) send(ctx context.Context, method, path string, body any) (*h
 	return resp, nil
 }
 
-type backendOut struct {
-	ID                string                  `json:"id"`
-	Key               string                  `json:"key"`
-	Image             string                  `json:"image"`
-	Status            plane.BackendStatus     `json:"status"`
-	Spawned           bool                    `json:"spawned"`
-	URL               string                  `json:"url"`
-	Drone             string                  `json:"drone"`
-	StatusHistory     []plane.StatusChange    `json:"status_history"`
-	TerminationReason plane.TerminationReason `json:"termination_reason"`
-	ExitCode          *int                    `json:"exit_code"`
-	Error             string                  `json:"error"`
-	CreatedAt         time.Time               `json:"created_at"`
-	Connections       int                     `json:"connections"`
-	IdleDeadline      *time.Time              `json:"idle_deadline"`
-}
+// backendOut is the API's answer about a backend.
+type backendOut = server.BackendResponse
 
 // envFlags collects repeated --env K=V flags.
 type envFlags map[string]string
