@@ -66,11 +66,13 @@ type cluster struct {
 	project *plane.Project
 	token   string
 	api     string
+	opts    clusterOpts
 }
 
 type clusterOpts struct {
 	startTimeout time.Duration
 	noDrone      bool
+	domain       string // the cluster zone; default plane.localhost
 }
 
 func newCluster(t testing.TB, opts clusterOpts) *cluster {
@@ -81,7 +83,10 @@ func newCluster(t testing.TB, opts clusterOpts) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &cluster{t: t, ns: ns, droneID: "t" + randHex(5)}
+	if opts.domain == "" {
+		opts.domain = "plane.localhost"
+	}
+	c := &cluster{t: t, ns: ns, droneID: "t" + randHex(5), opts: opts}
 	t.Cleanup(func() {
 		ns.Shutdown()
 		ns.WaitForShutdown()
@@ -89,10 +94,10 @@ func newCluster(t testing.TB, opts clusterOpts) *cluster {
 	c.ctrlCfg = ControllerConfig{
 		DataDir:    t.TempDir(),
 		HTTPAddr:   "127.0.0.1:0",
-		BackendURL: "http://{id}.plane.localhost:9090/",
+		BackendURL: "http://{id}." + opts.domain + ":9090/",
 		NATSURL:    ns.ClientURL(),
 		DNSAddr:    "127.0.0.1:0",
-		Domain:     "plane.localhost",
+		Domain:     opts.domain,
 		DNSIP:      "127.0.0.1",
 		Logger:     testLogger(t, "controller"),
 	}
@@ -108,23 +113,38 @@ func newCluster(t testing.TB, opts clusterOpts) *cluster {
 	c.registerImage(c.project.ID, "demo", "plane-demo:latest", plane.PullNever)
 	c.token = c.newToken(c.project.ID, nil)
 
-	t.Cleanup(func() { dockertest.RemoveDroneContainers(t, c.droneID) })
 	if !opts.noDrone {
-		c.drone, err = OpenDrone(ctx, DroneConfig{
-			DataDir: t.TempDir(), ID: c.droneID, NATSURL: ns.ClientURL(), IP: "127.0.0.1",
-			ProxyAddr: "127.0.0.1:0", Domain: "plane.localhost",
-			StartTimeout: opts.startTimeout, StopGrace: 3 * time.Second, Logger: testLogger(t, "drone"),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			c.settle()
-			c.drone.Close()
-		})
-		c.waitDrone()
+		c.drone = c.startDrone(c.droneID, nil)
+	} else {
+		t.Cleanup(func() { dockertest.RemoveDroneContainers(t, c.droneID) })
 	}
 	return c
+}
+
+// startDrone opens a drone with the cluster's settings, changed by edit
+// when not nil, and waits for its first heartbeat. At the end of the test
+// it is closed once its backends have settled, and their containers removed.
+func (c *cluster) startDrone(id string, edit func(*DroneConfig)) *Drone {
+	c.t.Helper()
+	c.t.Cleanup(func() { dockertest.RemoveDroneContainers(c.t, id) })
+	cfg := DroneConfig{
+		DataDir: c.t.TempDir(), ID: id, NATSURL: c.ns.ClientURL(), IP: "127.0.0.1",
+		ProxyAddr: "127.0.0.1:0", Domain: c.opts.domain,
+		StartTimeout: c.opts.startTimeout, StopGrace: 3 * time.Second, Logger: testLogger(c.t, "drone "+id),
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	d, err := OpenDrone(context.Background(), cfg)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() {
+		c.settle()
+		d.Close()
+	})
+	c.waitDroneID(id)
+	return d
 }
 
 func (c *cluster) startController() {
@@ -164,8 +184,14 @@ func (c *cluster) settle() {
 // waitDrone waits until the controller has seen the drone's heartbeat.
 func (c *cluster) waitDrone() {
 	c.t.Helper()
+	c.waitDroneID(c.droneID)
+}
+
+// waitDroneID waits until the controller has seen drone id's heartbeat.
+func (c *cluster) waitDroneID(id string) {
+	c.t.Helper()
 	eventually(c.t, 10*time.Second, "drone heartbeat", func() bool {
-		d, err := c.ctrl.DB.FindDroneByID(context.Background(), c.droneID)
+		d, err := c.ctrl.DB.FindDroneByID(context.Background(), id)
 		return err == nil && d.Status == plane.DroneReady
 	})
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"plane"
+	"plane/drone/cert/certtest"
 )
 
 // verifyChain checks that b chains to root and serves the zone, any name
@@ -52,7 +53,7 @@ func verifyChain(t *testing.T, b plane.CertBundle, root *x509.Certificate) {
 // External Account Binding, both TXT values being served at once.
 func TestIssueWildcard(t *testing.T) {
 	hmac := base64.RawURLEncoding.EncodeToString([]byte("an-hmac-key-of-32-bytes-for-eab!"))
-	e := newTestEnv(t, pebbleOptions{eab: map[string]string{"kid-1": hmac}})
+	e := newTestEnv(t, certtest.Options{EAB: map[string]string{"kid-1": hmac}})
 	d := e.startDrone(t, "drone-a", func(c *Config) { c.EABKeyID, c.EABHMAC = "kid-1", hmac })
 
 	waitFor(t, "the missing bucket to show in Status", func() bool {
@@ -82,7 +83,7 @@ func TestIssueWildcard(t *testing.T) {
 	if grants != 1 || sets != 2 || maxHeld != 2 {
 		t.Errorf("lease grants %d, TXT sets %d, most TXT values at once %d; want 1, 2, 2", grants, sets, maxHeld)
 	}
-	if n := e.Pebble.newOrders.Load(); n != 1 {
+	if n := e.Pebble.Orders(); n != 1 {
 		t.Errorf("%d ACME orders, want 1", n)
 	}
 
@@ -108,7 +109,7 @@ func TestIssueWildcard(t *testing.T) {
 // TestOneOrderForTwoDrones: two drones need a certificate at once; one
 // orders, and the other gets the same certificate through the bucket.
 func TestOneOrderForTwoDrones(t *testing.T) {
-	e := newTestEnv(t, pebbleOptions{})
+	e := newTestEnv(t, certtest.Options{})
 	MustCreateBucket(t, e.NC)
 	a := e.startDrone(t, "drone-a", nil)
 	b := e.startDrone(t, "drone-b", nil)
@@ -120,7 +121,7 @@ func TestOneOrderForTwoDrones(t *testing.T) {
 		t.Errorf("drone-a got serial %s, drone-b %s", sa, sb)
 	}
 	verifyChain(t, ba, e.Pebble.Root())
-	if n := e.Pebble.newOrders.Load(); n != 1 {
+	if n := e.Pebble.Orders(); n != 1 {
 		t.Errorf("%d ACME orders, want 1", n)
 	}
 	if _, _, _, sets, _, _ := e.Ctrl.state(); sets != 2 {
@@ -162,7 +163,7 @@ func TestReplacesStoredCertificate(t *testing.T) {
 		{"apex only", []string{testZone}, now.Add(-day), now.Add(80 * day), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newTestEnv(t, pebbleOptions{})
+			e := newTestEnv(t, certtest.Options{})
 			kv := MustCreateBucket(t, e.NC)
 			old := selfSigned(t, tc.names, tc.notBefore, tc.until)
 			if _, err := kv.Create(context.Background(), plane.CertKey, mustJSON(t, old)); err != nil {
@@ -190,7 +191,7 @@ func TestReplacesStoredCertificate(t *testing.T) {
 			if leafOf(t, stored).SerialNumber.String() != serial || rev != 2 {
 				t.Errorf("bucket holds serial %s at revision %d, want %s at 2", leafOf(t, stored).SerialNumber, rev, serial)
 			}
-			if n := e.Pebble.newOrders.Load(); n != 1 {
+			if n := e.Pebble.Orders(); n != 1 {
 				t.Errorf("%d ACME orders, want 1", n)
 			}
 			if n := d.Seen.count(); n != want {
@@ -204,14 +205,14 @@ func TestReplacesStoredCertificate(t *testing.T) {
 // attempt fails, shows in Status and is retried after a backoff; once it
 // accepts them, the certificate is issued and the error is gone.
 func TestOrderFailureBacksOff(t *testing.T) {
-	e := newTestEnv(t, pebbleOptions{})
+	e := newTestEnv(t, certtest.Options{})
 	MustCreateBucket(t, e.NC)
 	e.Ctrl.setRefuse("TXT updates are refused by the test")
 	d := e.startDrone(t, "drone-a", nil)
 
 	// Every attempt is a new order; lego gives up on it when the first
 	// TXT value is refused.
-	waitFor(t, "three failed attempts", func() bool { return e.Pebble.newOrders.Load() >= 3 })
+	waitFor(t, "three failed attempts", func() bool { return e.Pebble.Orders() >= 3 })
 	st := d.M.Status()
 	if !strings.Contains(st.LastError, "TXT updates are refused by the test") {
 		t.Errorf("LastError = %q, want the controller's refusal", st.LastError)
@@ -237,7 +238,7 @@ func TestOrderFailureBacksOff(t *testing.T) {
 // wakes up when the renewal time of its certificate comes, orders a new one
 // and hands it to OnCert, reusing its ACME account key.
 func TestRenewsWhenDue(t *testing.T) {
-	e := newTestEnv(t, pebbleOptions{validitySecond: 7}) // renewed at a third of its lifetime left
+	e := newTestEnv(t, certtest.Options{Validity: 7 * time.Second}) // renewed at a third of its lifetime left
 	kv := MustCreateBucket(t, e.NC)
 	d := e.startDrone(t, "drone-a", nil)
 

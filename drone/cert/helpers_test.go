@@ -2,40 +2,26 @@ package cert
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
-	"io"
-	"log"
 	"log/slog"
-	"math/big"
-	"net"
-	"net/http"
-	"net/http/httptest"
 	"net/netip"
 	"os"
 	"slices"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/letsencrypt/pebble/v2/ca"
-	pebbledb "github.com/letsencrypt/pebble/v2/db"
-	"github.com/letsencrypt/pebble/v2/va"
-	"github.com/letsencrypt/pebble/v2/wfe"
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"plane"
 	"plane/dns"
+	"plane/drone/cert/certtest"
 )
 
 // testZone is the cluster zone of the tests.
@@ -260,105 +246,6 @@ func MustRunDNS(tb testing.TB, src dns.Source) *dns.Server {
 	return s
 }
 
-// testPebble is Pebble, the ACME test server, running in this process.
-type testPebble struct {
-	DirectoryURL string
-	Roots        *x509.CertPool // trust for its HTTPS
-	CA           *ca.CAImpl
-	newOrders    atomic.Int64
-}
-
-type pebbleOptions struct {
-	eab            map[string]string // key ID → base64url HMAC key; required when set
-	validitySecond uint64            // certificate lifetime; 0 = Pebble's 90 days
-}
-
-// MustRunPebble builds Pebble's CA, VA and web front end as its main does,
-// with the VA resolving through dnsAddr, and serves the ACME API over
-// HTTPS on a random loopback port.
-func MustRunPebble(tb testing.TB, dnsAddr string, opts pebbleOptions) *testPebble {
-	tb.Helper()
-	// Pebble reads these once, when the VA and WFE are built: no random
-	// validation delays, no rejected nonces, and every order gets fresh
-	// authorizations (so that each one sets its TXT values).
-	tb.Setenv("PEBBLE_VA_NOSLEEP", "1")
-	tb.Setenv("PEBBLE_WFE_NONCEREJECT", "0")
-	tb.Setenv("PEBBLE_AUTHZREUSE", "0")
-
-	var out io.Writer = io.Discard
-	if testing.Verbose() {
-		out = os.Stderr
-	}
-	logger := log.New(out, "pebble ", log.LstdFlags)
-	db := pebbledb.NewMemoryStore()
-	profiles := map[string]ca.Profile{"default": {Description: "test", ValidityPeriod: opts.validitySecond}}
-	authority := ca.New(logger, db, "", "ecdsa", 0, 1, profiles)
-	validator := va.New(logger, 0, 0, false, dnsAddr, db)
-	for id, key := range opts.eab {
-		if err := db.AddExternalAccountKeyByID(id, key); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	front := wfe.New(logger, db, validator, authority, []string{"pebble.letsencrypt.org"}, false, len(opts.eab) > 0, 1, 1)
-
-	p := &testPebble{CA: authority}
-	api := front.Handler()
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch {
-		case r.Method == http.MethodPost && r.URL.Path == "/order-plz":
-			p.newOrders.Add(1)
-		case r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/chalZ/"):
-			// Pebble sends Retry-After on authorizations only; without
-			// one, lego polls a challenge after 5 s. A second keeps the
-			// tests short, as a production CA's header would.
-			w.Header().Set("Retry-After", "1")
-		}
-		api.ServeHTTP(w, r)
-	}))
-	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
-	serving, servingCert := servingCertificate(tb)
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{serving}}
-	srv.StartTLS()
-	tb.Cleanup(srv.Close)
-	p.Roots = x509.NewCertPool()
-	p.Roots.AddCert(servingCert)
-	p.DirectoryURL = srv.URL + wfe.DirectoryPath
-	return p
-}
-
-// servingCertificate makes a self-signed certificate for 127.0.0.1, for
-// Pebble's HTTPS: the Manager trusts it through Config.CARoots alone.
-func servingCertificate(tb testing.TB) (tls.Certificate, *x509.Certificate) {
-	tb.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "pebble test server"},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: c}, c
-}
-
-// Root is Pebble's root certificate, which signs what it issues.
-func (p *testPebble) Root() *x509.Certificate { return p.CA.GetRootCert(0).Cert }
-
 // testEnv is one cluster: NATS, the stand-in controller, our DNS server
 // and Pebble.
 type testEnv struct {
@@ -366,16 +253,16 @@ type testEnv struct {
 	NC     *nats.Conn // the controller's connection
 	Ctrl   *standInController
 	DNS    *dns.Server
-	Pebble *testPebble
+	Pebble *certtest.Pebble
 }
 
-func newTestEnv(tb testing.TB, opts pebbleOptions) *testEnv {
+func newTestEnv(tb testing.TB, opts certtest.Options) *testEnv {
 	tb.Helper()
 	e := &testEnv{NATS: MustRunNATS(tb)}
 	e.NC = MustConnect(tb, e.NATS)
 	e.Ctrl = startStandInController(tb, e.NC)
 	e.DNS = MustRunDNS(tb, e.Ctrl)
-	e.Pebble = MustRunPebble(tb, e.DNS.Addr(), opts)
+	e.Pebble = certtest.StartPebble(tb, e.DNS.Addr(), opts)
 	return e
 }
 
@@ -467,34 +354,21 @@ func run(tb testing.TB, m *Manager) {
 // from notBefore to notAfter: a certificate that did not come from Pebble.
 func selfSigned(tb testing.TB, names []string, notBefore, notAfter time.Time) plane.CertBundle {
 	tb.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 64))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: names[0]},
-		DNSNames:     names,
-		NotBefore:    notBefore,
-		NotAfter:     notAfter,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	c := certtest.SelfSigned(tb, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: names[0]},
+		DNSNames:    names,
+		NotBefore:   notBefore,
+		NotAfter:    notAfter,
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	})
+	keyDER, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	return plane.CertBundle{
 		Domains:  names,
-		CertPEM:  pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		CertPEM:  pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Certificate[0]}),
 		KeyPEM:   pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
 		NotAfter: notAfter,
 		IssuedBy: "someone-else",
