@@ -30,8 +30,26 @@ func (a *Agent) heartbeatLoop(ctx context.Context) {
 			if n++; n%15 == 0 {
 				a.refreshImages(ctx)
 			}
+			if n%1800 == 0 { // hourly
+				a.pruneTerminated(ctx)
+			}
 			a.beat(false)
 		}
+	}
+}
+
+// keepTerminated is how long the drone remembers terminated backends, so
+// that its proxy answers 410 rather than 404 for them.
+const keepTerminated = 7 * 24 * time.Hour
+
+func (a *Agent) pruneTerminated(ctx context.Context) {
+	n, err := a.cfg.Store.DeleteTerminatedBefore(ctx, time.Now().Add(-keepTerminated))
+	if err != nil {
+		a.log.Warn("prune terminated backends", "err", err)
+		return
+	}
+	if n > 0 {
+		a.log.Info("pruned terminated backends", "count", n)
 	}
 }
 
