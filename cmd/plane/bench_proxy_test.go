@@ -470,25 +470,7 @@ func startBenchDrone(b *testing.B, c *cluster) *benchDrone {
 	cmd := exec.Command(planeBin, "drone", "--data", b.TempDir(), "--id", c.droneID, "--nats", c.ns.ClientURL(),
 		"--ip", "127.0.0.1", "--proxy", addr, "--log-level", "info")
 	cmd.Env = append(os.Environ(), "GODEBUG=gctrace=1")
-	cmd.Stdout, cmd.Stderr = log, log
-	// Should the benchmark die without its cleanups, the drone goes too.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	b.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
+	startChild(b, cmd, log, nil, func() {
 		if b.Failed() {
 			b.Logf("drone process log:\n%s", lastLines(log.String(), 200))
 		}
@@ -610,30 +592,9 @@ http {
 	}
 	log := &syncBuffer{}
 	cmd := exec.Command(nginxBin, "-p", dir, "-c", confPath, "-e", filepath.Join(dir, "error.log"))
-	cmd.Stdout, cmd.Stderr = log, log
-	// Should the benchmark die without its cleanups, nginx goes too.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	b.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			// The master started here and its workers, by pid.
-			kids := childrenOf(cmd.Process.Pid)
-			_ = cmd.Process.Kill()
-			for _, pid := range kids {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
-			<-exited
-		}
+	// A master that does not stop is killed with its workers, by pid.
+	workers := func() []int { return childrenOf(cmd.Process.Pid) }
+	exited := startChild(b, cmd, log, workers, func() {
 		// warn and worse only: anything there may bear on its numbers.
 		if errLog, _ := os.ReadFile(filepath.Join(dir, "error.log")); len(errLog) > 0 || b.Failed() {
 			b.Logf("nginx output:\n%s\nerror.log:\n%s", log.String(), lastLines(string(errLog), 50))
@@ -654,6 +615,44 @@ http {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return ng
+}
+
+// startChild starts cmd with its output into out, as a child that dies with
+// the benchmark's process should the cleanups not run, and stops it in a
+// cleanup: SIGTERM, then, if it has not exited within 15 s, SIGKILL to it
+// and to the processes that alsoKill (if not nil) lists just before. Once
+// it has exited, the cleanup calls report. The returned channel is closed
+// when cmd exits.
+func startChild(tb testing.TB, cmd *exec.Cmd, out io.Writer, alsoKill func() []int, report func()) <-chan struct{} {
+	tb.Helper()
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	tb.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(15 * time.Second):
+			var others []int
+			if alsoKill != nil {
+				others = alsoKill()
+			}
+			_ = cmd.Process.Kill()
+			for _, pid := range others {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+			<-exited
+		}
+		report()
+	})
+	return exited
 }
 
 // workersRSSKB sums the resident memory of the master's children.
@@ -784,10 +783,7 @@ func (r *proxyBenchResults) report(b *testing.B, cfg proxyBenchConfig) {
 	fmt.Fprintf(&sb, "### HTTP: GET /healthz\n\n`%s`, the three targets alternating over %d rounds of %s after one warm-up round (order rotating each round); medians of the rounds.\n\n",
 		r.wrkCmd, cfg.rounds, cfg.duration)
 	sb.WriteString("| path | requests/s | p50 | p99 | requests/s vs nginx | each round, requests/s |\n| --- | ---: | ---: | ---: | ---: | --- |\n")
-	for _, row := range []struct {
-		name string
-		s    httpStats
-	}{{"drone proxy", px}, {"direct to the published port", dx}, {"nginx", nx}} {
+	for _, row := range reportRows(px, dx, nx) {
 		var each []string
 		for _, r := range row.s.rounds {
 			each = append(each, fmt.Sprintf("%.1fk", r.rps/1000))
@@ -801,10 +797,7 @@ func (r *proxyBenchResults) report(b *testing.B, cfg proxyBenchConfig) {
 		"%d rounds over all connections after a warm-up round: %d samples per target.\n\n",
 		cfg.wsOpen, cfg.rounds, wp.samples)
 	sb.WriteString("| path | p50 | p99 | p50 vs nginx |\n| --- | ---: | ---: | ---: |\n")
-	for _, row := range []struct {
-		name string
-		s    wsStats
-	}{{"drone proxy", wp}, {"direct to the published port", wd}, {"nginx", wn}} {
+	for _, row := range reportRows(wp, wd, wn) {
 		fmt.Fprintf(&sb, "| %s | %.1f µs | %.1f µs | %.2f× |\n", row.name, us(row.s.p50), us(row.s.p99), float64(row.s.p50)/float64(wn.p50))
 	}
 	fmt.Fprintf(&sb, "\nProxy / nginx p50: **%.2f×** (target ≤ 1.3×: %s).\n\n", wsRatio, verdict(wsRatio <= 1.3))
@@ -821,6 +814,17 @@ func (r *proxyBenchResults) report(b *testing.B, cfg proxyBenchConfig) {
 		hp.perConnKB, verdict(hp.perConnKB <= 30), hp.perConnKB/hn.perConnKB,
 		goHeapKB, goStackKB, hp.goBefore.heapMB, hp.goAfter.heapMB, hp.goBefore.stacks, hp.goAfter.stacks, hp.fds)
 	writeBenchDoc(b, "proxy", sb.String())
+}
+
+// reportRow is one line of a report table: a path and its numbers.
+type reportRow[S any] struct {
+	name string
+	s    S
+}
+
+// reportRows names the three paths' numbers, in the tables' order.
+func reportRows[S any](proxy, direct, nginx S) []reportRow[S] {
+	return []reportRow[S]{{"drone proxy", proxy}, {"direct to the published port", direct}, {"nginx", nginx}}
 }
 
 func nginxVersion() string {

@@ -205,10 +205,7 @@ func newEnv(t *testing.T, cfg Config, secure bool) *testEnv {
 		t.Fatal(err)
 	}
 	p.SetKey(pub)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := listenLoopback(t)
 	served := make(chan error, 1)
 	go func() { served <- p.Serve(ln, secure) }()
 	t.Cleanup(func() {
@@ -219,6 +216,26 @@ func newEnv(t *testing.T, cfg Config, secure bool) *testEnv {
 	})
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	return &testEnv{t: t, p: p, addr: ln.Addr().String(), port: port, priv: priv}
+}
+
+// listenLoopback listens on a free loopback port.
+func listenLoopback(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
+
+// newEnvWithB1 is a plain proxy (Config{}, not secure) routing backend b1,
+// public or not, to a fresh test backend.
+func newEnvWithB1(t *testing.T, public bool) (*testEnv, *testBackend) {
+	t.Helper()
+	e := newEnv(t, Config{}, false)
+	b := newBackend(t, "b1")
+	e.route("b1", b, public)
+	return e, b
 }
 
 // route makes backend id reachable at b; public needs no token.
@@ -339,6 +356,23 @@ func (rc *rawConn) response(method string) (*http.Response, string) {
 	return resp, string(body)
 }
 
+// roundTrip sends one request and reads the response to it, with its body;
+// the method is the first word of req.
+func (rc *rawConn) roundTrip(req string) (*http.Response, string) {
+	rc.t.Helper()
+	rc.send(req)
+	method, _, _ := strings.Cut(req, " ")
+	return rc.response(method)
+}
+
+// expectOK sends req and checks that the answer is a 200 with body want.
+func (rc *rawConn) expectOK(req, want string) {
+	rc.t.Helper()
+	if resp, body := rc.roundTrip(req); resp.StatusCode != 200 || body != want {
+		rc.t.Fatalf("status %d body %q", resp.StatusCode, body)
+	}
+}
+
 // expectClosed checks that the proxy closed the connection.
 func (rc *rawConn) expectClosed() {
 	rc.t.Helper()
@@ -388,10 +422,72 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// waitIdle waits until backend id has no request or WebSocket in flight;
+// after, if any, says after what, for the failure message.
+func (e *testEnv) waitIdle(id, after string) {
+	e.t.Helper()
+	what := "Activity to drop to 0"
+	if after != "" {
+		what += " after " + after
+	}
+	waitFor(e.t, what, func() bool { n, _ := e.p.Activity(id); return n == 0 })
+}
+
+// heldRequest is a GET /hold in flight, which its backend answers only once
+// released.
+type heldRequest struct {
+	t    *testing.T
+	b    *testBackend
+	done chan string // the body of the answer, or the error
+}
+
+// holdRequest sends GET /hold for backend id through c, and returns once it
+// reached b, which holds it.
+func (e *testEnv) holdRequest(c *http.Client, id string, b *testBackend) *heldRequest {
+	e.t.Helper()
+	h := &heldRequest{t: e.t, b: b, done: make(chan string, 1)}
+	go func() {
+		req, _ := http.NewRequest("GET", e.url(id, "/hold"), nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			h.done <- err.Error()
+			return
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		h.done <- string(body)
+	}()
+	select {
+	case <-b.held:
+	case <-time.After(10 * time.Second):
+		e.t.Fatal("request did not reach the backend")
+	}
+	return h
+}
+
+// release lets the backend answer and checks that the client got want.
+func (h *heldRequest) release(want string) {
+	h.t.Helper()
+	close(h.b.release)
+	if got := <-h.done; got != want {
+		h.t.Fatalf("held request: %q", got)
+	}
+}
+
+// expectOneConnEach checks that the client opened a single connection to
+// the proxy and the proxy a single one to b; during says for what.
+func expectOneConnEach(t *testing.T, dials *atomic.Int64, b *testBackend, during string) {
+	t.Helper()
+	if n := dials.Load(); n != 1 {
+		t.Errorf("client opened %d connections to the proxy%s, want 1", n, during)
+	}
+	if n := b.newConns.Load(); n != 1 {
+		t.Errorf("proxy opened %d connections to the backend%s, want 1", n, during)
+	}
+}
+
 func TestProxyHostRouting(t *testing.T) {
-	e := newEnv(t, Config{}, false)
-	b := newBackend(t, "b1")
-	e.route("b1", b, true)
+	e, _ := newEnvWithB1(t, true)
 	rc := e.dial() // one connection: a 404 for a body-less request keeps it open
 	tests := []struct {
 		host   string
@@ -410,8 +506,7 @@ func TestProxyHostRouting(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.host, func(t *testing.T) {
-			rc.send("GET /echo HTTP/1.1\r\nHost: " + tt.host + "\r\n\r\n")
-			resp, body := rc.response("GET")
+			resp, body := rc.roundTrip("GET /echo HTTP/1.1\r\nHost: " + tt.host + "\r\n\r\n")
 			if tt.status != 200 {
 				checkPage(t, resp, body, tt.status, tt.say)
 				if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
@@ -429,8 +524,7 @@ func TestProxyHostRouting(t *testing.T) {
 		})
 	}
 	t.Run("no host", func(t *testing.T) {
-		rc.send("GET /echo HTTP/1.1\r\n\r\n")
-		resp, body := rc.response("GET")
+		resp, body := rc.roundTrip("GET /echo HTTP/1.1\r\n\r\n")
 		checkPage(t, resp, body, 400, "no Host header")
 		rc.expectClosed()
 	})
@@ -499,9 +593,7 @@ func TestProxyLookup(t *testing.T) {
 }
 
 func TestProxyKeepAlive(t *testing.T) {
-	e := newEnv(t, Config{}, false)
-	b := newBackend(t, "b1")
-	e.route("b1", b, true)
+	e, b := newEnvWithB1(t, true)
 	c, dials := e.client()
 	for i := range 20 {
 		resp, body := e.get(c, e.url("b1", fmt.Sprintf("/echo?i=%d", i)), nil)
@@ -509,28 +601,17 @@ func TestProxyKeepAlive(t *testing.T) {
 			t.Fatalf("request %d reached the backend as %q", i, got.URI)
 		}
 	}
-	if n := dials.Load(); n != 1 {
-		t.Errorf("client opened %d connections to the proxy, want 1", n)
-	}
-	if n := b.newConns.Load(); n != 1 {
-		t.Errorf("proxy opened %d connections to the backend, want 1", n)
-	}
+	expectOneConnEach(t, dials, b, "")
 
 	// Another client connection reuses the same upstream connection.
-	rc := e.dial()
-	rc.send("GET /fixed HTTP/1.1\r\nHost: b1.plane.localhost\r\n\r\n")
-	if resp, body := rc.response("GET"); resp.StatusCode != 200 || body != "hello" {
-		t.Fatalf("status %d body %q", resp.StatusCode, body)
-	}
+	e.dial().expectOK("GET /fixed HTTP/1.1\r\nHost: b1.plane.localhost\r\n\r\n", "hello")
 	if n := b.newConns.Load(); n != 1 {
 		t.Errorf("proxy opened %d connections to the backend, want 1", n)
 	}
 }
 
 func TestProxyPipelined(t *testing.T) {
-	e := newEnv(t, Config{}, false)
-	b := newBackend(t, "b1")
-	e.route("b1", b, true)
+	e, _ := newEnvWithB1(t, true)
 	rc := e.dial()
 	h := "Host: b1.plane.localhost\r\n"
 	rc.send("GET /echo?n=1 HTTP/1.1\r\n" + h + "\r\n" +
@@ -594,9 +675,7 @@ func TestProxyLargeUploadStreams(t *testing.T) {
 	const size = 10 << 20
 	for _, chunked := range []bool{false, true} {
 		t.Run(fmt.Sprintf("chunked=%v", chunked), func(t *testing.T) {
-			e := newEnv(t, Config{}, false)
-			b := newBackend(t, "b1")
-			e.route("b1", b, true)
+			e, b := newEnvWithB1(t, true)
 			c, _ := e.client()
 			h := sha256.New()
 			body := &gatedReader{src: rand.NewChaCha8([32]byte{1}), left: size, before: 1 << 20, gate: b.uploadStarted, hash: h}
@@ -626,23 +705,19 @@ func TestProxyLargeUploadStreams(t *testing.T) {
 }
 
 func TestProxyChunked(t *testing.T) {
-	e := newEnv(t, Config{}, false)
-	b := newBackend(t, "b1")
-	e.route("b1", b, true)
+	e, _ := newEnvWithB1(t, true)
 	rc := e.dial()
 
 	// A streamed response stays chunked.
-	rc.send("GET /stream HTTP/1.1\r\nHost: b1.plane.localhost\r\n\r\n")
-	resp, body := rc.response("GET")
+	resp, body := rc.roundTrip("GET /stream HTTP/1.1\r\nHost: b1.plane.localhost\r\n\r\n")
 	if resp.StatusCode != 200 || body != "one,two,three" || len(resp.TransferEncoding) != 1 || resp.TransferEncoding[0] != "chunked" {
 		t.Fatalf("status %d, Transfer-Encoding %q, body %q", resp.StatusCode, resp.TransferEncoding, body)
 	}
 
 	// A chunked request, with extensions and trailers, reaches the backend
 	// as it was.
-	rc.send("POST /echo HTTP/1.1\r\nHost: b1.plane.localhost\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n" +
+	resp, body = rc.roundTrip("POST /echo HTTP/1.1\r\nHost: b1.plane.localhost\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n" +
 		"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 42\r\n\r\n")
-	resp, body = rc.response("POST")
 	got := decodeEcho(t, resp, body)
 	if got.Body != "hello world" || got.Trailer.Get("X-Sum") != "42" || len(got.TransferEncoding) != 1 || got.ContentLength != -1 {
 		t.Fatalf("backend saw body %q, trailer %v, Transfer-Encoding %q, Content-Length %d", got.Body, got.Trailer, got.TransferEncoding, got.ContentLength)
@@ -652,12 +727,9 @@ func TestProxyChunked(t *testing.T) {
 }
 
 func TestProxyUntilEOFResponse(t *testing.T) {
-	e := newEnv(t, Config{}, false)
-	b := newBackend(t, "b1")
-	e.route("b1", b, true)
+	e, _ := newEnvWithB1(t, true)
 	rc := e.dial()
-	rc.send("GET /eof HTTP/1.1\r\nHost: b1.plane.localhost\r\n\r\n")
-	resp, body := rc.response("GET")
+	resp, body := rc.roundTrip("GET /eof HTTP/1.1\r\nHost: b1.plane.localhost\r\n\r\n")
 	if resp.StatusCode != 200 || body != "body until EOF" || !resp.Close {
 		t.Fatalf("status %d, close %v, body %q", resp.StatusCode, resp.Close, body)
 	}
@@ -665,9 +737,7 @@ func TestProxyUntilEOFResponse(t *testing.T) {
 }
 
 func TestProxySSE(t *testing.T) {
-	e := newEnv(t, Config{}, false)
-	b := newBackend(t, "b1")
-	e.route("b1", b, true)
+	e, b := newEnvWithB1(t, true)
 	c, _ := e.client()
 	resp := e.do(c, "GET", e.url("b1", "/sse"), nil, nil)
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
@@ -702,9 +772,7 @@ func TestProxySSE(t *testing.T) {
 }
 
 func TestProxyWebSocket(t *testing.T) {
-	e := newEnv(t, Config{}, false)
-	b := newBackend(t, "b1")
-	e.route("b1", b, false)
+	e, _ := newEnvWithB1(t, false)
 	c, _ := e.client()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -754,19 +822,14 @@ func TestProxyWebSocket(t *testing.T) {
 	if err := ws.Close(websocket.StatusNormalClosure, ""); err != nil {
 		t.Fatalf("close: %v", err)
 	}
-	waitFor(t, "Activity to drop to 0 after the WebSocket closed", func() bool {
-		n, _ := e.p.Activity("b1")
-		return n == 0
-	})
+	e.waitIdle("b1", "the WebSocket closed")
 	if _, last := e.p.Activity("b1"); last.Before(before) {
 		t.Errorf("last activity %v is before the WebSocket closed at %v", last, before)
 	}
 }
 
 func TestProxyExpectContinue(t *testing.T) {
-	e := newEnv(t, Config{}, false)
-	b := newBackend(t, "b1")
-	e.route("b1", b, true)
+	e, _ := newEnvWithB1(t, true)
 	rc := e.dial()
 	rc.send("POST /echo HTTP/1.1\r\nHost: b1.plane.localhost\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
 	resp, _ := rc.response("POST")
@@ -786,8 +849,7 @@ func TestProxyExpectContinue(t *testing.T) {
 	// A request that is refused gets no 100 and the connection ends, so
 	// that the body the client may still send is not read as a request.
 	rc = e.dial()
-	rc.send("POST /echo HTTP/1.1\r\nHost: zz.plane.localhost\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
-	resp, body = rc.response("POST")
+	resp, body = rc.roundTrip("POST /echo HTTP/1.1\r\nHost: zz.plane.localhost\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
 	checkPage(t, resp, body, 404, "no backend zz")
 	if !resp.Close {
 		t.Error("refusal of a request with a body keeps the connection")
@@ -798,33 +860,24 @@ func TestProxyExpectContinue(t *testing.T) {
 // 100-continue expectation in an HTTP/1.0 request MUST ignore that
 // expectation"; an HTTP/1.0 client does not know 1xx responses.
 func TestProxyExpectContinueHTTP10(t *testing.T) {
-	e := newEnv(t, Config{}, false)
-	b := newBackend(t, "b1")
-	e.route("b1", b, true)
+	e, _ := newEnvWithB1(t, true)
 	rc := e.dial()
-	rc.send("POST /echo HTTP/1.0\r\nHost: b1.plane.localhost\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\nhello")
-	resp, body := rc.response("POST")
+	resp, body := rc.roundTrip("POST /echo HTTP/1.0\r\nHost: b1.plane.localhost\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\nhello")
 	if resp.StatusCode != 200 {
 		t.Fatalf("HTTP/1.0 request got status %d first (body %q), want the final 200", resp.StatusCode, body)
 	}
 }
 
 func TestProxyHTTP10(t *testing.T) {
-	e := newEnv(t, Config{}, false)
-	b := newBackend(t, "b1")
-	e.route("b1", b, true)
+	e, _ := newEnvWithB1(t, true)
 
 	rc := e.dial()
-	rc.send("GET /fixed HTTP/1.0\r\nHost: b1.plane.localhost\r\n\r\n")
-	if resp, body := rc.response("GET"); resp.StatusCode != 200 || body != "hello" {
-		t.Fatalf("status %d body %q", resp.StatusCode, body)
-	}
+	rc.expectOK("GET /fixed HTTP/1.0\r\nHost: b1.plane.localhost\r\n\r\n", "hello")
 	rc.expectClosed()
 
 	rc = e.dial()
 	for range 2 {
-		rc.send("GET /fixed HTTP/1.0\r\nHost: b1.plane.localhost\r\nConnection: keep-alive\r\n\r\n")
-		resp, body := rc.response("GET")
+		resp, body := rc.roundTrip("GET /fixed HTTP/1.0\r\nHost: b1.plane.localhost\r\nConnection: keep-alive\r\n\r\n")
 		if resp.StatusCode != 200 || body != "hello" || resp.Header.Get("Connection") != "keep-alive" {
 			t.Fatalf("status %d, Connection %q, body %q", resp.StatusCode, resp.Header.Get("Connection"), body)
 		}
@@ -832,9 +885,7 @@ func TestProxyHTTP10(t *testing.T) {
 }
 
 func TestProxyBadRequests(t *testing.T) {
-	e := newEnv(t, Config{}, false)
-	b := newBackend(t, "b1")
-	e.route("b1", b, true)
+	e, b := newEnvWithB1(t, true)
 	tests := []struct {
 		name, req string
 		status    int
@@ -905,30 +956,23 @@ func TestProxyWaitReadyExceeded(t *testing.T) {
 
 func TestProxyBackendRefuses(t *testing.T) {
 	e := newEnv(t, Config{}, false)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := listenLoopback(t)
 	addr := ln.Addr().String()
 	ln.Close()
 	e.p.SetRoute(Route{BackendID: "b1", Address: addr, Status: plane.StatusReady, Public: true})
 	rc := e.dial()
-	rc.send("GET / HTTP/1.1\r\nHost: b1.plane.localhost\r\n\r\n")
-	resp, body := rc.response("GET")
+	resp, body := rc.roundTrip("GET / HTTP/1.1\r\nHost: b1.plane.localhost\r\n\r\n")
 	checkPage(t, resp, body, 502, "the backend refused the connection")
 	// The connection stays usable.
-	rc.send("GET / HTTP/1.1\r\nHost: b1.plane.localhost\r\nAccept: application/json\r\n\r\n")
-	resp, body = rc.response("GET")
+	resp, body = rc.roundTrip("GET / HTTP/1.1\r\nHost: b1.plane.localhost\r\nAccept: application/json\r\n\r\n")
 	checkPage(t, resp, body, 502, `"status":502`)
-	waitFor(t, "Activity to drop to 0 after failed requests", func() bool { n, _ := e.p.Activity("b1"); return n == 0 })
+	e.waitIdle("b1", "failed requests")
 }
 
 // TestProxyRetriesStaleUpstream: a kept-alive upstream connection that the
 // backend closed meanwhile costs the client nothing.
 func TestProxyRetriesStaleUpstream(t *testing.T) {
-	e := newEnv(t, Config{}, false)
-	b := newBackend(t, "b1")
-	e.route("b1", b, true)
+	e, b := newEnvWithB1(t, true)
 	c, _ := e.client()
 	for i := range 3 {
 		if resp, body := e.get(c, e.url("b1", "/fixed"), nil); resp.StatusCode != 200 || body != "hello" {
@@ -945,28 +989,9 @@ func TestProxyAddressChange(t *testing.T) {
 	old, cur := newBackend(t, "old"), newBackend(t, "new")
 	e.route("b1", old, true)
 	c, _ := e.client()
-	held := make(chan string)
-	go func() {
-		req, _ := http.NewRequest("GET", e.url("b1", "/hold"), nil)
-		resp, err := c.Do(req)
-		if err != nil {
-			held <- err.Error()
-			return
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		held <- string(body)
-	}()
-	select {
-	case <-old.held:
-	case <-time.After(10 * time.Second):
-		t.Fatal("request did not reach the backend")
-	}
+	held := e.holdRequest(c, "b1", old)
 	e.route("b1", cur, true)
-	close(old.release)
-	if got := <-held; got != "old" {
-		t.Fatalf("held request: %q", got)
-	}
+	held.release("old")
 	resp, body := e.get(c, e.url("b1", "/"), nil)
 	if body != "new" {
 		t.Fatalf("after the address changed, the request went to %q (X-Served-By %q), want new", body, resp.Header.Get("X-Served-By"))
@@ -977,41 +1002,18 @@ func TestProxyAddressChange(t *testing.T) {
 // backend's route was dropped is closed once the exchange ends, not kept in
 // the pool of a route nobody can reach any more.
 func TestProxyRemovedRouteClosesUpstream(t *testing.T) {
-	e := newEnv(t, Config{}, false)
-	b := newBackend(t, "b1")
-	e.route("b1", b, true)
+	e, b := newEnvWithB1(t, true)
 	c, _ := e.client()
-	held := make(chan string)
-	go func() {
-		req, _ := http.NewRequest("GET", e.url("b1", "/hold"), nil)
-		resp, err := c.Do(req)
-		if err != nil {
-			held <- err.Error()
-			return
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		held <- string(body)
-	}()
-	select {
-	case <-b.held:
-	case <-time.After(10 * time.Second):
-		t.Fatal("request did not reach the backend")
-	}
+	held := e.holdRequest(c, "b1", b)
 	e.p.SetRoute(Route{BackendID: "b1", Status: plane.StatusTerminated})
-	close(b.release)
-	if got := <-held; got != "b1" {
-		t.Fatalf("held request: %q", got)
-	}
+	held.release("b1")
 	waitFor(t, "the proxy to close its connection to the removed backend", func() bool {
 		return b.closedConns.Load() == b.newConns.Load()
 	})
 }
 
 func TestProxyTokens(t *testing.T) {
-	e := newEnv(t, Config{}, false)
-	b := newBackend(t, "b1")
-	e.route("b1", b, false)
+	e, b := newEnvWithB1(t, false)
 	e.route("b2", b, false)
 	c, _ := e.client()
 	good := e.token("b1", "alice", time.Hour)
@@ -1058,18 +1060,14 @@ func TestProxyTokens(t *testing.T) {
 
 func TestProxyNoKey(t *testing.T) {
 	p := New(Config{Domain: testDomain, Logger: slog.New(slog.DiscardHandler)})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := listenLoopback(t)
 	go p.Serve(ln, false)
 	defer p.Close()
 	b := newBackend(t, "b1")
 	p.SetRoute(Route{BackendID: "b1", Address: b.addr(), Status: plane.StatusReady})
 	e := &testEnv{t: t, p: p, addr: ln.Addr().String()}
 	rc := e.dial()
-	rc.send("GET / HTTP/1.1\r\nHost: b1.plane.localhost\r\nCookie: plane_token=pc1.x.y\r\n\r\n")
-	resp, body := rc.response("GET")
+	resp, body := rc.roundTrip("GET / HTTP/1.1\r\nHost: b1.plane.localhost\r\nCookie: plane_token=pc1.x.y\r\n\r\n")
 	checkPage(t, resp, body, 503, "cannot check connect tokens yet")
 }
 
@@ -1149,9 +1147,7 @@ func TestProxyTokenRedirect(t *testing.T) {
 // so a valid token with "%0D%0A" inserted in its signature still verifies;
 // it must not break the response head.
 func TestProxyTokenRedirectHeaderInjection(t *testing.T) {
-	e := newEnv(t, Config{}, false)
-	b := newBackend(t, "b1")
-	e.route("b1", b, false)
+	e, _ := newEnvWithB1(t, false)
 	tok := e.token("b1", "alice", time.Hour)
 	dot := strings.LastIndexByte(tok, '.')
 	evil := tok[:dot+5] + "%0D%0A%0D%0A" + tok[dot+5:]
@@ -1177,9 +1173,7 @@ func TestProxyTokenRedirectHeaderInjection(t *testing.T) {
 }
 
 func TestProxyPublic(t *testing.T) {
-	e := newEnv(t, Config{}, false)
-	b := newBackend(t, "b1")
-	e.route("b1", b, true)
+	e, _ := newEnvWithB1(t, true)
 	c, _ := e.client()
 	for _, tt := range []struct {
 		name string
@@ -1232,9 +1226,7 @@ func TestProxyBearer(t *testing.T) {
 }
 
 func TestProxyForwardedHeaders(t *testing.T) {
-	e := newEnv(t, Config{}, false)
-	b := newBackend(t, "b1")
-	e.route("b1", b, false)
+	e, _ := newEnvWithB1(t, false)
 	c, _ := e.client()
 	resp, body := e.get(c, e.url("b1", "/echo"), http.Header{
 		"Cookie":            {"plane_token=" + e.token("b1", "alice", time.Hour)},
@@ -1274,22 +1266,17 @@ func TestProxyForwardedHeaders(t *testing.T) {
 // and, for each connection-option in this field, remove any header or
 // trailer field(s) from the message with the same name".
 func TestProxyConnectionNamedHeaders(t *testing.T) {
-	e := newEnv(t, Config{}, false)
-	b := newBackend(t, "b1")
-	e.route("b1", b, true)
+	e, _ := newEnvWithB1(t, true)
 	rc := e.dial()
-	rc.send("GET /echo HTTP/1.1\r\nHost: b1.plane.localhost\r\nConnection: keep-alive, X-Hop\r\nX-Hop: secret\r\n\r\n")
-	resp, body := rc.response("GET")
+	resp, body := rc.roundTrip("GET /echo HTTP/1.1\r\nHost: b1.plane.localhost\r\nConnection: keep-alive, X-Hop\r\nX-Hop: secret\r\n\r\n")
 	if got := decodeEcho(t, resp, body); got.Header.Get("X-Hop") != "" {
 		t.Errorf("backend saw X-Hop %q, a header the client named in Connection", got.Header.Get("X-Hop"))
 	}
 }
 
 func TestProxyActivity(t *testing.T) {
-	e := newEnv(t, Config{}, false)
-	b := newBackend(t, "b1")
 	created := time.Now()
-	e.route("b1", b, true)
+	e, b := newEnvWithB1(t, true)
 	if n, last := e.p.Activity("b1"); n != 0 || last.Before(created.Add(-time.Second)) {
 		t.Fatalf("new route: Activity = %d, %v", n, last)
 	}
@@ -1297,32 +1284,13 @@ func TestProxyActivity(t *testing.T) {
 		t.Fatalf("unknown backend: Activity = %d, %v", n, last)
 	}
 	c, _ := e.client()
-	done := make(chan string)
-	go func() {
-		req, _ := http.NewRequest("GET", e.url("b1", "/hold"), nil)
-		resp, err := c.Do(req)
-		if err != nil {
-			done <- err.Error()
-			return
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		done <- string(body)
-	}()
-	select {
-	case <-b.held:
-	case <-time.After(10 * time.Second):
-		t.Fatal("request did not reach the backend")
-	}
+	held := e.holdRequest(c, "b1", b)
 	if n, _ := e.p.Activity("b1"); n != 1 {
 		t.Errorf("Activity with a request in flight = %d, want 1", n)
 	}
 	before := time.Now()
-	close(b.release)
-	if got := <-done; got != "b1" {
-		t.Fatalf("held request: %q", got)
-	}
-	waitFor(t, "Activity to drop to 0", func() bool { n, _ := e.p.Activity("b1"); return n == 0 })
+	held.release("b1")
+	e.waitIdle("b1", "")
 	if _, last := e.p.Activity("b1"); last.Before(before) {
 		t.Errorf("last activity %v is before the request ended at %v", last, before)
 	}
@@ -1331,9 +1299,7 @@ func TestProxyActivity(t *testing.T) {
 // TestProxyRefusedUpload: a client sending a large body to a backend it may
 // not reach must still read the refusal, not a connection reset.
 func TestProxyRefusedUpload(t *testing.T) {
-	e := newEnv(t, Config{}, false)
-	b := newBackend(t, "b1")
-	e.route("b1", b, false)
+	e, _ := newEnvWithB1(t, false)
 	c, _ := e.client()
 	for i := range 5 {
 		req, _ := http.NewRequest("POST", e.url("b1", "/upload"), bytes.NewReader(make([]byte, 4<<20)))
@@ -1358,9 +1324,7 @@ func TestProxyClientAbortsBody(t *testing.T) {
 		{"malformed chunk", "POST /echo HTTP/1.1\r\nHost: b1.plane.localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			e := newEnv(t, Config{}, false)
-			b := newBackend(t, "b1")
-			e.route("b1", b, true)
+			e, _ := newEnvWithB1(t, true)
 			rc := e.dial()
 			rc.c.SetDeadline(time.Now().Add(5 * time.Second))
 			rc.send(tt.req)
@@ -1374,7 +1338,7 @@ func TestProxyClientAbortsBody(t *testing.T) {
 			} else if isTimeout(err) {
 				t.Fatal("the proxy neither answered nor closed the connection: it waits for the backend, which waits for the rest of the body")
 			}
-			waitFor(t, "Activity to drop to 0", func() bool { n, _ := e.p.Activity("b1"); return n == 0 })
+			e.waitIdle("b1", "")
 		})
 	}
 }
@@ -1384,9 +1348,7 @@ func TestProxyClientAbortsBody(t *testing.T) {
 // connection after a response that did not say "Connection: close": the
 // client sends its next request on it and gets a reset.
 func TestProxyKeepAliveWithBodies(t *testing.T) {
-	e := newEnv(t, Config{}, false)
-	b := newBackend(t, "b1")
-	e.route("b1", b, true)
+	e, b := newEnvWithB1(t, true)
 	c, dials := e.client()
 	for i := range 500 {
 		msg := fmt.Sprintf("body %d", i)
@@ -1399,10 +1361,5 @@ func TestProxyKeepAliveWithBodies(t *testing.T) {
 			t.Fatalf("request %d: backend got %q", i, got.Body)
 		}
 	}
-	if n := dials.Load(); n != 1 {
-		t.Errorf("client opened %d connections to the proxy for 500 POSTs, want 1", n)
-	}
-	if n := b.newConns.Load(); n != 1 {
-		t.Errorf("proxy opened %d connections to the backend for 500 POSTs, want 1", n)
-	}
+	expectOneConnEach(t, dials, b, " for 500 POSTs")
 }
