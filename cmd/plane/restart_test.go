@@ -167,3 +167,22 @@ func TestControllerRestartKeepsStatusChanges(t *testing.T) {
 		t.Errorf("history has %d entries, want all 7: %+v", n, b.StatusHistory)
 	}
 }
+
+// A backend the controller holds terminated (here: marked lost, as when
+// its drone was unreachable for a while) but its drone still runs is
+// stopped when the drone's heartbeat lists it.
+func TestControllerStopsBackendsItHoldsTerminated(t *testing.T) {
+	c := newCluster(t, clusterOpts{})
+	_, b := c.spawn(map[string]any{"image": "demo", "wait": true})
+	ev := plane.BackendEvent{BackendID: b.ID, DroneID: b.Drone, Status: plane.StatusTerminated, Time: time.Now(), Reason: plane.ReasonLost, Error: "test: drone unreachable"}
+	if _, err := c.ctrl.Dispatch.Apply(context.Background(), ev); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, "the drone to stop the container", func() bool {
+		_, err := c.drone.Runtime.Inspect(context.Background(), "plane-"+b.ID)
+		return err != nil
+	})
+	if got := c.get(b.ID); got.TerminationReason != plane.ReasonLost {
+		t.Errorf("reason %q, want the controller's lost to stand", got.TerminationReason)
+	}
+}
