@@ -14,28 +14,14 @@ import (
 	"plane"
 )
 
-// heartbeatLoop publishes a heartbeat every plane.HeartbeatInterval and
-// refreshes the list of cached images now and then.
+// heartbeatLoop publishes a heartbeat every plane.HeartbeatInterval,
+// refreshes the list of cached images now and then, and prunes old records.
 func (a *Agent) heartbeatLoop(ctx context.Context) {
 	a.refreshImages(ctx)
 	a.beat(false)
-	t := time.NewTicker(plane.HeartbeatInterval)
-	defer t.Stop()
-	n := 0
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if n++; n%15 == 0 {
-				a.refreshImages(ctx)
-			}
-			if n%1800 == 0 { // hourly
-				a.pruneTerminated(ctx)
-			}
-			a.beat(false)
-		}
-	}
+	a.wg.Go(func() { every(ctx, 30*time.Second, a.refreshImages) })
+	a.wg.Go(func() { every(ctx, time.Hour, a.pruneTerminated) })
+	every(ctx, plane.HeartbeatInterval, func(context.Context) { a.beat(false) })
 }
 
 // keepTerminated is how long the drone remembers terminated backends, so
@@ -108,25 +94,35 @@ func (a *Agent) beat(stopping bool) {
 // its connections and last activity, fresh from the proxy, and its CPU and
 // memory as last sampled by sampleLoop (Docker's stats call is slow).
 func (a *Agent) statsLoop(ctx context.Context) {
-	a.wg.Go(func() { a.sampleLoop(ctx) })
-	t := time.NewTicker(ActivityInterval)
+	a.wg.Go(func() { every(ctx, a.cfg.StatsInterval, a.sample) })
+	every(ctx, ActivityInterval, a.publishStats)
+}
+
+// every calls fn every d until ctx is done.
+func every(ctx context.Context, d time.Duration, fn func(context.Context)) {
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			fn(ctx)
 		}
-		for _, b := range a.readyBackends() {
-			b.mu.Lock()
-			s := b.usage
-			b.mu.Unlock()
-			s.BackendID, s.Time = b.id, time.Now()
-			s.Connections, s.LastActivity = a.activity(b.id)
-			data, _ := json.Marshal(s)
-			if err := a.cfg.NATS.Publish(plane.SubjectBackendStats(b.id), data); err != nil {
-				b.log.Warn("publish stats", "err", err)
-			}
+	}
+}
+
+// publishStats publishes each ready backend's stats once.
+func (a *Agent) publishStats(context.Context) {
+	for _, b := range a.readyBackends() {
+		b.mu.Lock()
+		s := b.usage
+		b.mu.Unlock()
+		s.BackendID, s.Time = b.id, time.Now()
+		s.Connections, s.LastActivity = a.activity(b.id)
+		data, _ := json.Marshal(s)
+		if err := a.cfg.NATS.Publish(plane.SubjectBackendStats(b.id), data); err != nil {
+			b.log.Warn("publish stats", "err", err)
 		}
 	}
 }
@@ -134,34 +130,24 @@ func (a *Agent) statsLoop(ctx context.Context) {
 // ActivityInterval is how often backend stats are published.
 const ActivityInterval = 2 * time.Second
 
-// sampleLoop samples each ready backend's CPU and memory, one after the
-// other, every StatsInterval.
-func (a *Agent) sampleLoop(ctx context.Context) {
-	t := time.NewTicker(a.cfg.StatsInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		for _, b := range a.readyBackends() {
-			b.mu.Lock()
-			cid := b.rec.ContainerID
-			b.mu.Unlock()
-			sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-			st, err := a.cfg.Runtime.Stats(sctx, cid)
-			cancel()
-			if err != nil {
-				if ctx.Err() == nil {
-					b.log.Debug("stats", "err", err)
-				}
-				continue
+// sample samples each ready backend's CPU and memory, one after the other.
+func (a *Agent) sample(ctx context.Context) {
+	for _, b := range a.readyBackends() {
+		b.mu.Lock()
+		cid := b.rec.ContainerID
+		b.mu.Unlock()
+		sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		st, err := a.cfg.Runtime.Stats(sctx, cid)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				b.log.Debug("stats", "err", err)
 			}
-			b.mu.Lock()
-			b.usage.CPUPercent, b.usage.MemoryBytes, b.usage.MemoryLimit = st.CPUPercent, st.MemoryBytes, st.MemoryLimit
-			b.mu.Unlock()
+			continue
 		}
+		b.mu.Lock()
+		b.usage.CPUPercent, b.usage.MemoryBytes, b.usage.MemoryLimit = st.CPUPercent, st.MemoryBytes, st.MemoryLimit
+		b.mu.Unlock()
 	}
 }
 

@@ -281,18 +281,7 @@ func TestConnectTokenTTL(t *testing.T) {
 	c.ctrl.Close()
 	c.ctrlCfg.ConnectTokenTTL = 10 * time.Minute
 	c.startController()
-	b, _, err := c.ctrl.DB.CreateBackend(context.Background(), &plane.Backend{ProjectID: c.project.ID, Image: "demo", ImageRef: "plane-demo:latest", DroneID: "x", User: "u", CreatedAt: time.Now()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	status, data := c.call(http.MethodPost, "/api/v1/backends/"+b.ID+"/connect", nil)
-	if status != http.StatusOK {
-		t.Fatalf("connect: %d %s", status, data)
-	}
-	var out connectOut
-	if err := json.Unmarshal(data, &out); err != nil {
-		t.Fatal(err)
-	}
+	b, out := c.storedBackendConnect(t, "u")
 	c.verifyConnectToken(t, out.Token, b.ID, "u", 10*time.Minute)
 }
 
@@ -317,18 +306,7 @@ func TestConnectKeyOverNATS(t *testing.T) {
 		t.Fatalf("key %x, want the controller's %x", k.PublicKey, pub)
 	}
 	// The key verifies what the API signs.
-	b, _, err := c.ctrl.DB.CreateBackend(context.Background(), &plane.Backend{ProjectID: c.project.ID, Image: "demo", ImageRef: "plane-demo:latest", DroneID: "x", CreatedAt: time.Now()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	status, data := c.call(http.MethodPost, "/api/v1/backends/"+b.ID+"/connect", nil)
-	if status != http.StatusOK {
-		t.Fatalf("connect: %d %s", status, data)
-	}
-	var out connectOut
-	if err := json.Unmarshal(data, &out); err != nil {
-		t.Fatal(err)
-	}
+	_, out := c.storedBackendConnect(t, "")
 	if _, err := plane.VerifyConnectToken(ed25519.PublicKey(k.PublicKey), out.Token, time.Now()); err != nil {
 		t.Fatalf("the key from NATS does not verify the API's token: %v", err)
 	}
@@ -374,4 +352,23 @@ func TestImagesAllowBearer(t *testing.T) {
 	if status != 200 || !strings.Contains(string(data), `"allow_bearer":true`) || !strings.Contains(string(data), `"allow_bearer":false`) {
 		t.Fatalf("list: %d %s", status, data)
 	}
+}
+
+// storedBackendConnect stores a backend of the cluster's project (no drone
+// needed) and asks the API for a connect URL to it.
+func (c *cluster) storedBackendConnect(t *testing.T, user string) (*plane.Backend, connectOut) {
+	t.Helper()
+	b, _, err := c.ctrl.DB.CreateBackend(context.Background(), &plane.Backend{ProjectID: c.project.ID, Image: "demo", ImageRef: "plane-demo:latest", DroneID: "x", User: user, CreatedAt: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, data := c.call(http.MethodPost, "/api/v1/backends/"+b.ID+"/connect", nil)
+	if status != http.StatusOK {
+		t.Fatalf("connect: %d %s", status, data)
+	}
+	var out connectOut
+	if err := json.Unmarshal(data, &out); err != nil {
+		t.Fatal(err)
+	}
+	return b, out
 }
