@@ -535,8 +535,8 @@ func TestProxyLookup(t *testing.T) {
 		switch id {
 		case "gone", "b1":
 			return plane.StatusTerminated, true
-		case "elsewhere":
-			return plane.StatusReady, true // known, but not on this drone
+		case "adopting":
+			return plane.StatusReady, true // in the drone's store, not routed yet
 		}
 		return "", false
 	}}, false)
@@ -549,8 +549,8 @@ func TestProxyLookup(t *testing.T) {
 	}
 	resp, body = e.get(c, e.url("nobody", "/"), nil)
 	checkPage(t, resp, body, 404, "there is no backend nobody")
-	resp, body = e.get(c, e.url("elsewhere", "/"), nil)
-	checkPage(t, resp, body, 404, "there is no backend elsewhere")
+	resp, body = e.get(c, e.url("adopting", "/"), nil)
+	checkPage(t, resp, body, 503, "the drone is starting")
 
 	// JSON for clients that ask for it.
 	resp, body = e.get(c, e.url("gone", "/"), http.Header{"Accept": {"application/json, text/plain"}})

@@ -32,9 +32,14 @@ func (cn *conn) serve() (keep bool, tunnel func()) {
 	}
 	rt := p.route(id)
 	if rt == nil {
-		if status, found := p.lookup(id); found && status == plane.StatusTerminated {
+		switch status, found := p.lookup(id); {
+		case found && status == plane.StatusTerminated:
 			cn.page(410, id, string(status), "this backend has terminated", !clean)
-		} else {
+		case found:
+			// Known to the drone but not routed yet: the drone is starting
+			// and adopting its backends.
+			cn.page(503, id, string(status), "the drone is starting; try again in a moment", !clean)
+		default:
 			cn.page(404, id, "", "there is no backend "+id+" on this drone", !clean)
 		}
 		return clean, nil
