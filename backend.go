@@ -145,6 +145,7 @@ type BackendFilter struct {
 	ID        *string
 	Key       *string
 	DroneID   *string
+	Image     *string
 	Live      *bool // true: not terminated; false: terminated
 	Limit     int
 }

@@ -52,4 +52,7 @@ type DroneService interface {
 	FindDrones(ctx context.Context) ([]*Drone, error)
 	// SetDroneStatus marks a drone lost or stopped.
 	SetDroneStatus(ctx context.Context, id string, status DroneStatus) error
+	// SetDroneDraining records a drain the drone acknowledged, so that
+	// placement and pages follow before its next heartbeat.
+	SetDroneDraining(ctx context.Context, id string, draining bool) error
 }

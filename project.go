@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// Team owns projects. Users and roles come with the dashboard.
+// Team owns projects; its members (users with a role) reach them.
 type Team struct {
 	ID        int64     `json:"id"`
 	Name      string    `json:"name"`
@@ -40,4 +40,9 @@ type ProjectService interface {
 	// CreateProject stores p (in a team created for it when TeamID is 0) and
 	// sets its ID; ECONFLICT when the name is taken.
 	CreateProject(ctx context.Context, p *Project) error
+	// FindProjectsOfTeam returns a team's projects, by name.
+	FindProjectsOfTeam(ctx context.Context, teamID int64) ([]*Project, error)
+	// DeleteProject removes a project with its images, tokens and
+	// terminated backends; ECONFLICT while it has live backends.
+	DeleteProject(ctx context.Context, id int64) error
 }

@@ -42,7 +42,7 @@ type Dispatcher struct {
 	stop context.CancelFunc
 
 	mu    sync.Mutex
-	stats map[string]plane.BackendStats
+	stats map[string][]plane.BackendStats // oldest first, at most StatsHistory
 
 	acme acmeState
 }
@@ -60,7 +60,7 @@ func (d *Dispatcher) Open(ctx context.Context) error {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	d.stats = map[string]plane.BackendStats{}
+	d.stats = map[string][]plane.BackendStats{}
 	if d.ConnectKey != nil && len(d.ConnectKey) != ed25519.PublicKeySize {
 		return fmt.Errorf("connect key: %d bytes, want %d", len(d.ConnectKey), ed25519.PublicKeySize)
 	}
@@ -191,6 +191,11 @@ func (d *Dispatcher) Apply(ctx context.Context, ev plane.BackendEvent) (*plane.B
 	if err != nil {
 		return nil, err
 	}
+	if applied && b.Status == plane.StatusTerminated {
+		d.mu.Lock()
+		delete(d.stats, b.ID)
+		d.mu.Unlock()
+	}
 	if applied && d.OnBackend != nil {
 		d.OnBackend(b)
 	}
@@ -288,16 +293,34 @@ func (d *Dispatcher) handleStats(m *nats.Msg) {
 		return
 	}
 	d.mu.Lock()
-	d.stats[s.BackendID] = s
+	h := d.stats[s.BackendID]
+	if len(h) == StatsHistory {
+		h = append(h[:0], h[1:]...)
+	}
+	d.stats[s.BackendID] = append(h, s)
 	d.mu.Unlock()
 }
+
+// StatsHistory is how many samples of each live backend's stats the
+// dispatcher keeps: two minutes at the drones' two-second period.
+const StatsHistory = 60
 
 // Stats returns the latest stats of a backend.
 func (d *Dispatcher) Stats(backendID string) (plane.BackendStats, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	s, ok := d.stats[backendID]
-	return s, ok
+	h := d.stats[backendID]
+	if len(h) == 0 {
+		return plane.BackendStats{}, false
+	}
+	return h[len(h)-1], true
+}
+
+// StatsHistory returns a copy of a live backend's recent stats, oldest first.
+func (d *Dispatcher) StatsHistory(backendID string) []plane.BackendStats {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]plane.BackendStats(nil), d.stats[backendID]...)
 }
 
 // request sends a request to a drone and decodes its reply.
