@@ -221,6 +221,9 @@ func findBackends(ctx context.Context, q queryer, f plane.BackendFilter) ([]*pla
 	if f.DroneID != nil {
 		where, args = append(where, "drone_id = ?"), append(args, *f.DroneID)
 	}
+	if f.Image != nil {
+		where, args = append(where, "image = ?"), append(args, *f.Image)
+	}
 	if f.Live != nil {
 		// Spelled like the partial indexes' condition so that sqlite uses them.
 		if *f.Live {
@@ -241,20 +244,8 @@ func findBackends(ctx context.Context, q queryer, f plane.BackendFilter) ([]*pla
 	}
 	// rowid breaks ties between backends created in the same millisecond.
 	query += ` ORDER BY created_at DESC, rowid DESC LIMIT ?`
-	rows, err := q.QueryContext(ctx, query, append(args, limit)...)
+	backends, err := queryAll(ctx, q, scanBackend, query, append(args, limit)...)
 	if err != nil {
-		return nil, fmt.Errorf("find backends: %w", err)
-	}
-	defer rows.Close()
-	backends := []*plane.Backend{}
-	for rows.Next() {
-		b, err := scanBackend(rows)
-		if err != nil {
-			return nil, fmt.Errorf("find backends: %w", err)
-		}
-		backends = append(backends, b)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("find backends: %w", err)
 	}
 	if err := attachHistories(ctx, q, backends); err != nil {

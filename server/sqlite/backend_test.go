@@ -377,10 +377,10 @@ func TestFindBackends(t *testing.T) {
 	p2 := MustCreateProject(t, db, "two")
 	t0 := ms(1_700_000_000_000)
 
-	create := func(p *plane.Project, id, key, drone string, age int) *plane.Backend {
+	create := func(p *plane.Project, id, image, key, drone string, age int) *plane.Backend {
 		t.Helper()
 		b, created, err := db.CreateBackend(ctx, &plane.Backend{
-			ID: id, ProjectID: p.ID, Image: "app", ImageRef: "app:1", Key: key, DroneID: drone,
+			ID: id, ProjectID: p.ID, Image: image, ImageRef: image + ":1", Key: key, DroneID: drone,
 			CreatedAt: t0.Add(-time.Duration(age) * time.Minute),
 		})
 		if err != nil || !created {
@@ -389,11 +389,11 @@ func TestFindBackends(t *testing.T) {
 		return b
 	}
 	// Created oldest first, listed newest first.
-	a := create(p1, "a", "ka", "d1", 5)
-	b := create(p1, "b", "", "d1", 4)
-	c := create(p2, "c", "kc", "d2", 3)
-	d := create(p1, "d", "ka2", "", 2)
-	e := create(p2, "e", "ka", "d1", 1)
+	a := create(p1, "a", "app", "ka", "d1", 5)
+	b := create(p1, "b", "web", "", "d1", 4)
+	c := create(p2, "c", "app", "kc", "d2", 3)
+	d := create(p1, "d", "app", "ka2", "", 2)
+	e := create(p2, "e", "web", "ka", "d1", 1)
 	a = mustApply(t, db, plane.BackendEvent{BackendID: a.ID, Status: plane.StatusReady, Time: t0})
 	c = mustApply(t, db, plane.BackendEvent{BackendID: c.ID, Status: plane.StatusTerminated, Reason: plane.ReasonIdle, Time: t0})
 
@@ -411,6 +411,10 @@ func TestFindBackends(t *testing.T) {
 		{"project and key", plane.BackendFilter{ProjectID: &p1.ID, Key: ptr("ka")}, []*plane.Backend{a}},
 		{"drone", plane.BackendFilter{DroneID: ptr("d1")}, []*plane.Backend{e, b, a}},
 		{"no drone", plane.BackendFilter{DroneID: ptr("")}, []*plane.Backend{d}},
+		{"image", plane.BackendFilter{Image: ptr("web")}, []*plane.Backend{e, b}},
+		{"image of a project", plane.BackendFilter{ProjectID: &p1.ID, Image: ptr("web")}, []*plane.Backend{b}},
+		{"live of an image", plane.BackendFilter{Image: ptr("app"), Live: ptr(true)}, []*plane.Backend{d, a}},
+		{"unknown image", plane.BackendFilter{Image: ptr("db")}, []*plane.Backend{}},
 		{"live", plane.BackendFilter{Live: ptr(true)}, []*plane.Backend{e, d, b, a}},
 		{"terminated", plane.BackendFilter{Live: ptr(false)}, []*plane.Backend{c}},
 		{"live on a drone of a project", plane.BackendFilter{ProjectID: &p2.ID, DroneID: ptr("d2"), Live: ptr(true)}, []*plane.Backend{}},

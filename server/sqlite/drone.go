@@ -82,20 +82,8 @@ func (db *DB) FindDroneByID(ctx context.Context, id string) (*plane.Drone, error
 
 // FindDrones returns every drone ever seen, by ID.
 func (db *DB) FindDrones(ctx context.Context) ([]*plane.Drone, error) {
-	rows, err := db.read.QueryContext(ctx, `SELECT `+droneColumns+` FROM drones ORDER BY id`)
+	drones, err := queryAll(ctx, db.read, scanDrone, `SELECT `+droneColumns+` FROM drones ORDER BY id`)
 	if err != nil {
-		return nil, fmt.Errorf("find drones: %w", err)
-	}
-	defer rows.Close()
-	drones := []*plane.Drone{}
-	for rows.Next() {
-		d, err := scanDrone(rows)
-		if err != nil {
-			return nil, fmt.Errorf("find drones: %w", err)
-		}
-		drones = append(drones, d)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("find drones: %w", err)
 	}
 	return drones, nil
@@ -109,6 +97,26 @@ func (db *DB) SetDroneStatus(ctx context.Context, id string, status plane.DroneS
 	res, err := db.write.ExecContext(ctx, `UPDATE drones SET status = ? WHERE id = ?`, status, id)
 	if err != nil {
 		return fmt.Errorf("set drone %q status: %w", id, err)
+	}
+	return rowAffected(res, "drone %q not found", id)
+}
+
+// SetDroneDraining records a drain (or its end) that the drone acknowledged,
+// until its next heartbeat says the same. The status follows as UpsertDrone
+// would set it, but only between ready and draining: a lost or stopped drone
+// stays so until it beats again.
+func (db *DB) SetDroneDraining(ctx context.Context, id string, draining bool) error {
+	status := plane.DroneReady
+	if draining {
+		status = plane.DroneDraining
+	}
+	res, err := db.write.ExecContext(ctx, `
+		UPDATE drones SET draining = ?,
+			status = CASE WHEN status IN (?, ?) THEN ? ELSE status END
+		WHERE id = ?`,
+		draining, plane.DroneReady, plane.DroneDraining, status, id)
+	if err != nil {
+		return fmt.Errorf("set drone %q draining: %w", id, err)
 	}
 	return rowAffected(res, "drone %q not found", id)
 }

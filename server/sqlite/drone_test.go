@@ -170,3 +170,51 @@ func TestSetDroneStatus(t *testing.T) {
 		}
 	})
 }
+
+func TestSetDroneDraining(t *testing.T) {
+	ctx := context.Background()
+	db := MustOpenDB(t)
+	for _, d := range []*plane.Drone{{ID: "ready"}, {ID: "lost"}} {
+		if err := db.UpsertDrone(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.SetDroneStatus(ctx, "lost", plane.DroneLost); err != nil {
+		t.Fatal(err)
+	}
+
+	// Steps run in order on the same drones.
+	tests := []struct {
+		name       string
+		id         string
+		draining   bool
+		code       plane.ErrorCode
+		wantStatus plane.DroneStatus
+	}{
+		{"drain a ready drone", "ready", true, "", plane.DroneDraining},
+		{"drain again", "ready", true, "", plane.DroneDraining},
+		{"undrain", "ready", false, "", plane.DroneReady},
+		{"a lost drone stays lost", "lost", true, "", plane.DroneLost},
+		{"and lost when undrained", "lost", false, "", plane.DroneLost},
+		{"unknown drone", "nosuch", true, plane.ENOTFOUND, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before, _ := db.FindDroneByID(ctx, tt.id)
+			err := db.SetDroneDraining(ctx, tt.id, tt.draining)
+			wantCode(t, err, tt.code)
+			if err != nil {
+				return
+			}
+			got, err := db.FindDroneByID(ctx, tt.id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := *before
+			want.Draining, want.Status = tt.draining, tt.wantStatus
+			if !reflect.DeepEqual(got, &want) {
+				t.Fatalf("got %+v, want %+v", got, want)
+			}
+		})
+	}
+}

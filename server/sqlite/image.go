@@ -33,21 +33,9 @@ func findImage(ctx context.Context, q queryer, projectID int64, name string) (*p
 
 // FindImages returns the project's images, by name.
 func (db *DB) FindImages(ctx context.Context, projectID int64) ([]*plane.Image, error) {
-	rows, err := db.read.QueryContext(ctx,
+	images, err := queryAll(ctx, db.read, scanImage,
 		`SELECT `+imageColumns+` FROM images WHERE project_id = ? ORDER BY name`, projectID)
 	if err != nil {
-		return nil, fmt.Errorf("find images: %w", err)
-	}
-	defer rows.Close()
-	images := []*plane.Image{}
-	for rows.Next() {
-		img, err := scanImage(rows)
-		if err != nil {
-			return nil, fmt.Errorf("find images: %w", err)
-		}
-		images = append(images, img)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("find images: %w", err)
 	}
 	return images, nil

@@ -2,15 +2,11 @@ package sqlite_test
 
 import (
 	"context"
-	"database/sql"
 	"path/filepath"
 	"reflect"
 	"testing"
 
-	"github.com/pressly/goose/v3"
-
 	"plane"
-	"plane/migrations"
 	"plane/server/sqlite"
 )
 
@@ -204,18 +200,7 @@ func TestDeleteImage(t *testing.T) {
 func TestImageAllowBearerMigration(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "plane.db")
-	raw, err := sql.Open("sqlite3", "file:"+path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
-	p, err := goose.NewProvider(goose.DialectSQLite3, raw, migrations.FS, goose.WithDisableGlobalRegistry(true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p.UpTo(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
+	raw, p := mustMigrateTo(t, path, 1)
 	for _, q := range []string{
 		`INSERT INTO teams (id, name, created_at) VALUES (1, 'old', 0)`,
 		`INSERT INTO projects (id, team_id, name, created_at) VALUES (1, 1, 'old', 0)`,

@@ -15,7 +15,11 @@ const projectColumns = `id, team_id, name, created_at`
 
 // FindProjectByID returns the project with id.
 func (db *DB) FindProjectByID(ctx context.Context, id int64) (*plane.Project, error) {
-	p, err := scanProject(db.read.QueryRowContext(ctx, `SELECT `+projectColumns+` FROM projects WHERE id = ?`, id))
+	return findProjectByID(ctx, db.read, id)
+}
+
+func findProjectByID(ctx context.Context, q queryer, id int64) (*plane.Project, error) {
+	p, err := scanProject(q.QueryRowContext(ctx, `SELECT `+projectColumns+` FROM projects WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, plane.Errorf(plane.ENOTFOUND, "project %d not found", id)
 	}
@@ -39,20 +43,18 @@ func (db *DB) FindProjectByName(ctx context.Context, name string) (*plane.Projec
 
 // FindProjects returns every project, by name.
 func (db *DB) FindProjects(ctx context.Context) ([]*plane.Project, error) {
-	rows, err := db.read.QueryContext(ctx, `SELECT `+projectColumns+` FROM projects ORDER BY name`)
+	return db.findProjects(ctx, "")
+}
+
+// FindProjectsOfTeam returns the team's projects, by name.
+func (db *DB) FindProjectsOfTeam(ctx context.Context, teamID int64) ([]*plane.Project, error) {
+	return db.findProjects(ctx, `WHERE team_id = ?`, teamID)
+}
+
+func (db *DB) findProjects(ctx context.Context, where string, args ...any) ([]*plane.Project, error) {
+	projects, err := queryAll(ctx, db.read, scanProject,
+		`SELECT `+projectColumns+` FROM projects `+where+` ORDER BY name`, args...)
 	if err != nil {
-		return nil, fmt.Errorf("find projects: %w", err)
-	}
-	defer rows.Close()
-	projects := []*plane.Project{}
-	for rows.Next() {
-		p, err := scanProject(rows)
-		if err != nil {
-			return nil, fmt.Errorf("find projects: %w", err)
-		}
-		projects = append(projects, p)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("find projects: %w", err)
 	}
 	return projects, nil
@@ -90,6 +92,31 @@ func (db *DB) CreateProject(ctx context.Context, p *plane.Project) error {
 	}
 	p.ID, p.TeamID, p.CreatedAt = id, teamID, created
 	return nil
+}
+
+// DeleteProject removes the project; the schema's cascades take its images,
+// tokens, terminated backends and activity with it. Live backends would be
+// orphaned on their drones, so they must be terminated first. The count and
+// the delete share a write transaction, so no spawn slips in between.
+func (db *DB) DeleteProject(ctx context.Context, id int64) error {
+	return db.inTx(ctx, func(tx *sql.Tx) error {
+		p, err := findProjectByID(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		var live int
+		if err := tx.QueryRowContext(ctx,
+			`SELECT COUNT(*) FROM backends WHERE project_id = ? AND status <> 'terminated'`, id).Scan(&live); err != nil {
+			return fmt.Errorf("delete project %q: count live backends: %w", p.Name, err)
+		}
+		if live > 0 {
+			return plane.Errorf(plane.ECONFLICT, "project %q has %d live backends: terminate them first", p.Name, live)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM projects WHERE id = ?`, id); err != nil {
+			return fmt.Errorf("delete project %q: %w", p.Name, err)
+		}
+		return nil
+	})
 }
 
 // scanner is a *sql.Row or *sql.Rows.

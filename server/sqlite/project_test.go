@@ -101,3 +101,78 @@ func TestFindProjects(t *testing.T) {
 		wantCode(t, err, plane.ENOTFOUND)
 	})
 }
+
+func TestFindProjectsOfTeam(t *testing.T) {
+	ctx := context.Background()
+	db := MustOpenDB(t)
+	ada := mustCreateUser(t, db, "ada@example.com")
+	team := mustCreateTeam(t, db, "crew", ada.ID)
+	var want []*plane.Project
+	for _, name := range []string{"bravo", "alpha"} {
+		p := &plane.Project{Name: name, TeamID: team.ID}
+		if err := db.CreateProject(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		want = append([]*plane.Project{p}, want...)
+	}
+	MustCreateProject(t, db, "elsewhere")
+
+	if got, err := db.FindProjectsOfTeam(ctx, team.ID); err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %+v, %v; want alpha then bravo", got, err)
+	}
+	if got, err := db.FindProjectsOfTeam(ctx, 999); err != nil || got == nil || len(got) != 0 {
+		t.Fatalf("unknown team: %v, %v; want an empty list", got, err)
+	}
+}
+
+func TestDeleteProject(t *testing.T) {
+	ctx := context.Background()
+	db := MustOpenDB(t)
+	p := MustCreateProject(t, db, "doomed")
+	kept := MustCreateProject(t, db, "kept")
+	mustCreateImage(t, db, p.ID, "app")
+	if err := db.CreateToken(ctx, &plane.Token{ID: "tok", ProjectID: p.ID}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.RecordActivity(ctx, &plane.Activity{ProjectID: p.ID, Actor: plane.Actor{Name: "Ada"}, Action: plane.ActionProjectCreate}); err != nil {
+		t.Fatal(err)
+	}
+	done := mustCreateBackend(t, db, p.ID, "")
+	mustApply(t, db, plane.BackendEvent{BackendID: done.ID, Status: plane.StatusTerminated})
+	live := mustCreateBackend(t, db, p.ID, "")
+	other := mustCreateBackend(t, db, kept.ID, "")
+
+	t.Run("refused while a backend lives", func(t *testing.T) {
+		err := db.DeleteProject(ctx, p.ID)
+		wantCode(t, err, plane.ECONFLICT)
+		if want := `project "doomed" has 1 live backends: terminate them first`; plane.ErrorMessageOf(err) != want {
+			t.Fatalf("message %q, want %q", plane.ErrorMessageOf(err), want)
+		}
+		if _, err := db.FindProjectByID(ctx, p.ID); err != nil {
+			t.Fatalf("project after refusal: %v", err)
+		}
+	})
+	t.Run("deleted with everything in it", func(t *testing.T) {
+		mustApply(t, db, plane.BackendEvent{BackendID: live.ID, Status: plane.StatusTerminated})
+		if err := db.DeleteProject(ctx, p.ID); err != nil {
+			t.Fatal(err)
+		}
+		_, err := db.FindProjectByID(ctx, p.ID)
+		wantCode(t, err, plane.ENOTFOUND)
+		_, err = db.FindImage(ctx, p.ID, "app")
+		wantCode(t, err, plane.ENOTFOUND)
+		_, err = db.FindTokenByID(ctx, "tok")
+		wantCode(t, err, plane.ENOTFOUND)
+		_, err = db.FindBackendByID(ctx, done.ID)
+		wantCode(t, err, plane.ENOTFOUND)
+		if got, err := db.FindActivity(ctx, p.ID, 0); err != nil || len(got) != 0 {
+			t.Fatalf("activity left: %v, %v", got, err)
+		}
+		if _, err := db.FindBackendByID(ctx, other.ID); err != nil {
+			t.Fatalf("other project's backend: %v", err)
+		}
+	})
+	t.Run("unknown", func(t *testing.T) {
+		wantCode(t, db.DeleteProject(ctx, p.ID), plane.ENOTFOUND)
+	})
+}

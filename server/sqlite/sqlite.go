@@ -1,5 +1,6 @@
 // Package sqlite is the controller's store: projects, images, backends and
-// their status history, drones and API tokens in one sqlite file.
+// their status history, drones, API tokens, and the dashboard's users, teams,
+// sessions, invites and activity log in one sqlite file.
 package sqlite
 
 import (
@@ -128,6 +129,28 @@ type queryer interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
+// queryAll runs a query and scans each row with scan. No rows is an empty
+// slice, not nil, so that lists encode as [] rather than null.
+func queryAll[T any](ctx context.Context, q queryer, scan func(scanner) (T, error), query string, args ...any) ([]T, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	list := []T{}
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		list = append(list, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return list, nil
+}
+
 // inTx runs fn in a write transaction, committed when fn returns nil.
 func (db *DB) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := db.write.BeginTx(ctx, nil)
@@ -212,6 +235,15 @@ func now() time.Time { return fromMS(toMS(time.Now())) }
 func orNow(t time.Time) time.Time {
 	if t.IsZero() {
 		return now()
+	}
+	return fromMS(toMS(t))
+}
+
+// orLater returns t at the store's precision, or ttl after from when t is
+// zero: the default expiry of sessions and invites.
+func orLater(t, from time.Time, ttl time.Duration) time.Time {
+	if t.IsZero() {
+		return from.Add(ttl)
 	}
 	return fromMS(toMS(t))
 }

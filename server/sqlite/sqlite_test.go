@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pressly/goose/v3"
+
 	"plane"
 	"plane/migrations"
 	"plane/server/sqlite"
@@ -95,6 +97,26 @@ func migrationVersions(t *testing.T, path string) []int64 {
 		t.Fatal(err)
 	}
 	return versions
+}
+
+// mustMigrateTo creates a store at path with the migrations up to version
+// only, as an older release left it, and returns a plain connection to it
+// and the goose provider, to roll migrations back.
+func mustMigrateTo(t *testing.T, path string, version int64) (*sql.DB, *goose.Provider) {
+	t.Helper()
+	raw, err := sql.Open("sqlite3", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { raw.Close() })
+	p, err := goose.NewProvider(goose.DialectSQLite3, raw, migrations.FS, goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.UpTo(context.Background(), version); err != nil {
+		t.Fatal(err)
+	}
+	return raw, p
 }
 
 func TestOpen(t *testing.T) {

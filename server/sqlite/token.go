@@ -66,21 +66,9 @@ func (db *DB) FindTokenByID(ctx context.Context, id string) (*plane.Token, error
 
 // FindTokens returns the project's tokens, newest first.
 func (db *DB) FindTokens(ctx context.Context, projectID int64) ([]*plane.Token, error) {
-	rows, err := db.read.QueryContext(ctx,
+	tokens, err := queryAll(ctx, db.read, scanToken,
 		`SELECT `+tokenColumns+` FROM api_tokens WHERE project_id = ? ORDER BY created_at DESC, rowid DESC`, projectID)
 	if err != nil {
-		return nil, fmt.Errorf("find tokens: %w", err)
-	}
-	defer rows.Close()
-	tokens := []*plane.Token{}
-	for rows.Next() {
-		t, err := scanToken(rows)
-		if err != nil {
-			return nil, fmt.Errorf("find tokens: %w", err)
-		}
-		tokens = append(tokens, t)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("find tokens: %w", err)
 	}
 	return tokens, nil
