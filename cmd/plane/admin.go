@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -28,9 +31,13 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 }
 
 func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	const synopsis = "admin token create --data DIR --project NAME --name NAME [--scopes a,b] [--expires 720h]"
+	const synopsis = "admin token create --data DIR --project NAME --name NAME [--scopes a,b] [--expires 720h]\n" +
+		"       plane admin user create --data DIR --email EMAIL [--name NAME] [--admin] [--password-stdin]"
 	if len(args) >= 2 && args[0] == "token" && args[1] == "create" {
 		return runAdminTokenCreate(ctx, args[2:], stdout, stderr)
+	}
+	if len(args) >= 2 && args[0] == "user" && args[1] == "create" {
+		return runAdminUserCreate(ctx, args[2:], os.Stdin, stdout, stderr)
 	}
 	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
 		fmt.Fprintln(stdout, "Usage: plane "+synopsis)
@@ -96,6 +103,79 @@ func runAdminTokenCreate(ctx context.Context, args []string, stdout, stderr io.W
 	}
 	fmt.Fprintln(stdout, signed)
 	return nil
+}
+
+// passwordEnv holds the password of admin user create when it is not read
+// from standard input; a flag would show it to every user of ps.
+const passwordEnv = "PLANE_PASSWORD"
+
+// runAdminUserCreate creates a dashboard user straight in the store, for
+// bootstrapping an instance (the first user is its admin) or recovering
+// access.
+func runAdminUserCreate(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlagSet("admin user create", "Create a dashboard user. The password is read from standard input with --password-stdin, or from "+passwordEnv+".", stderr)
+	data := fs.String("data", "./.plane", "the controller's data folder")
+	email := fs.String("email", "", "the user's email address (required)")
+	name := fs.String("name", "", "the user's display name")
+	admin := fs.Bool("admin", false, "make the user an admin of the instance (the first user always is)")
+	pwStdin := fs.Bool("password-stdin", false, "read the password from the first line of standard input")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	addr, err := plane.ValidateEmail(*email)
+	if err != nil {
+		return usageError{"--" + plane.ErrorMessageOf(err)}
+	}
+	pw, err := readPassword(stdin, *pwStdin)
+	if err != nil {
+		return err
+	}
+	if err := plane.ValidatePassword(pw); err != nil {
+		return usageError{plane.ErrorMessageOf(err)}
+	}
+	hash, err := auth.HashPassword(pw)
+	if err != nil {
+		return err
+	}
+	// CreateUser keeps a preset Admin and makes the first user admin anyway.
+	u := &plane.User{Email: addr, Name: strings.TrimSpace(*name), Admin: *admin, PasswordHash: hash, CreatedAt: time.Now().UTC()}
+
+	db, err := sqlite.Open(ctx, filepath.Join(*data, "controller.db"))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := db.CreateUser(ctx, u); err != nil {
+		return fmt.Errorf("create user %s: %w", addr, err)
+	}
+	if *admin && !u.Admin {
+		return fmt.Errorf("user %d %s was created but the store did not make it an admin", u.ID, u.Email)
+	}
+	role := "user"
+	if u.Admin {
+		role = "admin"
+	}
+	fmt.Fprintf(stdout, "created %s %d %s\n", role, u.ID, u.Email)
+	return nil
+}
+
+// readPassword returns the first line of stdin when fromStdin is set, or
+// else the value of PLANE_PASSWORD.
+func readPassword(stdin io.Reader, fromStdin bool) (string, error) {
+	if !fromStdin {
+		pw, ok := os.LookupEnv(passwordEnv)
+		if !ok {
+			return "", usageError{"give the password on standard input with --password-stdin, or in " + passwordEnv}
+		}
+		return pw, nil
+	}
+	// Read a little past the longest password so that a longer one is
+	// refused rather than cut.
+	line, err := bufio.NewReader(io.LimitReader(stdin, plane.MaxPasswordLength+3)).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("read password: %w", err)
+	}
+	return strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r"), nil
 }
 
 func joinScopes(s []plane.Scope) string {
