@@ -148,6 +148,8 @@ type TeamService interface {
 	RemoveMember(ctx context.Context, teamID, userID int64) error
 
 	CreateInvite(ctx context.Context, inv *Invite) error
+	// FindInvite returns the invite with tokenHash, used or not.
+	FindInvite(ctx context.Context, tokenHash string) (*Invite, error)
 	// AcceptInvite makes userID a member with the invite's role and marks
 	// the invite used: ENOTFOUND for an unknown hash, ECONFLICT for a used
 	// or expired invite. A user already in the team keeps their role.

@@ -96,6 +96,9 @@ func (s *Server) handleSpawn(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if spawned {
+		s.record(c, b.ProjectID, plane.ActionBackendSpawn, b.ID, "image "+b.Image)
+	}
 	if req.Wait {
 		b, err = s.waitSettled(ctx, b)
 		if err != nil {
@@ -301,7 +304,6 @@ type terminateBody struct {
 }
 
 func (s *Server) handleTerminate(c echo.Context) error {
-	ctx := c.Request().Context()
 	b, err := s.findBackend(c)
 	if err != nil {
 		return err
@@ -316,13 +318,28 @@ func (s *Server) handleTerminate(c echo.Context) error {
 			return err
 		}
 	}
-	if b.Status.Live() {
-		err := s.Dispatch.Terminate(ctx, b.DroneID, plane.TerminateRequest{BackendID: b.ID, Hard: body.Hard, Reason: plane.ReasonRequested})
-		if err != nil {
-			return err
-		}
+	if err := s.terminate(c, b, body.Hard); err != nil {
+		return err
 	}
 	return c.JSON(http.StatusAccepted, s.BackendResponse(b, false))
+}
+
+// terminate asks a live backend's drone to stop it, and logs who asked.
+// A terminated backend is left as it is.
+func (s *Server) terminate(c echo.Context, b *plane.Backend, hard bool) error {
+	if !b.Status.Live() {
+		return nil
+	}
+	req := plane.TerminateRequest{BackendID: b.ID, Hard: hard, Reason: plane.ReasonRequested}
+	if err := s.Dispatch.Terminate(c.Request().Context(), b.DroneID, req); err != nil {
+		return err
+	}
+	mode := "soft"
+	if hard {
+		mode = "hard"
+	}
+	s.record(c, b.ProjectID, plane.ActionBackendTerminate, b.ID, mode)
+	return nil
 }
 
 // handleBackendEvents streams the backend's status changes as Server-Sent
@@ -347,11 +364,7 @@ func (s *Server) handleBackendEvents(c echo.Context) error {
 		}
 		last = n
 	}
-	w := c.Response()
-	w.Header().Set(echo.HeaderContentType, "text/event-stream")
-	w.Header().Set(echo.HeaderCacheControl, "no-cache")
-	w.Header().Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
+	w := startStream(c, "text/event-stream")
 
 	send := func(b *plane.Backend) error {
 		for _, h := range b.StatusHistory {
@@ -376,7 +389,7 @@ func (s *Server) handleBackendEvents(c echo.Context) error {
 		return nil
 	}
 	ctx := c.Request().Context()
-	keepAlive := time.NewTicker(15 * time.Second)
+	keepAlive := time.NewTicker(sseKeepAlive)
 	defer keepAlive.Stop()
 	for b.Status != plane.StatusTerminated {
 		select {
@@ -442,12 +455,7 @@ func (s *Server) handleBackendLogs(c echo.Context) error {
 			}()
 		}
 	}
-	w := c.Response()
-	w.Header().Set(echo.HeaderContentType, "application/x-ndjson")
-	w.Header().Set(echo.HeaderCacheControl, "no-cache")
-	w.Header().Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	w.Flush()
+	w := startStream(c, "application/x-ndjson")
 	enc := json.NewEncoder(w)
 	err = s.Dispatch.Logs(ctx, b.ID, follow, func(l plane.LogLine) error {
 		if err := enc.Encode(l); err != nil {

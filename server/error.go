@@ -81,5 +81,9 @@ func (s *Server) handleError(err error, c echo.Context) {
 		_ = c.NoContent(status)
 		return
 	}
+	if wantsPage(c) {
+		s.renderErrorPage(c, status, body.Error.Message)
+		return
+	}
 	_ = c.JSON(status, body)
 }

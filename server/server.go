@@ -28,6 +28,13 @@ type Config struct {
 	Drones   plane.DroneService
 	Tokens   plane.TokenService
 	Auth     *auth.Authenticator
+	// The dashboard's services; without Users the controller serves only
+	// the API.
+	Users        plane.UserService
+	Teams        plane.TeamService
+	Activity     plane.ActivityService
+	Sessions     *auth.Sessions // default: sessions in Users
+	LoginLimiter *auth.Limiter  // default: 5 failures per 5 minutes per address and per client
 	Dispatch *dispatch.Dispatcher
 
 	// BackendURL returns the address at which a backend is reached.
@@ -73,6 +80,12 @@ func New(cfg Config) *Server {
 	cfg.Logger = cfg.Logger.With("component", "server")
 	if cfg.BackendURL == nil {
 		cfg.BackendURL = func(id string) string { return "http://" + id + ".plane.localhost:9090/" }
+	}
+	if cfg.Sessions == nil {
+		cfg.Sessions = &auth.Sessions{Users: cfg.Users}
+	}
+	if cfg.LoginLimiter == nil {
+		cfg.LoginLimiter = auth.NewLimiter(5, 5*time.Minute)
 	}
 	s := &Server{Config: cfg, echo: echo.New(), hub: newHub()}
 	s.metrics = newMetrics(s)
@@ -154,6 +167,10 @@ func (s *Server) routes() {
 	api.POST("/backends/:id/connect", s.handleConnect, wr)
 	api.GET("/backends/:id/events", s.handleBackendEvents, rd)
 	api.GET("/backends/:id/logs", s.handleBackendLogs, rd)
+
+	if s.Users != nil {
+		s.dashboardRoutes()
+	}
 }
 
 func (s *Server) handleHealthz(c echo.Context) error {

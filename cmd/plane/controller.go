@@ -92,6 +92,7 @@ func OpenController(ctx context.Context, cfg ControllerConfig) (c *Controller, e
 	c.Dispatch = &dispatch.Dispatcher{NC: c.NC, Backends: c.DB, Drones: c.DB, ConnectKey: pub, Logger: cfg.Logger}
 	c.Server = server.New(server.Config{
 		Projects: c.DB, Images: c.DB, Backends: c.DB, Drones: c.DB, Tokens: c.DB,
+		Users: c.DB, Teams: c.DB, Activity: c.DB,
 		Auth:            &auth.Authenticator{Key: pub, Tokens: c.DB},
 		Dispatch:        c.Dispatch,
 		BackendURL:      func(id string) string { return strings.ReplaceAll(cfg.BackendURL, "{id}", id) },

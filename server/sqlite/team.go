@@ -209,6 +209,32 @@ func (db *DB) CreateInvite(ctx context.Context, inv *plane.Invite) error {
 	return nil
 }
 
+// FindInvite returns the invite with tokenHash, used or expired alike.
+func (db *DB) FindInvite(ctx context.Context, tokenHash string) (*plane.Invite, error) {
+	var inv plane.Invite
+	var created, expires int64
+	var usedAt, usedBy sql.NullInt64
+	err := db.read.QueryRowContext(ctx, `
+		SELECT id, team_id, token_hash, role, created_by, created_at, expires_at, used_at, used_by
+		FROM invites WHERE token_hash = ?`, tokenHash).
+		Scan(&inv.ID, &inv.TeamID, &inv.TokenHash, &inv.Role, &inv.CreatedBy, &created, &expires, &usedAt, &usedBy)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, plane.Errorf(plane.ENOTFOUND, "invite not found")
+	case err != nil:
+		return nil, fmt.Errorf("find invite: %w", err)
+	}
+	inv.CreatedAt, inv.ExpiresAt = fromMS(created), fromMS(expires)
+	if usedAt.Valid {
+		t := fromMS(usedAt.Int64)
+		inv.UsedAt = &t
+	}
+	if usedBy.Valid {
+		inv.UsedBy = &usedBy.Int64
+	}
+	return &inv, nil
+}
+
 // AcceptInvite spends the invite with tokenHash on userID at now (the
 // current time when zero) and returns their membership. A user already in
 // the team keeps their role, yet the invite is spent all the same: a link

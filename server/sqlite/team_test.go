@@ -192,8 +192,17 @@ func TestCreateInvite(t *testing.T) {
 			if inv.ID == 0 || inv.CreatedAt.IsZero() || !inv.ExpiresAt.Equal(want) {
 				t.Fatalf("created %+v: want ID, CreatedAt and ExpiresAt %v", inv, want)
 			}
+			got, err := db.FindInvite(ctx, inv.TokenHash)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.ID != inv.ID || got.TeamID != inv.TeamID || got.Role != inv.Role || !got.ExpiresAt.Equal(want) || got.UsedAt != nil {
+				t.Fatalf("found %+v, want %+v", got, inv)
+			}
 		})
 	}
+	_, err := db.FindInvite(ctx, "nope")
+	wantCode(t, err, plane.ENOTFOUND)
 }
 
 func TestAcceptInvite(t *testing.T) {

@@ -1,0 +1,376 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"plane"
+	"plane/web"
+)
+
+func (s *Server) backendRoutes(g *echo.Group) {
+	g.GET("", func(c echo.Context) error { return redirect(c, web.ProjectPath(currentProject(c).ID)+"/backends", "") })
+	g.GET("/backends", s.handleBackendsPage)
+	g.POST("/backends", s.handleSpawnForm)
+	g.GET("/backends/stream", s.handleBackendsStream)
+	b := g.Group("/backends/:id", s.loadProjectBackend)
+	b.GET("", s.handleBackendPage)
+	b.GET("/stream", s.handleBackendStream)
+	b.GET("/open", s.handleOpenBackend)
+	b.POST("/terminate", s.handleTerminateForm)
+	g.GET("/settings", s.handleProjectSettings)
+	g.POST("/delete", s.handleDeleteProject, s.requireOwner)
+}
+
+const backendKey = "plane.backend"
+
+// loadProjectBackend loads a backend of the current project.
+func (s *Server) loadProjectBackend(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id := c.Param("id")
+		notFound := plane.Errorf(plane.ENOTFOUND, "backend %q not found", id)
+		if plane.ValidateBackendID(id) != nil {
+			return notFound
+		}
+		b, err := s.Backends.FindBackendByID(c.Request().Context(), id)
+		if err != nil {
+			return err
+		}
+		if b.ProjectID != currentProject(c).ID {
+			return notFound
+		}
+		c.Set(backendKey, b)
+		return next(c)
+	}
+}
+
+// backendsListLimit bounds the dashboard's table.
+const backendsListLimit = 100
+
+// backendFilter reads the table's filter from the query.
+func backendFilter(c echo.Context) (web.BackendFilter, plane.BackendFilter) {
+	v := web.BackendFilter{Status: c.QueryParam("status"), Key: strings.TrimSpace(c.QueryParam("key")), Image: c.QueryParam("image")}
+	pid := currentProject(c).ID
+	f := plane.BackendFilter{ProjectID: &pid, Limit: backendsListLimit}
+	switch v.Status {
+	case "live", "terminated":
+		live := v.Status == "live"
+		f.Live = &live
+	default:
+		v.Status = ""
+	}
+	if v.Key != "" {
+		f.Key = &v.Key
+	}
+	if v.Image != "" {
+		f.Image = &v.Image
+	}
+	return v, f
+}
+
+func (s *Server) handleBackendsPage(c echo.Context) error {
+	return s.renderBackends(c, http.StatusOK, web.NewForm())
+}
+
+func (s *Server) renderBackends(c echo.Context, status int, form web.Form) error {
+	ctx := c.Request().Context()
+	p := currentProject(c)
+	vf, f := backendFilter(c)
+	bs, err := s.Backends.FindBackends(ctx, f)
+	if err != nil {
+		return err
+	}
+	imgs, err := s.Images.FindImages(ctx, p.ID)
+	if err != nil {
+		return err
+	}
+	names := make([]string, 0, len(imgs))
+	for _, img := range imgs {
+		names = append(names, img.Name)
+	}
+	stream := web.ProjectPath(p.ID) + "/backends/stream"
+	if q := c.QueryString(); q != "" {
+		stream += "?" + q
+	}
+	v := web.BackendsView{Nav: projectNav(c, "backends"), Backends: bs, Filter: vf, Images: names, SpawnForm: form, StreamURL: stream, Now: time.Now()}
+	return render(c, status, web.Backends(s.page(c, p.Name+" backends", "projects"), v))
+}
+
+// handleBackendsStream sends the table's rows at once and again after each
+// change of the project's backends (changes close together are sent once).
+func (s *Server) handleBackendsStream(c echo.Context) error {
+	p := currentProject(c)
+	_, f := backendFilter(c)
+	ch, cancel := s.hub.subscribe(projectTopic(p.ID))
+	defer cancel()
+	base := web.ProjectPath(p.ID)
+	return s.streamRows(c, ch, func(ctx context.Context) (string, error) {
+		bs, err := s.Backends.FindBackends(ctx, f)
+		if err != nil {
+			return "", err
+		}
+		return renderString(ctx, web.BackendRows(base, bs, time.Now()))
+	})
+}
+
+// rowsCoalesce is how long a table stream waits for more changes before it
+// renders, so that a burst of status changes costs one query.
+const rowsCoalesce = 100 * time.Millisecond
+
+// streamRows sends "rows" events rendered by rows: one now, then one after
+// each burst of changes on ch.
+func (s *Server) streamRows(c echo.Context, ch <-chan *plane.Backend, rows func(context.Context) (string, error)) error {
+	ctx := c.Request().Context()
+	out := openSSE(c)
+	send := func() error {
+		html, err := rows(ctx)
+		if err != nil {
+			return err
+		}
+		return out.send("rows", html)
+	}
+	if err := send(); err != nil {
+		return nil
+	}
+	keepAlive := time.NewTicker(sseKeepAlive)
+	defer keepAlive.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case _, ok := <-ch:
+			if !ok {
+				return nil
+			}
+			t := time.NewTimer(rowsCoalesce)
+		drain:
+			for {
+				select {
+				case <-ch:
+				case <-t.C:
+					break drain
+				case <-ctx.Done():
+					t.Stop()
+					return nil
+				}
+			}
+			if err := send(); err != nil {
+				return nil
+			}
+		case <-keepAlive.C:
+			if err := out.keepAlive(); err != nil {
+				return nil
+			}
+		}
+	}
+}
+
+// parseEnv reads KEY=value lines.
+func parseEnv(text string) (map[string]string, error) {
+	env := map[string]string{}
+	sc := bufio.NewScanner(strings.NewReader(text))
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			return nil, plane.FieldErrorf("env", "line %d: write KEY=value", n)
+		}
+		env[strings.TrimSpace(k)] = v
+	}
+	if err := sc.Err(); err != nil {
+		return nil, plane.FieldErrorf("env", "%v", err)
+	}
+	return env, nil
+}
+
+// optionalInt reads a number field that may be left empty.
+func optionalInt(f web.Form, name string) (*int, error) {
+	v := strings.TrimSpace(f.Value(name))
+	if v == "" {
+		return nil, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return nil, plane.FieldErrorf(name, "%q is not a whole number", v)
+	}
+	return &n, nil
+}
+
+func (s *Server) handleSpawnForm(c echo.Context) error {
+	p := currentProject(c)
+	f := formValues(c, "image", "key", "env", "max_idle_seconds", "lifetime_seconds")
+	req := plane.SpawnRequest{Image: f.Value("image"), Key: strings.TrimSpace(f.Value("key")), User: currentUser(c).Email}
+	var err error
+	if req.Env, err = parseEnv(f.Value("env")); err == nil {
+		if req.MaxIdleSeconds, err = optionalInt(f, "max_idle_seconds"); err == nil {
+			if req.LifetimeSeconds, err = optionalInt(f, "lifetime_seconds"); err == nil {
+				err = req.Validate()
+			}
+		}
+	}
+	var b *plane.Backend
+	spawned := false
+	if err == nil {
+		b, _, spawned, err = s.Spawn(c.Request().Context(), p.ID, req)
+	}
+	if err != nil {
+		if !formError(&f, err, "image", "key", "env", "max_idle_seconds", "lifetime_seconds", "user") {
+			return err
+		}
+		return s.renderBackends(c, http.StatusUnprocessableEntity, f)
+	}
+	if spawned {
+		s.record(c, p.ID, plane.ActionBackendSpawn, b.ID, "image "+b.Image)
+	}
+	return redirect(c, web.ProjectPath(p.ID)+"/backends", "spawned")
+}
+
+func currentBackend(c echo.Context) *plane.Backend {
+	b, _ := c.Get(backendKey).(*plane.Backend)
+	return b
+}
+
+func backendPath(b *plane.Backend) string {
+	return web.ProjectPath(b.ProjectID) + "/backends/" + b.ID
+}
+
+func (s *Server) handleBackendPage(c echo.Context) error {
+	b := currentBackend(c)
+	v := web.BackendView{Nav: projectNav(c, "backends"), Backend: b, Stats: s.statsView(b), StreamURL: backendPath(b) + "/stream", Path: backendPath(b)}
+	return render(c, http.StatusOK, web.BackendPage(s.page(c, "Backend "+b.ID, "projects"), v))
+}
+
+// statsView gathers a backend's live numbers from the drone's recent stats.
+func (s *Server) statsView(b *plane.Backend) web.StatsView {
+	v := web.StatsView{Live: b.Status.Live(), MaxIdle: b.MaxIdleSeconds}
+	if !v.Live {
+		return v
+	}
+	resp := s.BackendResponse(b, false)
+	v.Connections, v.IdleDeadline, v.CPUPercent, v.MemoryBytes = resp.Connections, resp.IdleDeadline, resp.CPUPercent, resp.MemoryBytes
+	for _, st := range s.Dispatch.StatsHistory(b.ID) {
+		v.Known = true
+		v.MemoryLimit = st.MemoryLimit
+		v.CPUHistory = append(v.CPUHistory, st.CPUPercent)
+		v.MemHistory = append(v.MemHistory, float64(st.MemoryBytes))
+	}
+	return v
+}
+
+// backendStatsEvery is how often a backend's page gets fresh numbers: the
+// drones' stats period.
+const backendStatsEvery = 2 * time.Second
+
+// handleBackendStream feeds a backend's page: "status" after each status
+// change, "stats" every two seconds while it is live, "log" per line.
+func (s *Server) handleBackendStream(c echo.Context) error {
+	ctx, cancel := context.WithCancel(c.Request().Context())
+	defer cancel()
+	b := currentBackend(c)
+	csrf, _ := c.Get(csrfKey).(string)
+	ch, unsub := s.hub.subscribe(b.ID)
+	defer unsub()
+	out := openSSE(c)
+	lines := make(chan plane.LogLine, 256)
+	go func() {
+		err := s.Dispatch.Logs(ctx, b.ID, b.Status.Live(), func(l plane.LogLine) error {
+			select {
+			case lines <- l:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+		if err != nil && ctx.Err() == nil {
+			s.Logger.Warn("stream logs", "backend", b.ID, "err", err)
+		}
+	}()
+	sendPanels := func(b *plane.Backend) error {
+		html, err := renderString(ctx, web.StatusPanel(csrf, backendPath(b), b))
+		if err == nil {
+			err = out.send("status", html)
+		}
+		if err == nil {
+			html, err = renderString(ctx, web.StatsPanel(s.statsView(b)))
+		}
+		if err == nil {
+			err = out.send("stats", html)
+		}
+		return err
+	}
+	// Read again now that changes are subscribed to, so none falls between.
+	b, err := s.Backends.FindBackendByID(ctx, b.ID)
+	if err != nil {
+		return nil
+	}
+	if sendPanels(b) != nil {
+		return nil
+	}
+	tick := time.NewTicker(backendStatsEvery)
+	defer tick.Stop()
+	keepAlive := time.NewTicker(sseKeepAlive)
+	defer keepAlive.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case nb, ok := <-ch:
+			if !ok {
+				return nil
+			}
+			b = nb
+			if sendPanels(b) != nil {
+				return nil
+			}
+		case <-tick.C:
+			if !b.Status.Live() {
+				continue
+			}
+			html, err := renderString(ctx, web.StatsPanel(s.statsView(b)))
+			if err != nil || out.send("stats", html) != nil {
+				return nil
+			}
+		case l := <-lines:
+			html, err := renderString(ctx, web.LogLine(l))
+			if err != nil || out.send("log", html) != nil {
+				return nil
+			}
+		case <-keepAlive.C:
+			if out.keepAlive() != nil {
+				return nil
+			}
+		}
+	}
+}
+
+// handleOpenBackend sends the signed-in user to the backend with a fresh
+// connect token in its URL.
+func (s *Server) handleOpenBackend(c echo.Context) error {
+	b := currentBackend(c)
+	if !b.Status.Live() {
+		return plane.Errorf(plane.ECONFLICT, "backend %s is terminated (%s): spawn a new one to open", b.ID, b.TerminationReason)
+	}
+	tok, _, ok := s.connectToken(b.ID, currentUser(c).Email)
+	if !ok {
+		return plane.Errorf(plane.EUNAVAILABLE, "this controller has no connect-token key")
+	}
+	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
+	return c.Redirect(http.StatusSeeOther, s.connectURL(b.ID, tok))
+}
+
+func (s *Server) handleTerminateForm(c echo.Context) error {
+	b := currentBackend(c)
+	if err := s.terminate(c, b, c.FormValue("mode") == "hard"); err != nil {
+		return err
+	}
+	return redirect(c, backendPath(b), "terminating")
+}
