@@ -4,7 +4,7 @@ GO ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 export CGO_ENABLED := 1
 
-.PHONY: build run test test-go e2e test-images generate bench fmt vet tidy clean
+.PHONY: build run test test-go e2e test-images generate vendor bench fmt vet tidy clean
 
 build:
 	$(GO) build -trimpath -ldflags "-X main.Version=$(VERSION)" -o bin/plane ./cmd/plane
@@ -18,14 +18,38 @@ test-images:
 run: build test-images
 	bin/plane dev --image demo=plane-demo:latest
 
-test: build test-images test-go
+# Go tests first, then the browser tests; sub-makes keep that order under -j.
+test: build test-images
+	@$(MAKE) --no-print-directory test-go
+	@$(MAKE) --no-print-directory e2e
 
 test-go:
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 30m ./...
 
+# -path web: the views live in web/, and generating from there names the
+# .templ files as the committed *_templ.go files do (auth.templ, not
+# web/auth.templ), so a clean tree stays clean.
 generate:
-	@echo "nothing to generate yet"
+	$(GO) tool templ generate -path web
+
+# The vendored htmx files in assets/static, re-fetched at their pinned
+# versions and checked against pinned hashes.
+vendor:
+	assets/vendor.sh
+
+# Browser tests (Playwright) against a real plane dev that the config starts
+# on free ports. Chromium is Debian's /usr/bin/chromium: Playwright's own
+# browser builds cannot be downloaded here, so never `playwright install`.
+PW := playwright
+e2e: build test-images $(PW)/node_modules/.package-lock.json
+	@test -x /usr/bin/chromium || { echo "e2e: /usr/bin/chromium missing; install with: apt-get install chromium" >&2; exit 1; }
+	cd $(PW) && npx --no-install playwright test
+
+# npm ci only when node_modules is missing or older than the lock file.
+$(PW)/node_modules/.package-lock.json: $(PW)/package-lock.json $(PW)/package.json
+	cd $(PW) && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
+	@touch $@
 
 # BenchmarkProxy compares the drone proxy with nginx under wrk: when wrk or
 # /usr/sbin/nginx is missing, bench installs them (apt-get install -y wrk
@@ -52,4 +76,4 @@ tidy:
 	$(GO) mod tidy
 
 clean:
-	rm -rf bin testdata/demo/demo
+	rm -rf bin testdata/demo/demo $(PW)/test-results $(PW)/playwright-report
