@@ -14,6 +14,7 @@
 //   PLANE_E2E_PROXY_PORT  port of the drone's HTTP proxy on 127.0.0.1
 //   PLANE_E2E_DNS_PORT    port of the authoritative DNS server (UDP and TCP)
 //   PLANE_E2E_DATA        the server's data folder
+//   PLANE_E2E_DRONE       the drone's id, the label of this run's containers
 import { defineConfig, devices } from '@playwright/test';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
@@ -32,6 +33,7 @@ if (process.env.PLANE_E2E_RUNNER_PID === undefined) {
   process.env.PLANE_E2E_PROXY_PORT = String(proxy);
   process.env.PLANE_E2E_DNS_PORT = String(dns);
   process.env.PLANE_E2E_DATA = mkdtempSync(join(tmpdir(), 'plane-e2e-'));
+  process.env.PLANE_E2E_DRONE = `e2e-${process.pid}`;
 }
 const baseURL = process.env.PLANE_E2E_URL!;
 const httpAddr = new URL(baseURL).host;
@@ -72,6 +74,8 @@ const plane = resolve(__dirname, '..', 'bin', 'plane');
 
 export default defineConfig({
   testDir: './tests',
+  // Backends outlive plane dev by design; this run's carry its drone id.
+  globalTeardown: './teardown.ts',
   // The whole suite shares one plane dev, so tests run one at a time.
   workers: 1,
   fullyParallel: false,
@@ -116,6 +120,7 @@ export default defineConfig({
       '--nats-listen', '127.0.0.1:0',
       '--data', JSON.stringify(process.env.PLANE_E2E_DATA),
       '--image', 'demo=plane-demo:latest',
+      '--id', process.env.PLANE_E2E_DRONE!,
     ].join(' '),
     url: `${baseURL}/readyz`,
     reuseExistingServer: false,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -158,7 +159,7 @@ func (s *Server) handleLogout(c echo.Context) error {
 func (s *Server) handleInvitePage(c echo.Context) error {
 	secret := c.Param("secret")
 	if currentUser(c) == nil {
-		return c.Redirect(http.StatusSeeOther, "/signup?next="+"/invites/"+secret)
+		return c.Redirect(http.StatusSeeOther, "/signup?next="+url.QueryEscape("/invites/"+secret))
 	}
 	v := web.InviteView{Secret: secret, Role: "member", TeamName: "a team"}
 	inv, team, err := s.findInvite(c.Request().Context(), secret)

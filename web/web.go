@@ -158,3 +158,12 @@ func sparkPoints(values []float64, w, h float64) string {
 	}
 	return b.String()
 }
+
+// StatusText is a backend's status as the dashboard shows it: with the
+// reason once it has terminated, like "terminated (idle)".
+func StatusText(b *plane.Backend) string {
+	if b.Status == plane.StatusTerminated && b.TerminationReason != "" {
+		return string(b.Status) + " (" + string(b.TerminationReason) + ")"
+	}
+	return string(b.Status)
+}

@@ -30,6 +30,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	domain := &cc.Domain
 	dnsFlags(fs, &cc, "127.0.0.1:8053")
 	fs.DurationVar(&dc.StartTimeout, "start-timeout", 0, "how long a started backend may take to answer HTTP (default 30s)")
+	fs.StringVar(&dc.ID, "id", "dev", "the drone's id; its containers carry it as a label")
 	var images imageFlags
 	fs.Var(&images, "image", "register image NAME=REF in project default when absent (repeatable)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
@@ -51,7 +52,6 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	// Docker first: without it nothing else is worth starting, and the
 	// error says in one line how to fix it.
 	dc.DataDir = filepath.Join(cc.DataDir, "drone")
-	dc.ID = "dev"
 	dc.IP = "127.0.0.1"
 	dc.Logger = log
 	if err := checkDocker(ctx); err != nil {
@@ -117,8 +117,9 @@ func printWelcome(w io.Writer, httpAddr, dataDir, domain, proxyPort string, imag
 		img, _, _ = strings.Cut(images[0], "=")
 	}
 	fmt.Fprintf(w, `
-Plane dev is running (controller, embedded NATS, one drone "dev", local Docker).
+Plane dev is running (controller, embedded NATS, one drone, local Docker).
 
+  Dashboard: %[1]s/   (sign up: the first account is this Plane's admin)
   API:       %[1]s/api/v1   (OpenAPI: %[1]s/api/v1/openapi.json)
   Health:    %[1]s/healthz, %[1]s/readyz, %[1]s/metrics
   Backends:  http://<backend-id>.%[2]s:%[3]s/
