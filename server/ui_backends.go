@@ -251,7 +251,7 @@ func (s *Server) handleBackendPage(c echo.Context) error {
 
 // statsView gathers a backend's live numbers from the drone's recent stats.
 func (s *Server) statsView(b *plane.Backend) web.StatsView {
-	v := web.StatsView{Live: b.Status.Live(), MaxIdle: b.MaxIdleSeconds}
+	v := web.StatsView{Live: b.Status.Live(), MaxIdle: b.MaxIdleSeconds, Now: time.Now()}
 	if !v.Live {
 		return v
 	}

@@ -133,8 +133,8 @@ func withNext(path, next string) string {
 
 func percent(f float64) string { return fmt.Sprintf("%.1f %%", f) }
 
-func secondsUntil(t time.Time) int {
-	s := int(time.Until(t).Seconds() + 0.5)
+func secondsUntil(t, now time.Time) int {
+	s := int(t.Sub(now).Seconds() + 0.5)
 	if s < 0 {
 		return 0
 	}
@@ -166,4 +166,11 @@ func StatusText(b *plane.Backend) string {
 		return string(b.Status) + " (" + string(b.TerminationReason) + ")"
 	}
 	return string(b.Status)
+}
+
+func memoryLabel(s StatsView) string {
+	if s.MemoryLimit > 0 {
+		return "memory of " + Bytes(s.MemoryLimit)
+	}
+	return "memory"
 }
