@@ -55,6 +55,8 @@ func (s *Server) dashboardRoutes() {
 	s.projectRoutes(u)
 	p := u.Group("/projects/:pid", s.requireMember)
 	s.backendRoutes(p)
+	s.projectTabRoutes(p)
+	s.adminRoutes(u)
 }
 
 // loadSession sets the signed-in user, if any, from the session cookie.
