@@ -35,7 +35,7 @@ type Config struct {
 	Activity     plane.ActivityService
 	Sessions     *auth.Sessions // default: sessions in Users
 	LoginLimiter *auth.Limiter  // default: 5 failures per 5 minutes per address and per client
-	Dispatch *dispatch.Dispatcher
+	Dispatch     *dispatch.Dispatcher
 
 	// BackendURL returns the address at which a backend is reached.
 	BackendURL func(id string) string
