@@ -91,7 +91,7 @@ func Tokens(p Page, v TokensView) templ.Component {
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
-				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 3, " created</h2><p>Copy it now: it is shown only this once. Apps send it as <code>Authorization: Bearer &lt;token&gt;</code>.</p><code id=\"token-value\" class=\"mono\" data-testid=\"token-value\">")
+				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 3, " created</h2><p>Copy it now: it is shown only this once. Apps send it as <span class=\"mono\">Authorization: Bearer &lt;token&gt;</span>.</p><code id=\"token-value\" class=\"mono\" data-testid=\"token-value\">")
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
