@@ -127,6 +127,16 @@ func New(cfg Config) (*Agent, error) {
 func (a *Agent) Run(ctx context.Context) error {
 	a.ctx, a.cancel = context.WithCancel(ctx)
 	defer a.cancel()
+	draining, err := a.cfg.Store.Draining(ctx)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.draining = draining
+	a.mu.Unlock()
+	if draining {
+		a.log.Info("still draining, as an admin asked before the restart")
+	}
 
 	a.wg.Go(func() { a.out.run(a.ctx) })
 	// Requests are taken from the start but answered only once reconcile has
@@ -238,9 +248,13 @@ func (a *Agent) handleTerminate(ctx context.Context, data []byte) error {
 	return nil
 }
 
-func (a *Agent) handleDrain(_ context.Context, data []byte) error {
+func (a *Agent) handleDrain(ctx context.Context, data []byte) error {
 	req, err := plane.Decode[plane.DrainRequest](data)
 	if err != nil {
+		return err
+	}
+	// Stored first: a drain acknowledged must survive a restart.
+	if err := a.cfg.Store.SetDraining(ctx, req.Draining); err != nil {
 		return err
 	}
 	a.mu.Lock()

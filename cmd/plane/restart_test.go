@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -184,5 +185,40 @@ func TestControllerStopsBackendsItHoldsTerminated(t *testing.T) {
 	})
 	if got := c.get(b.ID); got.TerminationReason != plane.ReasonLost {
 		t.Errorf("reason %q, want the controller's lost to stand", got.TerminationReason)
+	}
+}
+
+// An admin's drain outlives a restart of the drone: it keeps refusing new
+// backends until it is undrained.
+func TestDroneRestartKeepsDrain(t *testing.T) {
+	c := newCluster(t, clusterOpts{noDrone: true})
+	data := t.TempDir()
+	proxyAddr := freeAddr(t)
+	p := startDroneProcess(t, c, data, proxyAddr)
+	c.waitDrone()
+	ctx := context.Background()
+	if err := c.ctrl.Dispatch.Drain(ctx, c.droneID, true); err != nil {
+		t.Fatal(err)
+	}
+	p.kill()
+	startDroneProcess(t, c, data, proxyAddr)
+	// The restarted drone's heartbeats say draining.
+	restarted := time.Now()
+	eventually(t, 10*time.Second, "a heartbeat of the restarted drone", func() bool {
+		d, err := c.ctrl.DB.FindDroneByID(ctx, c.droneID)
+		return err == nil && d.LastHeartbeat.After(restarted)
+	})
+	if d, _ := c.ctrl.DB.FindDroneByID(ctx, c.droneID); !d.Draining || d.Status != plane.DroneDraining {
+		t.Fatalf("after the restart: draining %v status %s, want draining", d.Draining, d.Status)
+	}
+	if status, data := c.call("POST", "/api/v1/backends", map[string]any{"image": "demo"}); status != 503 || !strings.Contains(string(data), "draining") {
+		t.Fatalf("spawn on a drained drone: %d %s", status, data)
+	}
+	if err := c.ctrl.Dispatch.Drain(ctx, c.droneID, false); err != nil {
+		t.Fatal(err)
+	}
+	c.waitDrone()
+	if _, b := c.spawn(map[string]any{"image": "demo", "wait": true}); b.Status != plane.StatusReady {
+		t.Fatalf("spawn after undrain: %s (%s)", b.Status, b.Error)
 	}
 }

@@ -19,13 +19,14 @@ import (
 // SchemaVersion is the version of the schema below, kept in sqlite's
 // user_version. A drone refuses a file written by a newer drone rather than
 // guess at its meaning.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // busyTimeout is how long a connection waits for a lock held by another
 // connection (the reader pool, or another process opening the same file).
 const busyTimeout = 5 * time.Second
 
-// schema creates version 1. Times are Unix milliseconds.
+// schema creates version 1; upgrades take it to SchemaVersion. Times are
+// Unix milliseconds.
 const schema = `
 CREATE TABLE backends (
 	id           TEXT PRIMARY KEY,
@@ -52,6 +53,16 @@ CREATE TABLE outbox (
 	created_at INTEGER NOT NULL
 );
 `
+
+// upgrades[v] takes the schema from version v+1 to v+2.
+var upgrades = []string{
+	// 2: the drone's own settings that must outlive a restart, such as
+	// the drain flag an admin set.
+	`CREATE TABLE settings (
+	key   TEXT PRIMARY KEY,
+	value TEXT NOT NULL
+);`,
+}
 
 // Store is a drone's sqlite database. Writes go through one connection, which
 // serialises them without SQLITE_BUSY; reads use a pool, which WAL lets run
@@ -123,11 +134,18 @@ func (s *Store) migrate(ctx context.Context) error {
 			return nil
 		case version > SchemaVersion:
 			return fmt.Errorf("schema version %d is newer than this drone understands (%d): run a newer drone or move the file away", version, SchemaVersion)
-		case version != 0:
+		case version < 0:
 			return fmt.Errorf("unknown schema version %d", version)
+		case version == 0:
+			if _, err := tx.ExecContext(ctx, schema); err != nil {
+				return fmt.Errorf("create schema: %w", err)
+			}
+			version = 1
 		}
-		if _, err := tx.ExecContext(ctx, schema); err != nil {
-			return fmt.Errorf("create schema: %w", err)
+		for v := version; v < SchemaVersion; v++ {
+			if _, err := tx.ExecContext(ctx, upgrades[v-1]); err != nil {
+				return fmt.Errorf("upgrade schema to version %d: %w", v+1, err)
+			}
 		}
 		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", SchemaVersion)); err != nil {
 			return fmt.Errorf("set schema version: %w", err)
@@ -170,4 +188,32 @@ func fromNullMS(v sql.NullInt64) time.Time {
 		return time.Time{}
 	}
 	return fromMS(v.Int64)
+}
+
+// drainingKey is the settings row of the drain flag.
+const drainingKey = "draining"
+
+// SetDraining records the drain flag, so that a restarted drone keeps
+// refusing new backends until an admin undrains it.
+func (s *Store) SetDraining(ctx context.Context, draining bool) error {
+	_, err := s.write.ExecContext(ctx,
+		`INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
+		drainingKey, fmt.Sprint(draining))
+	if err != nil {
+		return fmt.Errorf("store drain flag: %w", err)
+	}
+	return nil
+}
+
+// Draining reads the drain flag; a drone never drained is not draining.
+func (s *Store) Draining(ctx context.Context) (bool, error) {
+	var v string
+	err := s.read.QueryRowContext(ctx, `SELECT value FROM settings WHERE key = ?`, drainingKey).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read drain flag: %w", err)
+	}
+	return v == "true", nil
 }

@@ -443,3 +443,50 @@ func TestConcurrentEnqueue(t *testing.T) {
 		}
 	}
 }
+
+func TestDraining(t *testing.T) {
+	s, path := MustOpen(t)
+	ctx := context.Background()
+	if d, err := s.Draining(ctx); err != nil || d {
+		t.Fatalf("new store: draining %v, %v; want false", d, err)
+	}
+	for _, want := range []bool{true, true, false, true} {
+		if err := s.SetDraining(ctx, want); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.Draining(ctx); err != nil || got != want {
+			t.Fatalf("draining %v, %v; want %v", got, err, want)
+		}
+	}
+	s.Close()
+	if got, err := mustOpenPath(t, path).Draining(ctx); err != nil || !got {
+		t.Fatalf("after reopening: draining %v, %v; want true", got, err)
+	}
+}
+
+// A file written by the first drones (schema 1) is upgraded in place and
+// keeps its backends.
+func TestOpenUpgradesVersion1(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "drone.db")
+	db, err := sql.Open("sqlite3", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`CREATE TABLE backends (id TEXT PRIMARY KEY, spec TEXT NOT NULL, container_id TEXT NOT NULL DEFAULT '',
+		address TEXT NOT NULL DEFAULT '', status TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '', exit_code INTEGER,
+		error TEXT NOT NULL DEFAULT '', created_at INTEGER NOT NULL, ready_at INTEGER, updated_at INTEGER NOT NULL);
+		CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, subject TEXT NOT NULL, msg_id TEXT NOT NULL, data BLOB NOT NULL, created_at INTEGER NOT NULL);
+		INSERT INTO backends (id, spec, status, created_at, updated_at) VALUES ('b1', '{}', 'ready', 1, 1);
+		PRAGMA user_version = 1;`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	s := mustOpenPath(t, path)
+	ctx := context.Background()
+	if _, err := s.FindBackend(ctx, "b1"); err != nil {
+		t.Fatalf("backend lost in the upgrade: %v", err)
+	}
+	if err := s.SetDraining(ctx, true); err != nil {
+		t.Fatalf("upgraded store: %v", err)
+	}
+}
