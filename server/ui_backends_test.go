@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"bufio"
 	"context"
 	"crypto/ed25519"
 	"net/http"
@@ -129,38 +128,7 @@ func TestBackendsFilter(t *testing.T) {
 // The table's stream sends the rows at once and again after a change.
 func TestBackendsStream(t *testing.T) {
 	d, b, pr, base := spawnedProject(t)
-	req, _ := http.NewRequest(http.MethodGet, d.url+base+"/backends/stream", nil)
-	resp, err := b.c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
-		t.Fatalf("content type %q", ct)
-	}
-	events := make(chan string, 10)
-	go func() {
-		sc := bufio.NewScanner(resp.Body)
-		var ev strings.Builder
-		for sc.Scan() {
-			if sc.Text() == "" {
-				events <- ev.String()
-				ev.Reset()
-				continue
-			}
-			ev.WriteString(sc.Text() + "\n")
-		}
-		close(events)
-	}()
-	next := func() string {
-		select {
-		case ev := <-events:
-			return ev
-		case <-time.After(5 * time.Second):
-			t.Fatal("no event")
-		}
-		return ""
-	}
+	next := b.stream(base + "/backends/stream")
 	if ev := next(); !strings.HasPrefix(ev, "event: rows\n") || !strings.Contains(ev, "no-backends") {
 		t.Fatalf("first event %q", ev)
 	}
