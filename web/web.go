@@ -174,3 +174,21 @@ func memoryLabel(s StatsView) string {
 	}
 	return "memory"
 }
+
+// options offers names as a select's choices.
+func options(names []string) []Option {
+	out := make([]Option, len(names))
+	for i, n := range names {
+		out[i] = Option{Value: n, Label: n}
+	}
+	return out
+}
+
+// teamOptions offers the user's teams as a select's choices.
+func (v ProjectsView) teamOptions() []Option {
+	out := make([]Option, len(v.Teams))
+	for i, t := range v.Teams {
+		out[i] = Option{Value: i64toa(t.Team.ID), Label: t.Team.Name}
+	}
+	return out
+}
