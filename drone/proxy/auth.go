@@ -39,7 +39,7 @@ func (cn *conn) authorize(id string, r Route) (a access, done bool) {
 			cn.deny(id, r, err)
 			return a, true
 		}
-		cn.redirect(rest, tok, ct.ExpiresAt)
+		cn.redirect(sameOriginPath(rest), tok, ct.ExpiresAt)
 		return a, true
 	}
 	tok, inCookie := cookieToken(h)
@@ -110,6 +110,21 @@ func (cn *conn) redirect(target []byte, tok string, expires time.Time) {
 	}
 	bw.WriteString("\r\n")
 	_ = bw.Flush()
+}
+
+// sameOriginPath makes a redirect target a path of this origin: a target
+// starting "//" or "/\" is a URL of another host to a browser (which also
+// reads '\' as '/'), so the leading run of slashes and backslashes becomes
+// one slash. The parser let no control byte or space into the target.
+func sameOriginPath(target []byte) []byte {
+	i := 0
+	for i < len(target) && (target[i] == '/' || target[i] == '\\') {
+		i++
+	}
+	if i == 1 && target[0] == '/' {
+		return target
+	}
+	return append([]byte{'/'}, target[i:]...)
 }
 
 // queryToken finds plane_token in the target's query; rest is the target

@@ -22,9 +22,11 @@ var (
 	errMalformed    = errors.New("malformed HTTP head")
 )
 
-// header is one header line, as offsets into head.buf.
+// header is one header line, as offsets into head.buf; drop marks one the
+// proxy does not forward as it came (framing.go).
 type header struct {
 	name, value span
+	drop        bool
 }
 
 type span struct{ start, end int }
@@ -49,6 +51,8 @@ type head struct {
 	expectCont    bool // Expect: 100-continue
 	connNamed     bool // Connection names other headers (hop-by-hop)
 	host          span
+	te            span // the Transfer-Encoding value, when there is one
+	upgradeTo     span // the Upgrade value
 }
 
 func (h *head) str(s span) string      { return string(h.buf[s.start:s.end]) }
@@ -183,11 +187,12 @@ func (h *head) readHeaders(br *bufio.Reader, request bool) error {
 			v.end--
 		}
 		hd := header{name: span{line.start, line.start + colon}, value: v}
-		h.headers = append(h.headers, hd)
 		name, val := h.bytes(hd.name), h.bytes(v)
-		if bytes.ContainsAny(val, "\x00\r\n") {
+		if !validValue(val) {
 			return errMalformed
 		}
+		hd.drop = dropHeader(name, request)
+		h.headers = append(h.headers, hd)
 		switch {
 		case equalFold(name, "content-length"):
 			n, err := strconv.ParseInt(string(val), 10, 64)
@@ -196,12 +201,12 @@ func (h *head) readHeaders(br *bufio.Reader, request bool) error {
 			}
 			h.contentLength = n
 		case equalFold(name, "transfer-encoding"):
-			// Only "chunked" (as the final coding) is understood.
-			if !equalFold(lastToken(val), "chunked") || h.chunked {
-				return errMalformed
+			if h.te.end > 0 {
+				return errMalformed // one Transfer-Encoding header, or none
 			}
-			h.chunked = true
+			h.te = v
 		case equalFold(name, "connection"):
+			framing := false
 			forEachToken(val, func(tok []byte) {
 				switch {
 				case equalFold(tok, "close"):
@@ -210,12 +215,18 @@ func (h *head) readHeaders(br *bufio.Reader, request bool) error {
 					keepAlive = true
 				case equalFold(tok, "upgrade"):
 					connUpgrade = true
+				case framingOption(tok):
+					framing = true
 				case len(tok) > 0:
 					h.connNamed = true // a hop-by-hop header named here must not be forwarded
 				}
 			})
+			if framing {
+				return errMalformed
+			}
 		case equalFold(name, "upgrade"):
 			hasUpgrade = len(val) > 0
+			h.upgradeTo = v
 		case request && equalFold(name, "host"):
 			if h.host.end > 0 {
 				return errMalformed // two Host headers
@@ -223,10 +234,12 @@ func (h *head) readHeaders(br *bufio.Reader, request bool) error {
 			h.host = v
 		case request && equalFold(name, "expect"):
 			h.expectCont = equalFold(val, "100-continue")
+			hd.drop = h.expectCont // the proxy answers it (or, to HTTP/1.0, ignores it)
+			h.headers[len(h.headers)-1] = hd
 		}
 	}
-	if h.chunked && h.contentLength >= 0 {
-		return errMalformed // RFC 9112 §6.3: reject rather than guess
+	if err := h.checkFraming(request); err != nil {
+		return err
 	}
 	if h.minor == 0 && !keepAlive {
 		h.connClose = true
@@ -292,15 +305,33 @@ func forEachToken(v []byte, fn func([]byte)) {
 		} else {
 			v = nil
 		}
-		fn(bytes.TrimSpace(tok))
+		fn(trimOWS(tok))
 	}
 }
 
-func lastToken(v []byte) []byte {
-	if i := bytes.LastIndexByte(v, ','); i >= 0 {
-		v = v[i+1:]
+// trimOWS trims optional whitespace, which is spaces and tabs only (RFC
+// 9110 §5.6.3): "chunked\v" is not "chunked".
+func trimOWS(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
 	}
-	return bytes.TrimSpace(v)
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// validValue reports whether b is a field value the proxy passes on: no
+// control character but HTAB (RFC 9110 §5.5). NUL, CR and LF would break
+// the head it writes, and a backend may refuse the others (net/http does)
+// or read them otherwise.
+func validValue(b []byte) bool {
+	for _, c := range b {
+		if c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // validToken reports whether b is an RFC 9110 token (method, header name).
@@ -329,7 +360,8 @@ var tokenChar = func() (t [256]bool) {
 	return t
 }()
 
-// validTarget accepts origin-form targets ("/path?query") and "*".
+// validTarget accepts origin-form targets ("/path?query") and "*", with
+// no space or control character and only well-formed percent escapes.
 func validTarget(b []byte) bool {
 	if len(b) == 1 && b[0] == '*' {
 		return true
@@ -337,9 +369,16 @@ func validTarget(b []byte) bool {
 	if len(b) == 0 || b[0] != '/' {
 		return false
 	}
-	for _, c := range b {
-		if c <= ' ' || c == 0x7f {
+	for i := 0; i < len(b); i++ {
+		switch c := b[i]; {
+		case c <= ' ' || c == 0x7f:
 			return false
+		case c == '%':
+			// A percent sign starts an escape of two hex digits (RFC 3986
+			// §2.1); a backend's URL parser refuses anything else.
+			if i+2 >= len(b) || !isHex(b[i+1]) || !isHex(b[i+2]) {
+				return false
+			}
 		}
 	}
 	return true

@@ -4,40 +4,60 @@ import (
 	"bufio"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 )
 
 // maxIdlePerBackend bounds the keep-alive connections kept to one backend.
+// Below it the pool follows demand: a connection unused for the idle
+// timeout is closed, so after a burst the pool shrinks back to what recent
+// traffic needs (nginx's upstream keepalive_timeout, 60 s by default).
 const maxIdlePerBackend = 256
 
 // upstream is a connection to a backend with its buffers.
 type upstream struct {
-	addr string // the backend address it was dialled to
-	conn net.Conn
-	br   *bufio.Reader
-	bw   *bufio.Writer
+	addr  string // the backend address it was dialled to
+	conn  net.Conn
+	br    *bufio.Reader
+	bw    *bufio.Writer
+	since time.Time // idle since, while in the pool
 }
 
 // pool keeps idle keep-alive connections to one backend, like nginx's
-// upstream keepalive: most requests then cost no connect.
+// upstream keepalive: most requests then cost no connect. idle is in the
+// order the connections were put back, so the oldest come first; get takes
+// the newest.
 type pool struct {
-	mu   sync.Mutex
-	idle []*upstream
+	mu      sync.Mutex
+	idle    []*upstream
+	timeout time.Duration
+	sweep   *time.Timer // runs while idle is not empty
+	closed  bool
 }
 
 var dialer = net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 
-// get returns an idle connection (reused == true) or dials a new one.
-func (p *pool) get(addr string) (u *upstream, reused bool, err error) {
-	p.mu.Lock()
-	if n := len(p.idle); n > 0 {
+// get returns an idle connection (reused == true) or dials a new one. With
+// check, an idle connection is first checked alive (one non-blocking
+// read): for a request that cannot be retried, a connection the backend
+// closed meanwhile would be a failed request.
+func (p *pool) get(addr string, check bool) (u *upstream, reused bool, err error) {
+	for {
+		p.mu.Lock()
+		n := len(p.idle)
+		if n == 0 {
+			p.mu.Unlock()
+			break
+		}
 		u = p.idle[n-1]
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
-		return u, true, nil
+		if !check || alive(u.conn) {
+			return u, true, nil
+		}
+		u.conn.Close()
 	}
-	p.mu.Unlock()
 	c, err := dialer.Dial("tcp", addr)
 	if err != nil {
 		return nil, false, err
@@ -47,22 +67,87 @@ func (p *pool) get(addr string) (u *upstream, reused bool, err error) {
 
 // put returns a connection whose last response was read in full.
 func (p *pool) put(u *upstream) {
+	u.since = time.Now()
 	p.mu.Lock()
-	if len(p.idle) < maxIdlePerBackend {
-		p.idle = append(p.idle, u)
+	if p.closed || len(p.idle) >= maxIdlePerBackend {
 		p.mu.Unlock()
+		u.conn.Close()
 		return
 	}
+	p.idle = append(p.idle, u)
+	if p.sweep == nil {
+		p.sweep = time.AfterFunc(p.timeout, p.expire)
+	}
 	p.mu.Unlock()
-	u.conn.Close()
 }
 
-func (p *pool) closeIdle() {
+// expire closes the connections idle for the timeout and schedules itself
+// again for the oldest one left.
+func (p *pool) expire() {
+	cutoff := time.Now().Add(-p.timeout)
+	p.mu.Lock()
+	i := 0
+	for i < len(p.idle) && !p.idle[i].since.After(cutoff) {
+		i++
+	}
+	old := make([]*upstream, i)
+	copy(old, p.idle[:i])
+	n := copy(p.idle, p.idle[i:])
+	clear(p.idle[n:])
+	p.idle = p.idle[:n]
+	if n > 0 {
+		p.sweep.Reset(time.Until(p.idle[0].since.Add(p.timeout)))
+	} else {
+		p.sweep = nil
+	}
+	p.mu.Unlock()
+	for _, u := range old {
+		u.conn.Close()
+	}
+}
+
+// closeIdle closes every idle connection; with final, the pool keeps none
+// from now on (its backend is gone).
+func (p *pool) closeIdle(final bool) {
 	p.mu.Lock()
 	idle := p.idle
 	p.idle = nil
+	if p.sweep != nil {
+		p.sweep.Stop()
+		p.sweep = nil
+	}
+	p.closed = p.closed || final
 	p.mu.Unlock()
 	for _, u := range idle {
 		u.conn.Close()
 	}
+}
+
+// len is the number of idle connections.
+func (p *pool) len() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.idle)
+}
+
+// alive reports whether an idle connection is still open: a non-blocking
+// peek finds nothing to read (EAGAIN). An end of stream, an error or bytes
+// the backend sent unasked all make it unusable.
+func alive(c net.Conn) bool {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	ok = false
+	var b [1]byte
+	err = rc.Read(func(fd uintptr) bool {
+		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		ok = err == syscall.EAGAIN
+		return true
+	})
+	return err == nil && ok
 }

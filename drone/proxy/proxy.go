@@ -10,12 +10,14 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/ed25519"
 	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -35,13 +37,28 @@ type Config struct {
 	WaitReady time.Duration
 	// IdleTimeout closes client connections idle between requests.
 	IdleTimeout time.Duration
-	Logger      *slog.Logger
+	// ResponseTimeout bounds the wait for a response head from a backend
+	// (generous by default: long polls wait for minutes).
+	ResponseTimeout time.Duration
+	// BodyTimeout bounds the silence between two reads of a request body
+	// (nginx's client_body_timeout).
+	BodyTimeout time.Duration
+	// UpstreamIdleTimeout closes kept-alive backend connections unused for
+	// this long (nginx's upstream keepalive_timeout).
+	UpstreamIdleTimeout time.Duration
+	// MaxConns caps open client connections; beyond it new ones get 503.
+	// 0 sizes it from the process's file-descriptor limit; < 0: no cap.
+	MaxConns int
+	Logger   *slog.Logger
 }
 
 const (
-	DefaultWaitReady   = 30 * time.Second
-	DefaultIdleTimeout = 120 * time.Second
-	bufSize            = 4096
+	DefaultWaitReady           = 30 * time.Second
+	DefaultIdleTimeout         = 120 * time.Second
+	DefaultResponseTimeout     = 5 * time.Minute
+	DefaultBodyTimeout         = 60 * time.Second
+	DefaultUpstreamIdleTimeout = 60 * time.Second
+	bufSize                    = 4096
 )
 
 // Proxy routes requests to backends.
@@ -61,6 +78,14 @@ type Proxy struct {
 	lnMu  sync.Mutex
 	lns   map[net.Listener]struct{}
 	conns sync.WaitGroup
+
+	open     atomic.Int64 // client connections open now
+	maxConns int64
+	accept   acceptState
+
+	// observe, when set (by tests), is told of every request forwarded:
+	// what the proxy believed it sent.
+	observe func(Forwarded)
 }
 
 // New returns a proxy with an empty route table.
@@ -71,16 +96,29 @@ func New(cfg Config) *Proxy {
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
 	}
+	if cfg.ResponseTimeout <= 0 {
+		cfg.ResponseTimeout = DefaultResponseTimeout
+	}
+	if cfg.BodyTimeout <= 0 {
+		cfg.BodyTimeout = DefaultBodyTimeout
+	}
+	if cfg.UpstreamIdleTimeout <= 0 {
+		cfg.UpstreamIdleTimeout = DefaultUpstreamIdleTimeout
+	}
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = DefaultMaxConns()
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	return &Proxy{
-		cfg:    cfg,
-		log:    cfg.Logger.With("component", "proxy"),
-		suffix: "." + strings.ToLower(strings.TrimSuffix(cfg.Domain, ".")),
-		routes: map[string]*route{},
-		lns:    map[net.Listener]struct{}{},
-		tokens: tokenCache{m: map[string]plane.ConnectToken{}},
+		cfg:      cfg,
+		maxConns: int64(cfg.MaxConns),
+		log:      cfg.Logger.With("component", "proxy"),
+		suffix:   "." + strings.ToLower(strings.TrimSuffix(cfg.Domain, ".")),
+		routes:   map[string]*route{},
+		lns:      map[net.Listener]struct{}{},
+		tokens:   tokenCache{m: map[string]plane.ConnectToken{}},
 	}
 }
 
@@ -92,6 +130,10 @@ func (p *Proxy) SetKey(k ed25519.PublicKey) {
 
 // Serve accepts connections on ln until it is closed. secure marks a TLS
 // listener (X-Forwarded-Proto https, Secure cookies).
+//
+// A failing accept (out of file descriptors, most often) never stops it:
+// it backs off from 5 ms to 1 s, as net/http does, and Health reports it
+// until an accept succeeds again.
 func (p *Proxy) Serve(ln net.Listener, secure bool) error {
 	p.lnMu.Lock()
 	p.lns[ln] = struct{}{}
@@ -105,22 +147,30 @@ func (p *Proxy) Serve(ln net.Listener, secure bool) error {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				p.log.Warn("accept", "err", err, "retry_in", backoff)
-				time.Sleep(backoff)
-				continue
-			}
 			if errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			return err
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			if p.accept.failed(err) {
+				p.log.Error("accept failed; retrying", "err", err, "retry_in", backoff)
+			}
+			time.Sleep(backoff)
+			continue
 		}
-		backoff = 0
+		if backoff != 0 {
+			backoff = 0
+			if p.accept.recovered() {
+				p.log.Info("accepting again")
+			}
+		}
 		p.conns.Add(1)
+		if n := p.open.Add(1); p.maxConns > 0 && n > p.maxConns {
+			go p.refuse(c)
+			continue
+		}
 		go func() {
 			defer p.conns.Done()
+			defer p.open.Add(-1)
 			p.serveConn(c, secure)
 		}()
 	}
@@ -155,12 +205,46 @@ type conn struct {
 	secure bool
 	unread bool   // answered without reading the request body
 	out    []byte // scratch for the rewritten request head
+
+	// inBody: a request body is being read, so each read moves the read
+	// deadline (BodyTimeout); stopRead makes reads fail at once, to end a
+	// body's copy or a watch that another goroutine runs.
+	inBody      bool
+	stopRead    atomic.Bool
+	tee         *bytes.Buffer // the request body as read, when observe is set
+	sent, whole bool          // for observe: a request went out, with all its body
+}
+
+// clientReader is what a client connection's bufio.Reader reads from.
+type clientReader struct{ cn *conn }
+
+func (r clientReader) Read(b []byte) (int, error) {
+	cn := r.cn
+	if cn.stopRead.Load() {
+		return 0, os.ErrDeadlineExceeded
+	}
+	if cn.inBody {
+		_ = cn.c.SetReadDeadline(time.Now().Add(cn.p.cfg.BodyTimeout))
+	}
+	return cn.c.Read(b)
+}
+
+// interruptRead makes the client connection's current and next reads fail
+// until resumeRead.
+func (cn *conn) interruptRead() {
+	cn.stopRead.Store(true)
+	_ = cn.c.SetReadDeadline(time.Now())
+}
+
+func (cn *conn) resumeRead() {
+	cn.stopRead.Store(false)
+	_ = cn.c.SetReadDeadline(time.Time{})
 }
 
 func (p *Proxy) serveConn(nc net.Conn, secure bool) {
 	cn := &conn{p: p, c: nc, secure: secure}
 	cn.br = readerPool.Get().(*bufio.Reader)
-	cn.br.Reset(nc)
+	cn.br.Reset(clientReader{cn})
 	cn.bw = writerPool.Get().(*bufio.Writer)
 	cn.bw.Reset(nc)
 	cn.h = headPool.Get().(*head)
@@ -174,7 +258,7 @@ func (p *Proxy) serveConn(nc net.Conn, secure bool) {
 		switch {
 		case upgraded:
 		case cn.unread:
-			lingerClose(nc)
+			lingerClose(nc, 2*time.Second)
 		default:
 			nc.Close()
 		}
@@ -222,11 +306,11 @@ func (cn *conn) release() {
 // lingerClose closes a connection whose client may still be sending a body
 // we did not read: closing at once would make the kernel answer with a
 // reset that can destroy the response before the client reads it.
-func lingerClose(c net.Conn) {
+func lingerClose(c net.Conn, d time.Duration) {
 	if tc, ok := c.(*net.TCPConn); ok {
 		_ = tc.CloseWrite()
 	}
-	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	_ = c.SetReadDeadline(time.Now().Add(d))
 	_, _ = io.Copy(io.Discard, io.LimitReader(c, 16<<20))
 	c.Close()
 }

@@ -714,12 +714,12 @@ func TestProxyChunked(t *testing.T) {
 		t.Fatalf("status %d, Transfer-Encoding %q, body %q", resp.StatusCode, resp.TransferEncoding, body)
 	}
 
-	// A chunked request, with extensions and trailers, reaches the backend
-	// as it was.
+	// A chunked request reaches the backend chunked, with its data, without
+	// extensions or trailers (framing.go).
 	resp, body = rc.roundTrip("POST /echo HTTP/1.1\r\nHost: b1.plane.localhost\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n" +
 		"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 42\r\n\r\n")
 	got := decodeEcho(t, resp, body)
-	if got.Body != "hello world" || got.Trailer.Get("X-Sum") != "42" || len(got.TransferEncoding) != 1 || got.ContentLength != -1 {
+	if got.Body != "hello world" || len(got.Trailer) != 0 || got.Header.Get("Trailer") != "" || len(got.TransferEncoding) != 1 || got.ContentLength != -1 {
 		t.Fatalf("backend saw body %q, trailer %v, Transfer-Encoding %q, Content-Length %d", got.Body, got.Trailer, got.TransferEncoding, got.ContentLength)
 	}
 

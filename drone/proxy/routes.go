@@ -49,6 +49,7 @@ func (p *Proxy) SetRoute(r Route) {
 	rt, ok := p.routes[r.BackendID]
 	if !ok {
 		rt = &route{id: r.BackendID, ready: make(chan struct{})}
+		rt.pool.timeout = p.cfg.UpstreamIdleTimeout
 		rt.last.Store(time.Now().UnixNano())
 		p.routes[r.BackendID] = rt
 	}
@@ -57,7 +58,7 @@ func (p *Proxy) SetRoute(r Route) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	if rt.r.Address != r.Address {
-		rt.pool.closeIdle()
+		rt.pool.closeIdle(false)
 	}
 	rt.r = r
 	if r.Status == plane.StatusReady {
@@ -77,7 +78,7 @@ func (p *Proxy) removeRoute(id string) {
 	rt.r.Status = plane.StatusTerminated
 	closeOnce(rt.ready)
 	rt.mu.Unlock()
-	rt.pool.closeIdle()
+	rt.pool.closeIdle(true)
 }
 
 func closeOnce(ch chan struct{}) {

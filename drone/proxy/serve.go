@@ -2,7 +2,10 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
+	"errors"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,11 +68,25 @@ func (cn *conn) serve() (keep bool, tunnel func()) {
 		return clean, nil
 	}
 	rt.begin()
+	if p.observe != nil {
+		cn.tee, cn.sent = new(bytes.Buffer), false
+	}
 	keep, tunnel = cn.forward(rt, r, a)
 	if tunnel == nil {
 		rt.end()
 	}
+	if p.observe != nil && cn.sent {
+		p.observe(Forwarded{Method: h.str(h.method), Target: h.str(h.target), Body: cn.tee.Bytes(), Whole: cn.whole})
+	}
 	return keep, tunnel
+}
+
+// Forwarded is a request as the proxy believed it sent it to a backend:
+// its differential tests compare it with what the backend read.
+type Forwarded struct {
+	Method, Target string
+	Body           []byte
+	Whole          bool // the whole body was sent
 }
 
 func (p *Proxy) lookup(id string) (plane.BackendStatus, bool) {
@@ -89,48 +106,50 @@ func (cn *conn) forward(rt *route, r Route, a access) (keep bool, tunnel func())
 		}
 	}
 	hasBody := h.chunked || h.contentLength > 0
+	// Only a request that can be sent twice with the effect of once is
+	// retried; one with a body cannot be, its body is gone.
+	retryable := !hasBody && idempotent(h.bytes(h.method))
 	var u *upstream
-	var body chan error      // the request body's copy, when it runs beside the response
-	var consumed atomic.Bool // the whole body was read from the client
+	var ex exchange
 	for attempt := 0; ; attempt++ {
 		var reused bool
 		var err error
-		u, reused, err = rt.pool.get(r.Address)
+		// A request that cannot be retried gets a connection checked alive.
+		u, reused, err = rt.pool.get(r.Address, !retryable)
 		if err != nil {
 			cn.p.log.Warn("dial backend", "backend", r.BackendID, "err", err)
 			cn.page(502, r.BackendID, string(r.Status), "the backend refused the connection", hasBody)
 			return !hasBody && !h.connClose, nil
 		}
 		cn.out = cn.appendRequestHead(cn.out[:0], r.BackendID, a)
-		if hasBody {
-			// The body streams while the response is read: a backend may
-			// answer before the body ends, or echo it as it comes.
-			_, err = u.bw.Write(cn.out)
-			body = make(chan error, 1)
-			consumed.Store(false)
-			go func(u *upstream) { body <- cn.sendBody(u, &consumed) }(u)
-		} else {
-			if _, err = u.bw.Write(cn.out); err == nil {
-				err = u.bw.Flush()
-			}
+		ex = exchange{}
+		err = cn.send(u, &ex, hasBody)
+		cn.sent = cn.sent || err == nil
+		if err == nil {
+			err = cn.awaitResponse(u, &ex)
 		}
 		if err == nil {
 			err = u.readFinalResponse(cn)
+			_ = u.conn.SetReadDeadline(time.Time{})
 		}
 		if err == nil {
 			break
 		}
 		u.conn.Close()
-		if body != nil {
-			_ = cn.c.SetReadDeadline(time.Now()) // unblock the body's copy
-			<-body
-		}
-		// A kept-alive connection the backend closed meanwhile: retry once
-		// on a new one, when nothing of the request body was consumed.
-		if reused && !hasBody && attempt == 0 {
+		bodyErr := cn.finishBody(&ex)
+		cn.whole = !hasBody || ex.sent.Load()
+		var nr noResponse
+		switch {
+		case errors.Is(bodyErr, errBadChunk):
+			cn.page(400, r.BackendID, string(r.Status), "the request body could not be read: "+bodyErr.Error(), true)
+			return false, nil
+		case bodyErr == errClient || err == errClient:
+			return false, nil // nobody is left to answer
+		case errors.As(err, &nr) && reused && retryable && attempt == 0:
+			// A kept-alive connection the backend closed meanwhile.
 			continue
-		}
-		if err == errClient {
+		case err == errBackendTimeout:
+			cn.page(504, r.BackendID, string(r.Status), "the backend did not answer within "+cn.p.cfg.ResponseTimeout.String(), true)
 			return false, nil
 		}
 		cn.p.log.Debug("backend exchange failed", "backend", r.BackendID, "err", err)
@@ -138,17 +157,16 @@ func (cn *conn) forward(rt *route, r Route, a access) (keep bool, tunnel func())
 		return false, nil
 	}
 
+	defer func() { cn.whole = !hasBody || ex.sent.Load() }()
 	resp := cn.resp
 	if resp.status == 101 {
-		if body != nil {
-			<-body
-		}
+		cn.finishBody(&ex)
 		if !h.upgrade {
 			u.conn.Close()
 			cn.page(502, r.BackendID, string(r.Status), "the backend switched protocols unasked", true)
 			return false, nil
 		}
-		cn.writeResponseHead(false)
+		cn.writeResponseHead(false, false)
 		if cn.bw.Flush() != nil {
 			u.conn.Close()
 			return false, nil
@@ -157,35 +175,37 @@ func (cn *conn) forward(rt *route, r Route, a access) (keep bool, tunnel func())
 	}
 
 	bodiless := h.isMethod("HEAD") || resp.status == 204 || resp.status == 304 || resp.status < 200
+	// An HTTP/1.0 client cannot read chunks: it gets the data, and the
+	// end of the connection ends it.
+	dechunk := !bodiless && resp.chunked && h.minor == 0
 	untilEOF := !bodiless && !resp.chunked && resp.contentLength < 0
-	keep = !h.connClose && !untilEOF
-	cn.writeResponseHead(!keep)
+	keep = !h.connClose && !untilEOF && !dechunk
+	cn.writeResponseHead(!keep, dechunk)
 	var err error
 	switch {
 	case bodiless:
 	case resp.chunked:
-		err = copyChunked(cn.bw, u.br)
+		err = copyChunked(cn.bw, u.br, dechunk, nil)
 	case resp.contentLength >= 0:
-		err = copyN(cn.bw, u.br, resp.contentLength)
+		err = copyN(cn.bw, u.br, resp.contentLength, nil)
 	default:
 		err = copyUntilEOF(cn.bw, u.br)
 	}
 	if ferr := cn.bw.Flush(); err == nil {
 		err = ferr
 	}
-	if body != nil {
-		if !consumed.Load() {
+	if ex.body != nil {
+		if !ex.consumed.Load() {
 			// The backend answered before the request body ended: neither
 			// connection can carry another request.
 			u.conn.Close()
-			_ = cn.c.SetReadDeadline(time.Now())
-			<-body
+			cn.finishBody(&ex)
 			return false, nil
 		}
 		// The body was read in full (the backend answered after it got it,
 		// as a rule); its last bytes may still be on their way out.
 		_ = u.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		if berr := <-body; berr != nil {
+		if berr := cn.finishBody(&ex); berr != nil {
 			err = berr
 		}
 		_ = u.conn.SetWriteDeadline(time.Time{})
@@ -198,33 +218,207 @@ func (cn *conn) forward(rt *route, r Route, a access) (keep bool, tunnel func())
 	return keep, nil
 }
 
-// errClient marks a failure on the client's side of an exchange.
-var errClient = &clientError{}
+// Errors of an exchange with a backend.
+var (
+	// errClient marks a failure on the client's side of an exchange.
+	errClient = errors.New("client connection failed")
+	// errBackendTimeout: no response head within ResponseTimeout.
+	errBackendTimeout = errors.New("backend response timed out")
+)
 
-type clientError struct{}
+// noResponse is a failure before any byte of a response arrived: the only
+// kind after which a request may be sent again.
+type noResponse struct{ err error }
 
-func (*clientError) Error() string { return "client connection failed" }
+func (e noResponse) Error() string { return "no response: " + e.err.Error() }
+func (e noResponse) Unwrap() error { return e.err }
+
+// exchange is one request's trip to a backend: the request body's copy,
+// when it runs beside the response, and what became of it.
+type exchange struct {
+	body     chan error  // the body's copy; nil for a request without one
+	consumed atomic.Bool // the whole body was read from the client
+	sent     atomic.Bool // the whole body reached the backend
+	over     bool        // body has delivered its result, err
+	err      error
+}
+
+// send writes the request head in cn.out to the backend and starts the
+// body's copy: it streams while the response is read, because a backend
+// may answer before the body ends, or echo it as it comes.
+func (cn *conn) send(u *upstream, ex *exchange, hasBody bool) error {
+	if _, err := u.bw.Write(cn.out); err != nil {
+		return noResponse{err}
+	}
+	if !hasBody {
+		if err := u.bw.Flush(); err != nil {
+			return noResponse{err}
+		}
+		return nil
+	}
+	ex.body = make(chan error, 1)
+	cn.inBody = true
+	go func() { ex.body <- cn.sendBody(u, ex) }()
+	return nil
+}
+
+// bodyDone reports whether the request body's copy is over, without
+// waiting for it.
+func (ex *exchange) bodyDone() bool {
+	if ex.body == nil || ex.over {
+		return true
+	}
+	select {
+	case ex.err = <-ex.body:
+		ex.over = true
+		return true
+	default:
+		return false
+	}
+}
+
+// finishBody ends the request body's copy, interrupting a read from the
+// client if it still waits for one, and returns its error.
+func (cn *conn) finishBody(ex *exchange) error {
+	if ex.body == nil || ex.over {
+		return ex.err
+	}
+	if !ex.consumed.Load() {
+		cn.interruptRead()
+		ex.err = <-ex.body
+		cn.resumeRead()
+	} else {
+		ex.err = <-ex.body
+	}
+	ex.over = true
+	return ex.err
+}
+
+// watchAfter is how long a response may take before the proxy starts to
+// watch the client for a disconnect: most answers come sooner, and then
+// watching would cost a goroutine per request for nothing.
+const watchAfter = 500 * time.Millisecond
+
+// awaitResponse waits for the first byte of the backend's response, for at
+// most ResponseTimeout. A client that leaves meanwhile ends the wait at
+// once (errClient), so that a hung backend does not count it as connected
+// forever. It leaves the backend connection's read deadline at the end of
+// ResponseTimeout, for the rest of the head.
+func (cn *conn) awaitResponse(u *upstream, ex *exchange) error {
+	deadline := time.Now().Add(cn.p.cfg.ResponseTimeout)
+	var w *watcher
+	defer func() {
+		if w != nil {
+			cn.stopWatching(w)
+		}
+	}()
+	for {
+		next := time.Now().Add(watchAfter)
+		if w != nil || next.After(deadline) {
+			next = deadline
+		}
+		_ = u.conn.SetReadDeadline(next)
+		_, err := u.br.Peek(1)
+		if err == nil {
+			_ = u.conn.SetReadDeadline(deadline)
+			return nil
+		}
+		if !isTimeout(err) {
+			return noResponse{err}
+		}
+		if w != nil && w.gone() {
+			return errClient
+		}
+		if !time.Now().Before(deadline) {
+			return errBackendTimeout
+		}
+		if w == nil && ex.bodyDone() {
+			w = cn.watchClient(u)
+		}
+	}
+}
+
+// watcher waits for the client's next byte while the proxy waits for a
+// backend: an end of stream there means the client left.
+type watcher struct {
+	done chan error
+	err  error
+	over bool
+}
+
+func (cn *conn) watchClient(u *upstream) *watcher {
+	w := &watcher{done: make(chan error, 1)}
+	_ = cn.c.SetReadDeadline(time.Time{})
+	go func() {
+		_, err := cn.br.Peek(1)
+		if err != nil && !cn.stopRead.Load() {
+			_ = u.conn.SetReadDeadline(time.Now()) // wake the wait for the response
+		}
+		w.done <- err
+	}()
+	return w
+}
+
+// gone reports whether the watched client has left. One that sent bytes
+// meanwhile (a pipelined request) is still there.
+func (w *watcher) gone() bool {
+	if !w.over {
+		select {
+		case w.err = <-w.done:
+			w.over = true
+		default:
+			return false
+		}
+	}
+	return w.err != nil && !isTimeout(w.err)
+}
+
+func (cn *conn) stopWatching(w *watcher) {
+	if !w.over {
+		cn.interruptRead()
+		w.err = <-w.done
+		w.over = true
+		cn.resumeRead()
+	}
+	_ = cn.c.SetReadDeadline(time.Time{})
+}
 
 // sendBody streams the request body after the head already in u.bw and
-// sets consumed once it has read all of it. On failure it closes the
-// backend connection, so that a reader waiting for the response wakes up.
-func (cn *conn) sendBody(u *upstream, consumed *atomic.Bool) error {
+// sets consumed once it has read all of it. A failure on the client's side
+// (errClient, or errBadChunk for a malformed body) closes the backend
+// connection, so that a reader waiting for the response wakes up and the
+// backend never takes the part it got for a whole request; a failure
+// towards the backend is left for the response's reader to find.
+func (cn *conn) sendBody(u *upstream, ex *exchange) error {
+	defer func() { cn.inBody = false }()
 	h := cn.h
 	var err error
 	if h.chunked {
-		err = copyChunked(u.bw, cn.br)
+		err = copyChunked(u.bw, cn.br, false, cn.tee)
 	} else {
-		err = copyN(u.bw, cn.br, h.contentLength)
+		err = copyN(u.bw, cn.br, h.contentLength, cn.tee)
 	}
 	if err == nil {
-		consumed.Store(true)
+		ex.consumed.Store(true)
 		err = u.bw.Flush()
+		ex.sent.Store(err == nil)
+		return err
 	}
-	if err != nil {
+	var re readError
+	var al afterLastChunk
+	switch {
+	case errors.As(err, &al):
+		// The backend has the whole body; the client's stream is unusable.
+		ex.sent.Store(true)
+		return errClient
+	case errors.Is(err, errBadChunk):
+		u.conn.Close()
+		return err
+	case errors.As(err, &re):
 		u.conn.Close()
 		return errClient
 	}
-	return nil
+	return err
 }
 
 // readFinalResponse reads the backend's response head into cn.resp,
@@ -242,7 +436,7 @@ func (u *upstream) readFinalResponse(cn *conn) error {
 		if s == 100 {
 			continue
 		}
-		cn.writeResponseHead(false)
+		cn.writeResponseHead(false, false)
 		if err := cn.bw.Flush(); err != nil {
 			return errClient
 		}
@@ -299,9 +493,10 @@ func buffered(br *bufio.Reader) []byte {
 	return append([]byte(nil), b...)
 }
 
-// appendRequestHead renders the request head for the backend: client-sent
-// X-Plane-* and X-Forwarded-* headers are dropped, hop-by-hop headers too,
-// and Plane's own are set.
+// appendRequestHead renders the request head for the backend (see
+// framing.go): the headers the policy drops are left out, the token the
+// proxy consumed too, and the proxy writes Plane's headers, the connection
+// headers and the framing itself.
 func (cn *conn) appendRequestHead(b []byte, backendID string, a access) []byte {
 	h := cn.h
 	b = append(b, h.bytes(h.method)...)
@@ -311,13 +506,12 @@ func (cn *conn) appendRequestHead(b []byte, backendID string, a access) []byte {
 	b = append(b, h.bytes(h.proto)...)
 	b = append(b, "\r\n"...)
 	for i := range h.headers {
+		if h.headers[i].drop {
+			continue
+		}
 		name := h.name(i)
 		switch {
-		case hasPrefixFold(name, "x-plane-"), hasPrefixFold(name, "x-forwarded-"),
-			equalFold(name, "connection"), equalFold(name, "keep-alive"), equalFold(name, "proxy-connection"),
-			h.expectCont && equalFold(name, "expect"),
-			a.stripBearer && equalFold(name, "authorization"),
-			h.connNamed && h.connectionNames(name):
+		case a.stripBearer && equalFold(name, "authorization"):
 			continue
 		case a.cookieToken && equalFold(name, "cookie"):
 			if v := stripTokenCookie(h.value(i)); len(v) > 0 {
@@ -344,17 +538,28 @@ func (cn *conn) appendRequestHead(b []byte, backendID string, a access) []byte {
 		b = append(b, "\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: "...)
 	}
 	b = append(b, h.bytes(h.host)...)
-	if h.upgrade {
-		b = append(b, "\r\nConnection: Upgrade"...)
-	} else if h.minor == 0 {
+	switch {
+	case h.upgrade:
+		b = append(b, "\r\nConnection: Upgrade\r\nUpgrade: "...)
+		b = append(b, h.bytes(h.upgradeTo)...)
+	case h.minor == 0:
 		b = append(b, "\r\nConnection: keep-alive"...)
+	}
+	switch {
+	case h.chunked:
+		b = append(b, "\r\nTransfer-Encoding: chunked"...)
+	case h.contentLength >= 0:
+		b = append(b, "\r\nContent-Length: "...)
+		b = strconv.AppendInt(b, h.contentLength, 10)
 	}
 	return append(b, "\r\n\r\n"...)
 }
 
-// writeResponseHead writes cn.resp's head to the client without its
-// hop-by-hop headers, saying whether the connection stays open.
-func (cn *conn) writeResponseHead(closeConn bool) {
+// writeResponseHead writes cn.resp's head to the client without the
+// headers the policy drops, with its framing and connection headers
+// written by the proxy: closeConn says whether the connection ends after
+// it, dechunk that the body goes to the client without its chunks.
+func (cn *conn) writeResponseHead(closeConn, dechunk bool) {
 	r, bw := cn.resp, cn.bw
 	if r.minor == 1 {
 		bw.WriteString("HTTP/1.1 ")
@@ -364,18 +569,30 @@ func (cn *conn) writeResponseHead(closeConn bool) {
 	bw.Write(r.statusText())
 	bw.WriteString("\r\n")
 	for i := range r.headers {
-		name := r.name(i)
-		if equalFold(name, "connection") || equalFold(name, "keep-alive") || equalFold(name, "proxy-connection") {
+		if r.headers[i].drop {
 			continue
 		}
-		bw.Write(name)
+		bw.Write(r.name(i))
 		bw.WriteString(": ")
 		bw.Write(r.value(i))
 		bw.WriteString("\r\n")
 	}
 	switch {
+	case r.chunked && !dechunk:
+		bw.WriteString("Transfer-Encoding: ")
+		bw.Write(r.bytes(r.te))
+		bw.WriteString("\r\n")
+	case r.contentLength >= 0:
+		var n [20]byte
+		bw.WriteString("Content-Length: ")
+		bw.Write(strconv.AppendInt(n[:0], r.contentLength, 10))
+		bw.WriteString("\r\n")
+	}
+	switch {
 	case r.status == 101:
-		bw.WriteString("Connection: Upgrade\r\n")
+		bw.WriteString("Connection: Upgrade\r\nUpgrade: ")
+		bw.Write(r.bytes(r.upgradeTo))
+		bw.WriteString("\r\n")
 	case closeConn:
 		bw.WriteString("Connection: close\r\n")
 	case cn.h.minor == 0:

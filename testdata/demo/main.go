@@ -22,7 +22,7 @@
 // Environment:
 //
 //	PORT                 port to listen on (8080)
-//	DEMO_MODE            "" (serve), "exit" or "hang"
+//	DEMO_MODE            "" (serve), "exit", "hang" or "record"
 //	DEMO_EXIT_CODE       exit code in mode exit (0)
 //	DEMO_EXIT_AFTER_MS   mode exit: serve for this long, then exit (0: exit at once,
 //	                     before listening)
@@ -30,7 +30,10 @@
 //	DEMO_IGNORE_SIGTERM  "1": ignore SIGTERM (only SIGKILL stops it)
 //	DEMO_QUIET           "1": no log line per request (for benchmarks)
 //
-// Mode hang never listens. SIGTERM and SIGINT end the process at once with
+// Mode hang never listens. Mode record serves the proxy tests' recorder
+// (plane/drone/proxy/proxytest): it reads each request with net/http's
+// strict parser, records it, answers "answer to <method> <target>", and
+// returns what it recorded at GET /__recorded (?clear=1 forgets it). SIGTERM and SIGINT end the process at once with
 // code 0 in every mode unless DEMO_IGNORE_SIGTERM=1. Each request is logged as
 // one line on stdout; the start-up line goes to stderr so that both streams
 // carry something.
@@ -53,6 +56,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"plane/drone/proxy/proxytest"
 )
 
 func main() {
@@ -95,8 +100,17 @@ func run() int {
 	case "hang":
 		fmt.Println("demo: hanging without listening")
 		return waitSignal(sigs, exit)
+	case "record":
+		ln, err := net.Listen("tcp", ":"+port)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "demo: %v\n", err)
+			return 1
+		}
+		go func() { _ = proxytest.NewRecorder().Serve(ln) }()
+		fmt.Printf("demo: recording requests on %s\n", ln.Addr())
+		return waitSignal(sigs, exit)
 	default:
-		fmt.Fprintf(os.Stderr, "demo: unknown DEMO_MODE %q (want exit or hang)\n", mode)
+		fmt.Fprintf(os.Stderr, "demo: unknown DEMO_MODE %q (want exit, hang or record)\n", mode)
 		return 2
 	}
 
