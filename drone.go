@@ -31,6 +31,7 @@ type Drone struct {
 	Images          []string    `json:"images"`
 	CertNotAfter    *time.Time  `json:"cert_not_after"` // the HTTPS certificate's expiry; nil: none yet
 	CertError       string      `json:"cert_error"`     // the last failed certificate order, if any
+	ProxyError      string      `json:"proxy_error"`    // why its proxy cannot accept connections; "": it can
 	LastHeartbeat   time.Time   `json:"last_heartbeat"`
 	CreatedAt       time.Time   `json:"created_at"`
 }

@@ -186,6 +186,9 @@ type Heartbeat struct {
 	// and the last certificate error, for drone health.
 	CertNotAfter *time.Time `json:"cert_not_after,omitempty"`
 	CertError    string     `json:"cert_error,omitempty"`
+	// ProxyError says why the drone's proxy cannot accept connections
+	// ("" while it can): the controller places nothing on such a drone.
+	ProxyError string `json:"proxy_error,omitempty"`
 	Time         time.Time  `json:"time"`
 }
 

@@ -77,6 +77,9 @@ func (a *Agent) beat(stopping bool) {
 	if a.cfg.CertStatus != nil {
 		hb.CertNotAfter, hb.CertError = a.cfg.CertStatus()
 	}
+	if a.cfg.Proxy != nil {
+		hb.ProxyError = a.cfg.Proxy.Health()
+	}
 	data, err := json.Marshal(hb)
 	if err != nil {
 		a.log.Error("encode heartbeat", "err", err)

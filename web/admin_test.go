@@ -15,6 +15,8 @@ func TestDroneRows(t *testing.T) {
 		{ID: "d2", Address: "10.0.0.2", Version: "v1.2.0", Status: plane.DroneDraining, Draining: true, Capacity: 20, LastHeartbeat: t0.Add(-10 * time.Second),
 			CertError: "acme: rate limited"},
 		{ID: "d3", Address: "10.0.0.3", Version: "v1.1.0", Status: plane.DroneLost, LastHeartbeat: t0.Add(-5 * time.Minute)},
+		{ID: "d4", Address: "10.0.0.4", Version: "v1.2.0", Status: plane.DroneReady, LastHeartbeat: t0.Add(-time.Second),
+			ProxyError: "proxy cannot accept connections since 2026-01-02T03:04:05Z: too many open files"},
 	}
 	golden(t, "drone-rows", DroneRows("csrf-token", ds, t0))
 	golden(t, "drone-rows-empty", DroneRows("csrf-token", nil, t0))

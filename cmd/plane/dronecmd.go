@@ -26,19 +26,23 @@ import (
 
 // DroneConfig configures a Drone.
 type DroneConfig struct {
-	DataDir      string
-	ID           string // empty: read from or saved to <data>/drone-id
-	NATSURL      string
-	NATSCreds    string
-	IP           string
-	ProxyAddr    string // where the HTTP proxy listens (":0" works)
-	Domain       string // backends are at <id>.<Domain>
-	HTTPSAddr    string // where the HTTPS proxy listens; empty: no HTTPS
-	ACME         ACMEConfig
-	Capacity     int
-	StartTimeout time.Duration
-	StopGrace    time.Duration
-	Logger       *slog.Logger
+	DataDir   string
+	ID        string // empty: read from or saved to <data>/drone-id
+	NATSURL   string
+	NATSCreds string
+	IP        string
+	ProxyAddr string // where the HTTP proxy listens (":0" works)
+	// Proxy limits: open client connections (0: from the descriptor
+	// limit; < 0: none) and the wait for a backend's response head.
+	ProxyMaxConns        int
+	ProxyResponseTimeout time.Duration
+	Domain               string // backends are at <id>.<Domain>
+	HTTPSAddr            string // where the HTTPS proxy listens; empty: no HTTPS
+	ACME                 ACMEConfig
+	Capacity             int
+	StartTimeout         time.Duration
+	StopGrace            time.Duration
+	Logger               *slog.Logger
 }
 
 // ACMEConfig configures the drone's certificate orders; no Directory, no orders.
@@ -96,8 +100,10 @@ func OpenDrone(ctx context.Context, cfg DroneConfig) (d *Drone, err error) {
 	}
 	st := d.Store
 	d.Proxy = proxy.New(proxy.Config{
-		Domain: cfg.Domain,
-		Logger: cfg.Logger,
+		Domain:          cfg.Domain,
+		Logger:          cfg.Logger,
+		MaxConns:        cfg.ProxyMaxConns,
+		ResponseTimeout: cfg.ProxyResponseTimeout,
 		Lookup: func(id string) (plane.BackendStatus, bool) {
 			rec, err := st.FindBackend(context.Background(), id)
 			if err != nil {
@@ -146,7 +152,7 @@ func OpenDrone(ctx context.Context, cfg DroneConfig) (d *Drone, err error) {
 			cfg.Logger.Error("proxy stopped", "err", err)
 		}
 	}()
-	cfg.Logger.Info("proxy listening", "addr", d.proxyLn.Addr().String(), "domain", cfg.Domain)
+	cfg.Logger.Info("proxy listening", "addr", d.proxyLn.Addr().String(), "domain", cfg.Domain, "max_conns", d.Proxy.MaxConns())
 	return d, nil
 }
 
@@ -280,6 +286,8 @@ func droneFlags(fs *flag.FlagSet, cfg *DroneConfig) {
 	fs.StringVar(&cfg.ProxyAddr, "proxy", "127.0.0.1:9090", "address of the drone's HTTP proxy")
 	fs.StringVar(&cfg.Domain, "domain", "plane.localhost", "cluster domain: the proxy serves <backend-id>.<domain>")
 	fs.StringVar(&cfg.HTTPSAddr, "https", "", "address of the HTTPS proxy; empty: HTTP only")
+	fs.IntVar(&cfg.ProxyMaxConns, "proxy-max-conns", 0, "most open client connections of the proxy, past which it answers 503; 0 = sized from the file-descriptor limit, -1 = no limit")
+	fs.DurationVar(&cfg.ProxyResponseTimeout, "proxy-response-timeout", proxy.DefaultResponseTimeout, "how long the proxy waits for a backend's response head (long polls need minutes)")
 	fs.StringVar(&cfg.ACME.Directory, "acme-directory", "", "ACME directory URL for the *.<domain> certificate (DNS-01 through the controller)")
 	fs.StringVar(&cfg.ACME.Email, "acme-email", "", "ACME account e-mail")
 	fs.StringVar(&cfg.ACME.EABKeyID, "acme-eab-kid", "", "ACME External Account Binding key id")

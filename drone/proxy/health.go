@@ -57,6 +57,9 @@ func (p *Proxy) Health() string {
 	return fmt.Sprintf("proxy cannot accept connections since %s: %v", since.UTC().Format(time.RFC3339), err)
 }
 
+// MaxConns is the cap on open client connections; 0 or less: none.
+func (p *Proxy) MaxConns() int { return int(p.maxConns) }
+
 // OpenConns is the number of client connections open now.
 func (p *Proxy) OpenConns() int { return int(p.open.Load()) }
 

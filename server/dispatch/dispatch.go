@@ -230,6 +230,7 @@ func (d *Dispatcher) handleHeartbeat(m *nats.Msg) {
 		Images:          hb.Images,
 		CertNotAfter:    hb.CertNotAfter,
 		CertError:       hb.CertError,
+		ProxyError:      hb.ProxyError,
 		LastHeartbeat:   d.Now(), // our clock, not the drone's: staleness is judged here
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

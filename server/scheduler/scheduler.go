@@ -58,6 +58,10 @@ func Pick(drones []*plane.Drone, live map[string]int, now time.Time, rnd *rand.R
 		case d.Capacity > 0 && n >= d.Capacity:
 			why.full++
 			continue
+		case d.ProxyError != "":
+			// Its backends could not be reached.
+			why.proxy++
+			continue
 		}
 		c := max(d.Capacity, 1)
 		if best == nil {
@@ -94,6 +98,7 @@ func intN(rnd *rand.Rand, n int) int {
 type reasons struct {
 	total                                       int
 	lost, stopped, draining, other, stale, full int
+	proxy                                       int // whose proxy cannot accept connections
 	freshest                                    time.Duration // youngest heartbeat among stale drones
 }
 
@@ -111,6 +116,7 @@ func (r reasons) message() string {
 	add(r.draining, "draining")
 	add(r.stale, fmt.Sprintf("with no heartbeat for %d s", r.freshestSeconds()))
 	add(r.full, "full")
+	add(r.proxy, "with a proxy that cannot accept connections")
 	add(r.lost, "lost")
 	add(r.stopped, "stopped")
 	add(r.other, "not ready")
@@ -126,6 +132,8 @@ func (r reasons) message() string {
 			return prefix + fmt.Sprintf("no heartbeat from %s for %d s", which, r.freshestSeconds())
 		case r.full == r.total:
 			return prefix + plural(r.total, "the drone is full", "all %d drones are full")
+		case r.proxy == r.total:
+			return prefix + plural(r.total, "the drone's proxy cannot accept connections", "the proxies of all %d drones cannot accept connections")
 		case r.lost == r.total:
 			return prefix + plural(r.total, "the drone is lost", "all %d drones are lost")
 		case r.stopped == r.total:

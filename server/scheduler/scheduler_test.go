@@ -25,6 +25,8 @@ func status(s plane.DroneStatus) func(*plane.Drone) { return func(d *plane.Drone
 
 func draining(d *plane.Drone) { d.Draining = true }
 
+func proxyDown(d *plane.Drone) { d.ProxyError = "proxy cannot accept connections: too many open files" }
+
 func beatAgo(age time.Duration) func(*plane.Drone) {
 	return func(d *plane.Drone) { d.LastHeartbeat = now.Add(-age) }
 }
@@ -58,6 +60,10 @@ func TestPick(t *testing.T) {
 			live: map[string]int{"c": 100}, want: "c"},
 		{name: "skips stale", drones: []*plane.Drone{drone("a", 0, beatAgo(plane.DroneStaleAfter+time.Millisecond)), drone("b", 0)},
 			live: map[string]int{"b": 100}, want: "b"},
+		{name: "skips a drone whose proxy cannot accept", drones: []*plane.Drone{drone("a", 0, proxyDown), drone("b", 0)},
+			live: map[string]int{"b": 100}, want: "b"},
+		{name: "only proxies that cannot accept", drones: []*plane.Drone{drone("a", 0, proxyDown)},
+			errHas: "the drone's proxy cannot accept connections"},
 		{name: "heartbeat exactly at the limit is fresh", drones: []*plane.Drone{drone("a", 0, beatAgo(plane.DroneStaleAfter))}, want: "a"},
 		{name: "heartbeat from the future is fresh", drones: []*plane.Drone{drone("a", 0, beatAgo(-time.Minute))}, want: "a"},
 

@@ -13,7 +13,7 @@ import (
 var _ plane.DroneService = (*DB)(nil)
 
 const droneColumns = `id, address, proxy_address, version, protocol_version, status, draining,
-	capacity, backends, cpu_percent, memory_bytes, images, cert_not_after, cert_error, last_heartbeat, created_at`
+	capacity, backends, cpu_percent, memory_bytes, images, cert_not_after, cert_error, proxy_error, last_heartbeat, created_at`
 
 // UpsertDrone records a heartbeat: it creates the drone or updates every
 // field but CreatedAt, which it sets on d. A zero LastHeartbeat is now; an
@@ -47,8 +47,8 @@ func (db *DB) UpsertDrone(ctx context.Context, d *plane.Drone) error {
 	var created int64
 	err = db.write.QueryRowContext(ctx, `
 		INSERT INTO drones (id, address, proxy_address, version, protocol_version, status, draining,
-			capacity, backends, cpu_percent, memory_bytes, images, cert_not_after, cert_error, last_heartbeat, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			capacity, backends, cpu_percent, memory_bytes, images, cert_not_after, cert_error, proxy_error, last_heartbeat, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET
 			address = excluded.address, proxy_address = excluded.proxy_address,
 			version = excluded.version, protocol_version = excluded.protocol_version,
@@ -56,10 +56,11 @@ func (db *DB) UpsertDrone(ctx context.Context, d *plane.Drone) error {
 			backends = excluded.backends, cpu_percent = excluded.cpu_percent,
 			memory_bytes = excluded.memory_bytes, images = excluded.images,
 			cert_not_after = excluded.cert_not_after, cert_error = excluded.cert_error,
+			proxy_error = excluded.proxy_error,
 			last_heartbeat = excluded.last_heartbeat
 		RETURNING created_at`,
 		d.ID, d.Address, d.ProxyAddress, d.Version, d.ProtocolVersion, d.Status, d.Draining,
-		d.Capacity, d.Backends, d.CPUPercent, int64(d.MemoryBytes), string(data), certNotAfter, d.CertError, toMS(beat), toMS(now()),
+		d.Capacity, d.Backends, d.CPUPercent, int64(d.MemoryBytes), string(data), certNotAfter, d.CertError, d.ProxyError, toMS(beat), toMS(now()),
 	).Scan(&created)
 	if err != nil {
 		return fmt.Errorf("upsert drone %q: %w", d.ID, err)
@@ -135,7 +136,7 @@ func scanDrone(s scanner) (*plane.Drone, error) {
 	var images string
 	var certNotAfter sql.NullInt64
 	if err := s.Scan(&d.ID, &d.Address, &d.ProxyAddress, &d.Version, &d.ProtocolVersion, &d.Status, &d.Draining,
-		&d.Capacity, &d.Backends, &d.CPUPercent, &memory, &images, &certNotAfter, &d.CertError, &beat, &created); err != nil {
+		&d.Capacity, &d.Backends, &d.CPUPercent, &memory, &images, &certNotAfter, &d.CertError, &d.ProxyError, &beat, &created); err != nil {
 		return nil, err
 	}
 	if certNotAfter.Valid {

@@ -52,6 +52,12 @@ func TestUpsertDrone(t *testing.T) {
 			drone: plane.Drone{ID: "d3", LastHeartbeat: t0, Images: []string{"x"}},
 			want:  func(d *plane.Drone) { d.Status = plane.DroneReady },
 		},
+		{
+			name: "health: certificate and proxy",
+			drone: plane.Drone{ID: "d5", LastHeartbeat: t0, CertNotAfter: &t0, CertError: "acme: rate limited",
+				ProxyError: "proxy cannot accept connections: too many open files"},
+			want: func(d *plane.Drone) { d.Status, d.Images = plane.DroneReady, []string{} },
+		},
 		{name: "no id", drone: plane.Drone{LastHeartbeat: t0}, code: plane.EINVALID, field: "id"},
 		{name: "unknown status", drone: plane.Drone{ID: "d4", Status: "sleepy"}, code: plane.EINVALID, field: "status"},
 	}
