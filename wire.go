@@ -188,8 +188,8 @@ type Heartbeat struct {
 	CertError    string     `json:"cert_error,omitempty"`
 	// ProxyError says why the drone's proxy cannot accept connections
 	// ("" while it can): the controller places nothing on such a drone.
-	ProxyError string `json:"proxy_error,omitempty"`
-	Time         time.Time  `json:"time"`
+	ProxyError string    `json:"proxy_error,omitempty"`
+	Time       time.Time `json:"time"`
 }
 
 // Validate checks a heartbeat received from the network.

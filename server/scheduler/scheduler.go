@@ -98,7 +98,7 @@ func intN(rnd *rand.Rand, n int) int {
 type reasons struct {
 	total                                       int
 	lost, stopped, draining, other, stale, full int
-	proxy                                       int // whose proxy cannot accept connections
+	proxy                                       int           // whose proxy cannot accept connections
 	freshest                                    time.Duration // youngest heartbeat among stale drones
 }
 
