@@ -4,7 +4,7 @@ GO ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 export CGO_ENABLED := 1
 
-.PHONY: build run test test-go e2e test-images generate vendor bench fmt vet tidy clean
+.PHONY: build run test test-go fuzz audit e2e test-images generate vendor bench fmt vet tidy clean
 
 build:
 	$(GO) build -trimpath -ldflags "-X main.Version=$(VERSION)" -o bin/plane ./cmd/plane
@@ -26,6 +26,26 @@ test: build test-images
 test-go:
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 30m ./...
+	@$(MAKE) --no-print-directory fuzz
+
+# The proxy's fuzzers, each for a bounded time (go test runs one -fuzz
+# target at a time). FuzzProxyForward is the differential test: what a
+# strict parser reads behind the proxy is what the proxy believed it sent.
+FUZZTIME ?= 20s
+PROXY_FUZZERS := FuzzProxyForward FuzzReadRequest FuzzCopyChunked
+fuzz:
+	@for f in $(PROXY_FUZZERS); do \
+		echo "fuzz: $$f for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) -parallel 2 ./drone/proxy || exit 1; \
+	done
+
+# The smuggling corpus through nginx and through the proxy, side by side
+# (TestNginxAudit; make test runs it too, and skips it without nginx).
+audit: build test-images
+	@test -x /usr/sbin/nginx || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then apt-get install -y --no-install-recommends nginx-light; \
+		else echo "audit: nginx missing; install with: sudo apt-get install nginx-light" >&2; exit 1; fi; }
+	$(GO) test -count=1 -run '^TestNginxAudit$$' -v ./cmd/plane/
 
 # -path web: the views live in web/, and generating from there names the
 # .templ files as the committed *_templ.go files do (auth.templ, not
