@@ -134,3 +134,48 @@ func TestProxyFirefoxWebSocket(t *testing.T) {
 		t.Fatalf("echo %q, %v", got, err)
 	}
 }
+
+// TestProxyNoReplay: finding 5. A kept-alive connection that breaks after
+// the backend read a request is retried only for an idempotent method: a
+// POST reaches the container once, a GET may twice.
+func TestProxyNoReplay(t *testing.T) {
+	c := newCluster(t, clusterOpts{})
+	_, tg := c.spawnRecorder(t, nil)
+	tests := []struct {
+		method string
+		reads  int // how often the backend reads the dropped request
+	}{{"POST", 1}, {"DELETE", 2}, {"GET", 2}}
+	for _, tt := range tests {
+		t.Run(tt.method, func(t *testing.T) {
+			conn, err := net.Dial("tcp", tg.Addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(20 * time.Second))
+			br := bufio.NewReader(conn)
+			for _, req := range []string{"GET /first", tt.method + " " + proxytest.PathDrop} {
+				fmt.Fprintf(conn, "%s HTTP/1.1\r\nHost: %s\r\n\r\n", req, tg.Host)
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			reqs, err := tg.Recorded()
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for _, r := range reqs {
+				if r.Target == proxytest.PathDrop {
+					n++
+				}
+			}
+			if n != tt.reads {
+				t.Fatalf("the backend read %s %s %d times, want %d (all: %v)", tt.method, proxytest.PathDrop, n, tt.reads, reqs)
+			}
+		})
+	}
+}

@@ -362,3 +362,19 @@ func waitForF(t testing.TB, what string, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestProxyBodyTimeout: a client that stalls in the middle of a request
+// body is dropped after BodyTimeout of silence, and the backend, which got
+// a truncated body, is not kept busy by it.
+func TestProxyBodyTimeout(t *testing.T) {
+	e := newRecorderEnv(t, Config{BodyTimeout: 200 * time.Millisecond})
+	rc := e.dial()
+	rc.send("POST /upload HTTP/1.1\r\nHost: b1.plane.localhost\r\nContent-Length: 10\r\n\r\nab")
+	waitFor(t, "the body to stall", func() bool { n, _ := e.p.Activity("b1"); return n == 1 })
+	e.waitIdle("b1", "the body timed out")
+	rc.expectClosed()
+	waitFor(t, "the backend to see the truncated body", func() bool {
+		reqs := e.rec.Requests()
+		return len(reqs) == 1 && strings.HasPrefix(reqs[0].Err, "body:")
+	})
+}
