@@ -364,7 +364,7 @@ func (s *Server) handleBackendEvents(c echo.Context) error {
 		}
 		last = n
 	}
-	w := startStream(c, "text/event-stream")
+	out := openSSE(c)
 
 	send := func(b *plane.Backend) error {
 		for _, h := range b.StatusHistory {
@@ -377,12 +377,11 @@ func (s *Server) handleBackendEvents(c echo.Context) error {
 				ev.TerminationReason, ev.ExitCode, ev.Error = b.TerminationReason, b.ExitCode, b.Error
 			}
 			data, _ := json.Marshal(ev)
-			if _, err := fmt.Fprintf(w, "id: %d\nevent: status\ndata: %s\n\n", rank, data); err != nil {
+			if err := out.sendID(strconv.Itoa(rank), "status", string(data)); err != nil {
 				return err
 			}
 			last = rank
 		}
-		w.Flush()
 		return nil
 	}
 	if err := send(b); err != nil {
@@ -404,10 +403,9 @@ func (s *Server) handleBackendEvents(c echo.Context) error {
 				return nil
 			}
 		case <-keepAlive.C:
-			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
+			if out.keepAlive() != nil {
 				return nil
 			}
-			w.Flush()
 		}
 	}
 	return nil

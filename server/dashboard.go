@@ -8,46 +8,28 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/a-h/templ"
 	"github.com/labstack/echo/v4"
-	"github.com/labstack/echo/v4/middleware"
 
 	"plane"
 	"plane/assets"
 	"plane/web"
 )
 
-// Dashboard cookies. The session cookie holds a secret whose hash is the
-// stored session id; the CSRF cookie holds the double-submit token that
-// every form and htmx request echoes back.
+// The session cookie holds a secret whose hash is the stored session id.
 const (
 	sessionCookie = "plane_session"
-	csrfCookie    = "plane_csrf"
-	csrfField     = "_csrf"
 
 	userKey = "plane.user"
-	csrfKey = "csrf"
 )
 
-// dashboardRoutes registers the pages. Every dashboard request passes the
-// CSRF check (unsafe methods need the token) and loads the session.
+// dashboardRoutes registers the pages. Every dashboard request loads the
+// session and passes the CSRF check (unsafe methods need the token).
 func (s *Server) dashboardRoutes() {
 	e := s.echo
 	e.GET("/assets/*", echo.WrapHandler(assets.Handler()))
-	d := e.Group("", middleware.CSRFWithConfig(middleware.CSRFConfig{
-		TokenLookup:    "form:" + csrfField + ",header:X-CSRF-Token",
-		CookieName:     csrfCookie,
-		CookiePath:     "/",
-		CookieHTTPOnly: true,
-		CookieSameSite: http.SameSiteLaxMode,
-		CookieMaxAge:   int(plane.SessionTTL.Seconds()),
-		ContextKey:     csrfKey,
-		ErrorHandler: func(err error, c echo.Context) error {
-			return plane.Errorf(plane.EFORBIDDEN, "this form has expired or did not come from Plane: reload the page and try again")
-		},
-	}), s.loadSession)
+	d := e.Group("", s.loadSession, s.checkCSRF)
 
 	d.GET("/", s.handleHome)
 	s.authRoutes(d)
@@ -59,14 +41,16 @@ func (s *Server) dashboardRoutes() {
 	s.adminRoutes(u)
 }
 
-// loadSession sets the signed-in user, if any, from the session cookie.
+// loadSession sets the signed-in user and their session, if any, from the
+// session cookie.
 func (s *Server) loadSession(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if ck, err := c.Cookie(sessionCookie); err == nil && ck.Value != "" {
-			u, _, err := s.Sessions.Lookup(c.Request().Context(), ck.Value)
+			u, sess, err := s.Sessions.Lookup(c.Request().Context(), ck.Value)
 			switch {
 			case err == nil:
 				c.Set(userKey, u)
+				c.Set(sessionKey, sess)
 			case plane.ErrorCodeOf(err) == plane.EUNAUTHORIZED:
 				s.clearSessionCookie(c)
 			default:
@@ -227,55 +211,6 @@ func pathID(c echo.Context, name, what string) (int64, error) {
 	}
 	return id, nil
 }
-
-// sse is an open Server-Sent Events response.
-type sse struct {
-	w *echo.Response
-}
-
-func openSSE(c echo.Context) *sse { return &sse{w: startStream(c, "text/event-stream")} }
-
-// startStream sends the head of a streamed answer: no caching, and no
-// buffering in proxies that honour X-Accel-Buffering.
-func startStream(c echo.Context, contentType string) *echo.Response {
-	w := c.Response()
-	w.Header().Set(echo.HeaderContentType, contentType)
-	w.Header().Set(echo.HeaderCacheControl, "no-cache")
-	w.Header().Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	w.Flush()
-	return w
-}
-
-// send writes one event; every line of data gets its own data: field.
-func (s *sse) send(event, data string) error {
-	var b strings.Builder
-	b.WriteString("event: ")
-	b.WriteString(event)
-	b.WriteByte('\n')
-	for _, line := range strings.Split(data, "\n") {
-		b.WriteString("data: ")
-		b.WriteString(line)
-		b.WriteByte('\n')
-	}
-	b.WriteByte('\n')
-	if _, err := s.w.Write([]byte(b.String())); err != nil {
-		return err
-	}
-	s.w.Flush()
-	return nil
-}
-
-func (s *sse) keepAlive() error {
-	if _, err := s.w.Write([]byte(": keep-alive\n\n")); err != nil {
-		return err
-	}
-	s.w.Flush()
-	return nil
-}
-
-// sseKeepAlive is how often an idle stream sends a comment, so proxies keep it.
-const sseKeepAlive = 15 * time.Second
 
 // wantsPage reports whether an error should be shown as a page: a browser
 // navigating the dashboard, not an API client, a stream or an htmx swap.

@@ -41,7 +41,8 @@ type dash struct {
 	requests []string // subjects the fake drones were sent
 }
 
-func newDash(t testing.TB) *dash {
+// newDash starts a controller's HTTP side; edits change its config first.
+func newDash(t testing.TB, edits ...func(*server.Config)) *dash {
 	t.Helper()
 	auth.BcryptCost = 4 // the minimum: tests hash many passwords
 	ctx := context.Background()
@@ -74,11 +75,15 @@ func newDash(t testing.TB) *dash {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := server.New(server.Config{
+	cfg := server.Config{
 		Projects: db, Images: db, Backends: db, Drones: db, Tokens: db, Users: db, Teams: db, Activity: db,
 		Auth: &auth.Authenticator{Key: key.Public().(ed25519.PublicKey), Tokens: db}, Dispatch: d,
 		ConnectKey: key, Logger: log,
-	})
+	}
+	for _, edit := range edits {
+		edit(&cfg)
+	}
+	s := server.New(cfg)
 	d.OnBackend = s.NotifyBackend
 	hs := httptest.NewServer(s.Handler())
 	t.Cleanup(hs.Close)
@@ -120,6 +125,12 @@ type browser struct {
 	d   *dash
 	c   *http.Client
 	jar *cookiejar.Jar
+	// header is added to every request.
+	header http.Header
+
+	// token is the CSRF token of the page last read for it, while the
+	// cookies are tokenFor.
+	token, tokenFor string
 }
 
 func (d *dash) browser() *browser {
@@ -153,6 +164,9 @@ func testid(id string) string { return `[data-testid="` + id + `"]` }
 func (b *browser) do(req *http.Request) *page {
 	b.t.Helper()
 	req.Header.Set("Accept", "text/html")
+	for k, v := range b.header {
+		req.Header[k] = v
+	}
 	resp, err := b.c.Do(req)
 	if err != nil {
 		b.t.Fatal(err)
@@ -195,13 +209,30 @@ func (b *browser) setCookie(name, value string) {
 	b.jar.SetCookies(u, []*http.Cookie{{Name: name, Value: value, Path: "/"}})
 }
 
+// csrf returns the CSRF token that the browser's pages carry now, read
+// from a page the first time and again whenever its cookies change.
+func (b *browser) csrf() string {
+	b.t.Helper()
+	cookies := func() string { return b.cookie("plane_session") + " " + b.cookie("plane_csrf") }
+	if b.token != "" && b.tokenFor == cookies() {
+		return b.token
+	}
+	p := b.get("/login")
+	if p.status() == http.StatusSeeOther { // signed in: the login page sends us on
+		p = b.get("/projects")
+	}
+	tok, _ := p.Find(`meta[name="csrf-token"]`).Attr("content")
+	if tok == "" {
+		b.t.Fatalf("no CSRF token on %s (%d)", p.resp.Request.URL.Path, p.status())
+	}
+	b.token, b.tokenFor = tok, cookies()
+	return tok
+}
+
 // post sends a form with the CSRF token a page of ours would carry.
 func (b *browser) post(path string, form url.Values) *page {
 	b.t.Helper()
-	if b.cookie("plane_csrf") == "" {
-		b.get("/login") // a first page sets the CSRF cookie
-	}
-	f := url.Values{"_csrf": {b.cookie("plane_csrf")}}
+	f := url.Values{"_csrf": {b.csrf()}}
 	for k, v := range form {
 		f[k] = v
 	}
@@ -211,7 +242,13 @@ func (b *browser) post(path string, form url.Values) *page {
 // postRaw sends a form as it is, CSRF token or not.
 func (b *browser) postRaw(path string, form url.Values) *page {
 	b.t.Helper()
-	req, err := http.NewRequest(http.MethodPost, b.d.url+path, strings.NewReader(form.Encode()))
+	return b.postBody(path, form.Encode())
+}
+
+// postBody sends a form body exactly as given.
+func (b *browser) postBody(path, body string) *page {
+	b.t.Helper()
+	req, err := http.NewRequest(http.MethodPost, b.d.url+path, strings.NewReader(body))
 	if err != nil {
 		b.t.Fatal(err)
 	}

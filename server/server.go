@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -43,11 +44,19 @@ type Config struct {
 	WaitTimeout time.Duration
 	// ConnectKey signs connect tokens; drones verify them with its public
 	// half. Nil: backend URLs carry no token and the connect endpoint
-	// answers unavailable.
+	// answers unavailable. The key of the dashboard's CSRF tokens is
+	// derived from it, so forms outlive a restart (nil: a random key for
+	// the life of the process).
 	ConnectKey ed25519.PrivateKey
 	// ConnectTokenTTL is how long a connect token works (default
 	// plane.DefaultConnectTokenTTL).
 	ConnectTokenTTL time.Duration
+	// TrustedProxies are the addresses of the reverse proxies in front of
+	// the controller. A request from one of them is taken to come from the
+	// address it names in X-Forwarded-For (the nearest untrusted one); with
+	// none, the client is the connection's peer and headers are ignored.
+	// The login limiter keys on this address.
+	TrustedProxies []netip.Prefix
 	// Ready reports whether the controller can serve (store and NATS up).
 	Ready  func(ctx context.Context) error
 	Logger *slog.Logger
@@ -59,11 +68,12 @@ const DefaultWaitTimeout = 60 * time.Second
 // Server serves the controller's HTTP endpoints.
 type Server struct {
 	Config
-	echo    *echo.Echo
-	hub     *hub
-	metrics *metrics
-	ln      net.Listener
-	srv     *http.Server
+	csrfSecret []byte
+	echo       *echo.Echo
+	hub        *hub
+	metrics    *metrics
+	ln         net.Listener
+	srv        *http.Server
 }
 
 // New builds the Echo application and its routes.
@@ -87,14 +97,37 @@ func New(cfg Config) *Server {
 	if cfg.LoginLimiter == nil {
 		cfg.LoginLimiter = auth.NewLimiter(5, 5*time.Minute)
 	}
-	s := &Server{Config: cfg, echo: echo.New(), hub: newHub()}
+	s := &Server{Config: cfg, csrfSecret: csrfKeyFrom(cfg.ConnectKey), echo: echo.New(), hub: newHub()}
 	s.metrics = newMetrics(s)
 	s.echo.HideBanner = true
 	s.echo.HidePort = true
 	s.echo.HTTPErrorHandler = s.handleError
+	s.echo.IPExtractor = ipExtractor(cfg.TrustedProxies)
 	s.echo.Use(s.metrics.middleware)
 	s.routes()
 	return s
+}
+
+// ipExtractor finds a request's client address. Echo's default believes
+// X-Forwarded-For and X-Real-IP from anyone, so a client could pick a new
+// address for each request; only the listed proxies are believed here, and
+// not Echo's default of every loopback and private address.
+func ipExtractor(trusted []netip.Prefix) echo.IPExtractor {
+	if len(trusted) == 0 {
+		return echo.ExtractIPDirect()
+	}
+	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+	for _, p := range trusted {
+		if !p.IsValid() {
+			continue // the zero Prefix: cmd/plane lets no bad one through
+		}
+		p = p.Masked()
+		opts = append(opts, echo.TrustIPRange(&net.IPNet{
+			IP:   net.IP(p.Addr().AsSlice()),
+			Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen()),
+		}))
+	}
+	return echo.ExtractIPFromXFFHeader(opts...)
 }
 
 // Handler returns the application as an http.Handler.

@@ -26,12 +26,31 @@ func (s *Server) authRoutes(g *echo.Group) {
 	g.POST("/invites/:secret", s.handleAcceptInvite, s.requireUser)
 }
 
-// safeNext keeps a post-login redirect on this site: a path, never a URL.
+// safeNext keeps a post-login redirect on this site: a path, never a URL;
+// anything else sends the user to their projects.
 func safeNext(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") {
+	if !localPath(next) {
 		return "/projects"
 	}
 	return next
+}
+
+// localPath reports whether p is a path on this site, and nothing a browser
+// could read as another site's address. Browsers drop tabs and line breaks
+// from URLs ("/\t/evil.example" becomes "//evil.example", a host) and read a
+// backslash as a slash ("/\\evil.example"), so those are refused wherever
+// they are, as is every other control character.
+func localPath(p string) bool {
+	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		if c := p[i]; c < 0x20 || c == 0x7f || c == '\\' {
+			return false
+		}
+	}
+	u, err := url.Parse(p)
+	return err == nil && u.Scheme == "" && u.Host == "" && u.User == nil
 }
 
 func (s *Server) isFirstUser(ctx context.Context) (bool, error) {
@@ -87,12 +106,14 @@ func (s *Server) signIn(c echo.Context, u *plane.User) error {
 	if ck, err := c.Cookie(sessionCookie); err == nil {
 		old = ck.Value
 	}
-	secret, _, err := s.Sessions.Rotate(c.Request().Context(), old, u.ID)
+	secret, sess, err := s.Sessions.Rotate(c.Request().Context(), old, u.ID)
 	if err != nil {
 		return err
 	}
 	s.setSessionCookie(c, secret)
 	c.Set(userKey, u)
+	// Tokens of the browser before sign-in are worth nothing after it.
+	s.setCSRFToken(c, sess)
 	return nil
 }
 

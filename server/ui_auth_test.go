@@ -1,10 +1,18 @@
 package server_test
 
 import (
+	"context"
+	"crypto/ed25519"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"strings"
 	"testing"
+
+	"plane"
+	"plane/server"
 )
 
 func TestSignup(t *testing.T) {
@@ -117,15 +125,50 @@ func TestLogin(t *testing.T) {
 	}
 }
 
+// After login, next sends the browser to a page of this site only. Each
+// value goes over the wire as raw (the query string or form body as sent),
+// and Echo decodes it: "/%09/evil.example" arrives as "/\t/evil.example",
+// which a browser would follow to //evil.example, another host.
 func TestLoginNextStaysOnSite(t *testing.T) {
 	d := newDash(t)
 	d.signup("ada@example.com")
-	for _, next := range []string{"https://evil.example/", "//evil.example/", "/\\evil.example", "javascript:alert(1)"} {
-		b := d.browser()
-		p := b.post("/login", url.Values{"email": {"ada@example.com"}, "password": {"correct horse"}, "next": {next}})
-		if p.location() != "/projects" {
-			t.Errorf("next %q sent to %q, want /projects", next, p.location())
-		}
+	signedIn := d.browser()
+	signedIn.post("/login", url.Values{"email": {"ada@example.com"}, "password": {"correct horse"}})
+	tests := []struct {
+		name, raw string // raw: the value as sent, already encoded
+		want      string
+	}{
+		{"tab, encoded", "/%09/evil.example", "/projects"},
+		{"tab", url.QueryEscape("/\t/evil.example"), "/projects"},
+		{"line breaks", "/%0D%0A/evil.example", "/projects"},
+		{"NUL", "/%00/evil.example", "/projects"},
+		{"DEL", "/%7F/evil.example", "/projects"},
+		{"scheme-relative", "//evil.example/", "/projects"},
+		{"slash backslash", url.QueryEscape("/\\evil.example"), "/projects"},
+		{"two backslashes", url.QueryEscape("\\\\evil.example"), "/projects"},
+		{"backslash later", url.QueryEscape("/ok\\..\\evil"), "/projects"},
+		{"absolute URL", url.QueryEscape("https://evil.example/"), "/projects"},
+		{"javascript", url.QueryEscape("javascript:alert(1)"), "/projects"},
+		{"no slash", "projects", "/projects"},
+		{"empty", "", "/projects"},
+		// %2F decodes to "/": the value is "///evil.example".
+		{"encoded slashes", "/%2F%2Fevil.example", "/projects"},
+		// Encoded twice, the value keeps %2F: a path of this site.
+		{"encoded slashes kept in the path", url.QueryEscape("/%2F%2Fevil.example"), "/%2F%2Fevil.example"},
+		{"a page of ours", url.QueryEscape("/ok/path?x=1"), "/ok/path?x=1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := d.browser()
+			body := url.Values{"email": {"ada@example.com"}, "password": {"correct horse"}, "_csrf": {b.csrf()}}.Encode()
+			if p := b.postBody("/login", body+"&next="+tt.raw); p.status() != http.StatusSeeOther || p.location() != tt.want {
+				t.Errorf("log in with next=%s: %d to %q, want %q", tt.raw, p.status(), p.location(), tt.want)
+			}
+			// The login page of the signed-in sends them on at once.
+			if p := signedIn.get("/login?next=" + tt.raw); p.status() != http.StatusSeeOther || p.location() != tt.want {
+				t.Errorf("GET /login?next=%s signed in: %d to %q, want %q", tt.raw, p.status(), p.location(), tt.want)
+			}
+		})
 	}
 }
 
@@ -145,6 +188,45 @@ func TestLoginRateLimit(t *testing.T) {
 	}
 	if !strings.Contains(p.text(testid("form-error")), "Too many failed attempts") {
 		t.Errorf("error %q", p.text(testid("form-error")))
+	}
+}
+
+// The per-client limit keys on the connection's peer: a client cannot
+// escape it by sending a new X-Forwarded-For (or X-Real-IP) with each try.
+// Only a configured proxy is believed about the client's address.
+func TestLoginRateLimitClientAddress(t *testing.T) {
+	tests := []struct {
+		name    string
+		trusted []string // TrustedProxies
+		want    int      // the sixth failed login from "another" client
+	}{
+		{"no trusted proxy: headers ignored", nil, http.StatusTooManyRequests},
+		{"peer is not a trusted proxy", []string{"10.0.0.0/8", "192.168.0.0/16"}, http.StatusTooManyRequests},
+		{"peer is a trusted proxy", []string{"127.0.0.0/8"}, http.StatusUnauthorized},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := newDash(t, func(c *server.Config) {
+				for _, s := range tt.trusted {
+					c.TrustedProxies = append(c.TrustedProxies, netip.MustParsePrefix(s))
+				}
+			})
+			b := d.browser()
+			try := func(i int) int {
+				ip := fmt.Sprintf("203.0.113.%d", i)
+				b.header = http.Header{"X-Forwarded-For": {ip}, "X-Real-Ip": {ip}}
+				// A new address each time, so that only the client's limit can bite.
+				return b.post("/login", url.Values{"email": {fmt.Sprintf("u%d@example.com", i)}, "password": {"nope nope"}}).status()
+			}
+			for i := range 5 {
+				if got := try(i + 1); got != http.StatusUnauthorized {
+					t.Fatalf("attempt %d: %d, want 401", i+1, got)
+				}
+			}
+			if got := try(6); got != tt.want {
+				t.Fatalf("sixth attempt: %d, want %d", got, tt.want)
+			}
+		})
 	}
 }
 
@@ -226,6 +308,139 @@ func TestCSRF(t *testing.T) {
 	// Logging in needs the token too, so no other site can sign you in.
 	if p := d.browser().postRaw("/login", url.Values{"email": {"ada@example.com"}, "password": {"correct horse"}}); p.status() != http.StatusForbidden {
 		t.Fatalf("login without token: %d", p.status())
+	}
+}
+
+// A CSRF token is bound to the browser's session (before sign-in, to its
+// pre-session cookie): a token of another session or cookie, one of the
+// browser's own from before login, or a cookie and token of an attacker's
+// choosing (a sibling host of the same domain can set cookies) are all
+// refused, and change nothing.
+func TestCSRFBoundToSession(t *testing.T) {
+	d := newDash(t)
+	ada, bob := d.signup("ada@example.com"), d.signup("bob@example.com")
+	bobTeam, _ := bob.get("/projects").Find(`select[name="team_id"] option`).First().Attr("value")
+
+	// Carol's token from the login page, before she logs in.
+	d.signup("carol@example.com")
+	carol := d.browser()
+	preLogin := carol.csrf()
+	if p := carol.post("/login", url.Values{"email": {"carol@example.com"}, "password": {"correct horse"}}); p.status() != http.StatusSeeOther {
+		t.Fatalf("carol's login: %d", p.status())
+	}
+	carolTeam, _ := carol.get("/projects").Find(`select[name="team_id"] option`).First().Attr("value")
+
+	// Two signed-out browsers, each with its own pre-session cookie.
+	eve, frank := d.browser(), d.browser()
+	eveToken := eve.csrf()
+	frank.csrf()
+
+	// Cookies planted by a sibling host, with the token to match them, as
+	// a double-submit check would want.
+	const planted = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+	mallory := d.signup("mallory@example.com")
+	malloryTeam, _ := mallory.get("/projects").Find(`select[name="team_id"] option`).First().Attr("value")
+	mallory.setCookie("plane_csrf", planted)
+	gina := d.browser()
+	gina.setCookie("plane_csrf", planted)
+
+	login := func(email string) url.Values {
+		return url.Values{"email": {email}, "password": {"correct horse"}}
+	}
+	project := func(team, name string) url.Values { return url.Values{"team_id": {team}, "name": {name}} }
+	tests := []struct {
+		name   string
+		b      *browser
+		path   string
+		form   url.Values
+		token  string      // "own": the browser's own token
+		header http.Header // sent as well
+		want   int
+	}{
+		{"session A's token with session B's cookie", bob, "/projects", project(bobTeam, "sneaky-a"), ada.csrf(), nil, http.StatusForbidden},
+		{"a token from before login", carol, "/projects", project(carolTeam, "sneaky-b"), preLogin, nil, http.StatusForbidden},
+		{"another browser's pre-session token", frank, "/login", login("ada@example.com"), eveToken, nil, http.StatusForbidden},
+		{"planted cookie and token, signed in", mallory, "/projects", project(malloryTeam, "sneaky-c"), planted, nil, http.StatusForbidden},
+		{"planted cookie and token, signed out", gina, "/login", login("ada@example.com"), planted, nil, http.StatusForbidden},
+		{"own token from another site", bob, "/projects", project(bobTeam, "sneaky-d"), "own", http.Header{"Sec-Fetch-Site": {"cross-site"}}, http.StatusForbidden},
+		{"own token from a sibling host", bob, "/projects", project(bobTeam, "sneaky-e"), "own", http.Header{"Sec-Fetch-Site": {"same-site"}}, http.StatusForbidden},
+		{"own token", bob, "/projects", project(bobTeam, "fine-a"), "own", nil, http.StatusSeeOther},
+		{"own token after login", carol, "/projects", project(carolTeam, "fine-b"), "own", http.Header{"Sec-Fetch-Site": {"same-origin"}}, http.StatusSeeOther},
+		{"own token in the htmx header", bob, "/projects", project(bobTeam, "fine-c"), "header", nil, http.StatusSeeOther},
+		{"own pre-session token", eve, "/login", login("ada@example.com"), "own", nil, http.StatusSeeOther},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			form := url.Values{}
+			for k, v := range tt.form {
+				form[k] = v
+			}
+			switch tt.token {
+			case "own":
+				form.Set("_csrf", tt.b.csrf())
+			case "header":
+				tt.header = http.Header{"X-Csrf-Token": {tt.b.csrf()}}
+			default:
+				form.Set("_csrf", tt.token)
+			}
+			session := tt.b.cookie("plane_session")
+			tt.b.header = tt.header
+			defer func() { tt.b.header = nil }()
+			p := tt.b.postRaw(tt.path, form)
+			if p.status() != tt.want {
+				t.Fatalf("status %d, want %d", p.status(), tt.want)
+			}
+			if tt.want != http.StatusForbidden {
+				return
+			}
+			if !strings.Contains(p.text(testid("error-message")), "reload the page") {
+				t.Errorf("message %q", p.text(testid("error-message")))
+			}
+			if name := tt.form.Get("name"); name != "" {
+				if _, err := d.db.FindProjectByName(context.Background(), name); plane.ErrorCodeOf(err) != plane.ENOTFOUND {
+					t.Errorf("the refused post created project %s (err %v)", name, err)
+				}
+			}
+			if got := tt.b.cookie("plane_session"); got != session {
+				t.Errorf("the refused post changed the session: %q → %q", session, got)
+			}
+		})
+	}
+}
+
+// CSRF tokens come from the controller's signing key: a form loaded before
+// a restart still posts after it, and a controller with another key
+// refuses it.
+func TestCSRFSurvivesRestart(t *testing.T) {
+	d := newDash(t)
+	ada := d.signup("ada@example.com")
+	team, _ := ada.get("/projects").Find(`select[name="team_id"] option`).First().Attr("value")
+	token := ada.csrf()
+	_, otherKey, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		key  ed25519.PrivateKey
+		want int
+	}{
+		{"same signing key", d.s.ConnectKey, http.StatusSeeOther},
+		{"another signing key", otherKey, http.StatusForbidden},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := d.s.Config
+			cfg.ConnectKey = tt.key
+			hs := httptest.NewServer(server.New(cfg).Handler())
+			defer hs.Close()
+			// The same browser (cookies are not kept apart by port).
+			b := &browser{t: t, d: &dash{t: t, db: d.db, url: hs.URL}, c: ada.c, jar: ada.jar}
+			name := fmt.Sprintf("after-restart-%d", i)
+			if p := b.postRaw("/projects", url.Values{"_csrf": {token}, "team_id": {team}, "name": {name}}); p.status() != tt.want {
+				t.Fatalf("post with a token from before: %d, want %d", p.status(), tt.want)
+			}
+		})
 	}
 }
 

@@ -41,7 +41,10 @@ type ControllerConfig struct {
 	Domain  string
 	DNSNS   []string // name servers of the zone; default ns.<Domain>
 	DNSIP   string   // the controller's address: apex A and glue for in-zone name servers
-	Logger  *slog.Logger
+	// TrustedProxies: reverse proxies whose X-Forwarded-For names the
+	// client (for the login limiter); none: the TCP peer is the client.
+	TrustedProxies []netip.Prefix
+	Logger         *slog.Logger
 }
 
 // Controller is a running controller: store, NATS link, API server.
@@ -67,6 +70,11 @@ func OpenController(ctx context.Context, cfg ControllerConfig) (c *Controller, e
 		}
 	}()
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data folder: %w", err)
+	}
+	// MkdirAll leaves an existing folder's mode alone; the store, the
+	// signing key and NATS's files in it are for the controller only.
+	if err := os.Chmod(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data folder: %w", err)
 	}
 	if c.DB, err = sqlite.Open(ctx, filepath.Join(cfg.DataDir, "controller.db")); err != nil {
@@ -98,6 +106,7 @@ func OpenController(ctx context.Context, cfg ControllerConfig) (c *Controller, e
 		BackendURL:      func(id string) string { return strings.ReplaceAll(cfg.BackendURL, "{id}", id) },
 		ConnectKey:      key,
 		ConnectTokenTTL: cfg.ConnectTokenTTL,
+		TrustedProxies:  cfg.TrustedProxies,
 		Ready:           c.ready,
 		Logger:          cfg.Logger,
 	})
@@ -114,7 +123,7 @@ func OpenController(ctx context.Context, cfg ControllerConfig) (c *Controller, e
 	if err := c.Server.Open(cfg.HTTPAddr); err != nil {
 		return nil, err
 	}
-	cfg.Logger.Info("controller listening", "http", c.Server.Addr(), "nats", url)
+	cfg.Logger.Info("controller listening", "http", c.Server.Addr(), "nats", redactURL(url))
 	return c, nil
 }
 
@@ -211,6 +220,43 @@ func controllerFlags(fs interface {
 	fs.StringVar(&cfg.NATSListen, "nats-listen", "127.0.0.1:4222", "where the embedded NATS server listens")
 }
 
+// prefixesFlag collects a comma-separated list of CIDRs; a bare address is
+// a one-address range.
+type prefixesFlag []netip.Prefix
+
+func (l *prefixesFlag) String() string {
+	s := make([]string, len(*l))
+	for i, p := range *l {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ",")
+}
+
+func (l *prefixesFlag) Set(v string) error {
+	*l = nil
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				return fmt.Errorf("%q is neither a CIDR range (like 10.0.0.0/8) nor an IP address", s)
+			}
+			p = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
+		}
+		*l = append(*l, p.Masked())
+	}
+	return nil
+}
+
+// trustedProxiesFlag adds --trusted-proxies.
+func trustedProxiesFlag(fs *flag.FlagSet, cfg *ControllerConfig) {
+	fs.Var((*prefixesFlag)(&cfg.TrustedProxies), "trusted-proxies",
+		"comma-separated CIDRs of the reverse proxies in front of the dashboard, whose X-Forwarded-For is believed (default: none, the TCP peer is the client)")
+}
+
 // dnsFlags adds the DNS server's flags.
 func dnsFlags(fs *flag.FlagSet, cfg *ControllerConfig, addrDefault string) {
 	fs.StringVar(&cfg.DNSAddr, "dns", addrDefault, "address of the zone's authoritative DNS server (UDP and TCP); empty: none")
@@ -224,6 +270,7 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 	controllerFlags(fs, &cfg, "/var/lib/plane")
 	fs.StringVar(&cfg.Domain, "domain", "", "cluster domain: backends are at https://<id>.<domain>/ (required)")
 	dnsFlags(fs, &cfg, "")
+	trustedProxiesFlag(fs, &cfg)
 	backendURL := fs.String("backend-url", "", "backend URL pattern with {id}; default https://{id}.<domain>/")
 	fs.DurationVar(&cfg.ConnectTokenTTL, "connect-token-ttl", plane.DefaultConnectTokenTTL, "how long a backend's connect URL works")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net"
+	neturl "net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
@@ -58,7 +61,46 @@ func connectNATS(url, creds, name string) (*nats.Conn, error) {
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
+		// A URL that does not parse comes back whole in the error.
+		var ue *neturl.Error
+		if errors.As(err, &ue) {
+			ue.URL = redactURL(ue.URL)
+		}
+		return nil, fmt.Errorf("connect to NATS at %s: %w", redactURL(url), err)
 	}
 	return nc, nil
+}
+
+// redactURL hides the credentials in s, a URL or a comma-separated list of
+// them (as nats.Connect takes), for logs and error messages. A password
+// becomes "xxxxx" as in url.URL.Redacted; so does a user name that comes
+// alone, since NATS reads that as a token ("nats://s3cret@host").
+func redactURL(s string) string {
+	parts := strings.Split(s, ",")
+	for i, p := range parts {
+		parts[i] = redactOneURL(p)
+	}
+	return strings.Join(parts, ",")
+}
+
+func redactOneURL(s string) string {
+	u, err := neturl.Parse(strings.TrimSpace(s))
+	if err == nil && u.User != nil {
+		if _, ok := u.User.Password(); !ok {
+			u.User = neturl.User("xxxxx")
+		}
+		return u.Redacted()
+	}
+	at := strings.LastIndex(s, "@")
+	if at < 0 {
+		return s
+	}
+	// Not a URL url.Parse reads, or one without a scheme ("tok@host", which
+	// NATS reads as nats://tok@host): hide everything that may be user
+	// information, from the scheme (if any) to the last "@".
+	start := 0
+	if i := strings.Index(s, "://"); i >= 0 && i < at {
+		start = i + len("://")
+	}
+	return s[:start] + "xxxxx" + s[at:]
 }

@@ -9,7 +9,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
+	"os"
 	"runtime"
 	"strings"
 	"time"
@@ -85,6 +87,9 @@ func openWriter(ctx context.Context, path string) (*sql.DB, error) {
 		// Two pools cannot share an in-memory database.
 		return nil, fmt.Errorf("open sqlite: a file path is required, got %q", path)
 	}
+	if err := ownerOnly(path); err != nil {
+		return nil, err
+	}
 	db, err := sql.Open("sqlite3", dsn(path, url.Values{
 		"_journal_mode": {"WAL"},
 		"_synchronous":  {"NORMAL"}, // durable enough with WAL: a power loss may lose the last commits, never corrupts
@@ -101,6 +106,36 @@ func openWriter(ctx context.Context, path string) (*sql.DB, error) {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
 	return db, nil
+}
+
+// ownerOnly makes the store's files readable by their owner only: they
+// hold password hashes, session ids and backends' environments. sqlite
+// creates a file 0644 (less the umask), and its -wal and -shm files with
+// the main file's mode, so the main file is created 0600 before sqlite
+// opens it; files of an older install are narrowed to 0600.
+func ownerOnly(path string) error {
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm", path + "-journal"} {
+		fi, err := os.Stat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("open sqlite: %w", err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			if err := os.Chmod(p, 0o600); err != nil {
+				return fmt.Errorf("open sqlite: make %s readable by its owner only: %w", p, err)
+			}
+		}
+	}
+	return nil
 }
 
 // dsn builds a sqlite URI for mattn/go-sqlite3. The path is escaped so that

@@ -197,6 +197,48 @@ func TestOpen(t *testing.T) {
 	}
 }
 
+// The store's files hold password hashes, session ids and environments:
+// only their owner may read them, whether the store is new or was made by
+// an older release with sqlite's default 0644.
+func TestOpenFileModes(t *testing.T) {
+	tests := []struct {
+		name   string
+		before func(t *testing.T, path string) // what is there before Open
+	}{
+		{"new file", func(*testing.T, string) {}},
+		{"file of an older release", func(t *testing.T, path string) {
+			raw, _ := mustMigrateTo(t, path, 1)
+			if _, err := raw.Exec("PRAGMA journal_mode=WAL"); err != nil {
+				t.Fatal(err)
+			}
+			if err := raw.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(path, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "controller.db")
+			tt.before(t, path)
+			db := mustOpenPath(t, path)
+			// A write makes sqlite create the -wal and -shm files.
+			MustCreateProject(t, db, "p")
+			for _, p := range []string{path, path + "-wal", path + "-shm"} {
+				fi, err := os.Stat(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := fi.Mode().Perm(); got != 0o600 {
+					t.Errorf("%s: mode %v, want 0600", filepath.Base(p), got)
+				}
+			}
+		})
+	}
+}
+
 // TestConcurrentWrites checks that writers queue rather than fail with
 // SQLITE_BUSY, including two stores on one file as with `plane migrate`
 // next to a controller.
