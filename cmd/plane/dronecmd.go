@@ -81,7 +81,11 @@ func OpenDrone(ctx context.Context, cfg DroneConfig) (d *Drone, err error) {
 			d.Close()
 		}
 	}()
+	// MkdirAll keeps an existing folder's mode: narrow it too.
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data folder: %w", err)
+	}
+	if err := os.Chmod(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data folder: %w", err)
 	}
 	if cfg.ID == "" {

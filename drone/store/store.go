@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"runtime"
 	"time"
 
@@ -77,6 +78,11 @@ type Store struct {
 func Open(path string) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("open drone store: no path given")
+	}
+	// The store holds backends' environments: readable by its owner only.
+	// sqlite creates its -wal and -shm files with the main file's mode.
+	if err := createPrivate(path); err != nil {
+		return nil, fmt.Errorf("open drone store %s: %w", path, err)
 	}
 	write, err := sql.Open("sqlite3", dsn(path, url.Values{
 		"_journal_mode": {"WAL"},
@@ -216,4 +222,15 @@ func (s *Store) Draining(ctx context.Context) (bool, error) {
 		return false, fmt.Errorf("read drain flag: %w", err)
 	}
 	return v == "true", nil
+}
+
+// createPrivate creates the file at path with mode 0600, or narrows an
+// existing one to it.
+func createPrivate(path string) error {
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	return os.Chmod(path, 0o600)
 }

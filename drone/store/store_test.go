@@ -490,3 +490,35 @@ func TestOpenUpgradesVersion1(t *testing.T) {
 		t.Fatalf("upgraded store: %v", err)
 	}
 }
+
+// TestOpenFileModes: the store holds backends' environments, so its files
+// are its owner's only, also when an older drone created them readable.
+func TestOpenFileModes(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		existing os.FileMode // 0: no file yet
+	}{{"new file", 0}, {"file of an older drone", 0o644}} {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "drone.db")
+			if tt.existing != 0 {
+				mustOpenPath(t, path).Close()
+				if err := os.Chmod(path, tt.existing); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s := mustOpenPath(t, path)
+			if err := s.SetDraining(context.Background(), true); err != nil { // a write: the WAL exists
+				t.Fatal(err)
+			}
+			for _, p := range []string{path, path + "-wal", path + "-shm"} {
+				fi, err := os.Stat(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if fi.Mode().Perm() != 0o600 {
+					t.Errorf("%s has mode %v, want 0600", filepath.Base(p), fi.Mode().Perm())
+				}
+			}
+		})
+	}
+}
