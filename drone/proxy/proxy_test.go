@@ -882,6 +882,23 @@ func TestProxyHTTP10(t *testing.T) {
 			t.Fatalf("status %d, Connection %q, body %q", resp.StatusCode, resp.Header.Get("Connection"), body)
 		}
 	}
+
+	// A chunked response reaches an HTTP/1.0 client, which cannot read
+	// chunks, as its data, ended by the end of the connection.
+	rc = e.dial()
+	rc.send("GET /stream HTTP/1.0\r\nHost: b1.plane.localhost\r\nConnection: keep-alive\r\n\r\n")
+	head, err := rc.br.ReadString('\n')
+	if err != nil || head != "HTTP/1.1 200 OK\r\n" {
+		t.Fatalf("status line %q, %v", head, err)
+	}
+	rest, err := io.ReadAll(rc.br)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(rest), "Transfer-Encoding") || !strings.Contains(string(rest), "Connection: close\r\n") ||
+		!strings.HasSuffix(string(rest), "\r\n\r\none,two,three") {
+		t.Fatalf("answer to HTTP/1.0: %q", rest)
+	}
 }
 
 func TestProxyBadRequests(t *testing.T) {

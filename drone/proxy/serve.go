@@ -502,9 +502,10 @@ func (cn *conn) appendRequestHead(b []byte, backendID string, a access) []byte {
 	b = append(b, h.bytes(h.method)...)
 	b = append(b, ' ')
 	b = append(b, h.bytes(h.target)...)
-	b = append(b, ' ')
-	b = append(b, h.bytes(h.proto)...)
-	b = append(b, "\r\n"...)
+	// HTTP/1.1 whatever the client spoke, as nginx's proxy_http_version
+	// 1.1: the backend connection stays alive, and what an HTTP/1.0 client
+	// cannot read (chunks) the proxy undoes for it.
+	b = append(b, " HTTP/1.1\r\n"...)
 	for i := range h.headers {
 		if h.headers[i].drop {
 			continue
@@ -538,12 +539,9 @@ func (cn *conn) appendRequestHead(b []byte, backendID string, a access) []byte {
 		b = append(b, "\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: "...)
 	}
 	b = append(b, h.bytes(h.host)...)
-	switch {
-	case h.upgrade:
+	if h.upgrade {
 		b = append(b, "\r\nConnection: Upgrade\r\nUpgrade: "...)
 		b = append(b, h.bytes(h.upgradeTo)...)
-	case h.minor == 0:
-		b = append(b, "\r\nConnection: keep-alive"...)
 	}
 	switch {
 	case h.chunked:
