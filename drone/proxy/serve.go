@@ -157,10 +157,17 @@ func (cn *conn) forward(rt *route, r Route, a access) (keep bool, tunnel func())
 		return false, nil
 	}
 
-	defer func() { cn.whole = !hasBody || ex.sent.Load() }()
-	resp := cn.resp
+	keep, tunnel = cn.relay(rt, r, u, &ex)
+	cn.whole = !hasBody || ex.sent.Load()
+	return keep, tunnel
+}
+
+// relay passes the backend's response in cn.resp, whose head is read, on
+// to the client with its body, and settles both connections.
+func (cn *conn) relay(rt *route, r Route, u *upstream, ex *exchange) (keep bool, tunnel func()) {
+	h, resp := cn.h, cn.resp
 	if resp.status == 101 {
-		cn.finishBody(&ex)
+		cn.finishBody(ex)
 		if !h.upgrade {
 			u.conn.Close()
 			cn.page(502, r.BackendID, string(r.Status), "the backend switched protocols unasked", true)
@@ -199,13 +206,13 @@ func (cn *conn) forward(rt *route, r Route, a access) (keep bool, tunnel func())
 			// The backend answered before the request body ended: neither
 			// connection can carry another request.
 			u.conn.Close()
-			cn.finishBody(&ex)
+			cn.finishBody(ex)
 			return false, nil
 		}
 		// The body was read in full (the backend answered after it got it,
 		// as a rule); its last bytes may still be on their way out.
 		_ = u.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		if berr := cn.finishBody(&ex); berr != nil {
+		if berr := cn.finishBody(ex); berr != nil {
 			err = berr
 		}
 		_ = u.conn.SetWriteDeadline(time.Time{})
