@@ -154,6 +154,11 @@ var layoutRules = []layoutRule{
 		allowed: repoOnly(".", "dns"),
 	},
 	{
+		name:    "api (the API's answers and its Go client) imports only plane of the repo: clients need not link the server",
+		pkgs:    []string{"api/..."},
+		allowed: repoOnly("."),
+	},
+	{
 		name:    "migrations and assets import no repo package",
 		pkgs:    []string{"migrations/...", "assets/..."},
 		allowed: repoOnly(),

@@ -13,42 +13,18 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"plane"
+	"plane/api"
 	"plane/server/scheduler"
 )
 
-// BackendResponse is the API's view of a backend; clients (the CLI) decode it.
-type BackendResponse struct {
-	ID                string                  `json:"id"`
-	Key               string                  `json:"key"`
-	Image             string                  `json:"image"`
-	Status            plane.BackendStatus     `json:"status"`
-	Spawned           bool                    `json:"spawned"`
-	URL               string                  `json:"url"`
-	Drone             string                  `json:"drone"`
-	User              string                  `json:"user"`
-	StatusHistory     []plane.StatusChange    `json:"status_history"`
-	TerminationReason plane.TerminationReason `json:"termination_reason"`
-	ExitCode          *int                    `json:"exit_code"`
-	Error             string                  `json:"error"`
-	MaxIdleSeconds    int                     `json:"max_idle_seconds"`
-	LifetimeSeconds   int                     `json:"lifetime_seconds"`
-	CPUMillis         int                     `json:"cpu_millis"`
-	MemoryMB          int                     `json:"memory_mb"`
-	CreatedAt         time.Time               `json:"created_at"`
-	// From the drone's latest stats, for live backends.
-	Connections  int        `json:"connections"`
-	LastActivity *time.Time `json:"last_activity"`
-	IdleDeadline *time.Time `json:"idle_deadline"`
-	CPUPercent   float64    `json:"cpu_percent"`
-	MemoryBytes  uint64     `json:"memory_bytes"`
-}
-
-func (s *Server) BackendResponse(b *plane.Backend, spawned bool) BackendResponse {
+// BackendResponse is the API's view of b; spawned says whether a spawn
+// started it.
+func (s *Server) BackendResponse(b *plane.Backend, spawned bool) api.Backend {
 	hist := b.StatusHistory
 	if hist == nil {
 		hist = []plane.StatusChange{}
 	}
-	out := BackendResponse{
+	out := api.Backend{
 		ID: b.ID, Key: b.Key, Image: b.Image, Status: b.Status, Spawned: spawned,
 		URL: s.BackendURL(b.ID), Drone: b.DroneID, User: b.User, StatusHistory: hist,
 		TerminationReason: b.TerminationReason, ExitCode: b.ExitCode, Error: b.Error,
@@ -284,11 +260,11 @@ func (s *Server) handleListBackends(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := make([]BackendResponse, 0, len(bs))
+	out := api.Backends{Backends: make([]api.Backend, 0, len(bs))}
 	for _, b := range bs {
-		out = append(out, s.BackendResponse(b, false))
+		out.Backends = append(out.Backends, s.BackendResponse(b, false))
 	}
-	return c.JSON(http.StatusOK, map[string]any{"backends": out})
+	return c.JSON(http.StatusOK, out)
 }
 
 func (s *Server) handleGetBackend(c echo.Context) error {
@@ -299,16 +275,12 @@ func (s *Server) handleGetBackend(c echo.Context) error {
 	return c.JSON(http.StatusOK, s.BackendResponse(b, false))
 }
 
-type terminateBody struct {
-	Hard bool `json:"hard"`
-}
-
 func (s *Server) handleTerminate(c echo.Context) error {
 	b, err := s.findBackend(c)
 	if err != nil {
 		return err
 	}
-	var body terminateBody
+	var body api.TerminateRequest
 	raw, err := io.ReadAll(io.LimitReader(c.Request().Body, 4097))
 	if err != nil {
 		return plane.Errorf(plane.EINVALID, "reading request body: %v", err)

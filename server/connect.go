@@ -10,25 +10,12 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"plane"
+	"plane/api"
 )
 
 // connectTokenParam is the query parameter in which browsers present a
 // connect token to the drone proxy (DESIGN §4, "Connecting").
 const connectTokenParam = "plane_token"
-
-// connectBody is the optional body of POST /api/v1/backends/{id}/connect.
-// User is a pointer so that an absent user (the backend's own) differs from
-// an empty one (no user).
-type connectBody struct {
-	User *string `json:"user,omitempty"`
-}
-
-// connectJSON is the answer of POST /api/v1/backends/{id}/connect.
-type connectJSON struct {
-	URL       string    `json:"url"`
-	Token     string    `json:"token"`
-	ExpiresAt time.Time `json:"expires_at"`
-}
 
 // maxConnectBodyBytes bounds the connect body: a user name and some JSON.
 const maxConnectBodyBytes = 4096
@@ -69,7 +56,7 @@ func (s *Server) handleConnect(c echo.Context) error {
 	if err != nil {
 		return plane.Errorf(plane.EINVALID, "reading request body: %v", err)
 	}
-	var body connectBody
+	var body api.ConnectRequest
 	if len(bytes.TrimSpace(raw)) > 0 { // the body is optional
 		if err := plane.DecodeJSON(bytes.NewReader(raw), maxConnectBodyBytes, &body); err != nil {
 			return err
@@ -89,7 +76,7 @@ func (s *Server) handleConnect(c echo.Context) error {
 	if !ok {
 		return plane.Errorf(plane.EUNAVAILABLE, "this controller has no connect-token key")
 	}
-	return c.JSON(http.StatusOK, connectJSON{URL: s.connectURL(b.ID, tok), Token: tok, ExpiresAt: expires})
+	return c.JSON(http.StatusOK, api.Connect{URL: s.connectURL(b.ID, tok), Token: tok, ExpiresAt: expires})
 }
 
 // validateUser applies the rule of a spawn request's user, so that a

@@ -7,6 +7,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"plane"
+	"plane/api"
 )
 
 // statusOf maps error codes to HTTP statuses: the one table of DESIGN §8.
@@ -37,39 +38,29 @@ func codeOf(status int) plane.ErrorCode {
 	return plane.EINVALID
 }
 
-type errorBody struct {
-	Error errorDetail `json:"error"`
-}
-
-type errorDetail struct {
-	Code    plane.ErrorCode `json:"code"`
-	Message string          `json:"message"`
-	Field   string          `json:"field,omitempty"`
-}
-
 // handleError writes every error as {"error":{"code","message"}}; internal
 // errors are logged here, once, and reach the client only as "internal error".
 func (s *Server) handleError(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
 	}
-	var body errorBody
+	var body api.ErrorResponse
 	status := http.StatusInternalServerError
 	var he *echo.HTTPError
 	var pe *plane.Error
 	switch {
 	case errors.As(err, &pe):
 		status = statusOf[pe.Code]
-		body.Error = errorDetail{Code: pe.Code, Message: pe.Message, Field: pe.Field}
+		body.Error = api.ErrorDetail{Code: pe.Code, Message: pe.Message, Field: pe.Field}
 	case errors.As(err, &he):
 		status = he.Code
 		msg, _ := he.Message.(string)
 		if msg == "" {
 			msg = http.StatusText(status)
 		}
-		body.Error = errorDetail{Code: codeOf(status), Message: msg}
+		body.Error = api.ErrorDetail{Code: codeOf(status), Message: msg}
 	default:
-		body.Error = errorDetail{Code: plane.EINTERNAL, Message: "internal error"}
+		body.Error = api.ErrorDetail{Code: plane.EINTERNAL, Message: "internal error"}
 	}
 	if status == 0 {
 		status = http.StatusInternalServerError

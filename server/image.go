@@ -8,6 +8,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"plane"
+	"plane/api"
 )
 
 func (s *Server) handleCreateImage(c echo.Context) error {
@@ -34,7 +35,7 @@ func (s *Server) handleListImages(c echo.Context) error {
 	if imgs == nil {
 		imgs = []*plane.Image{}
 	}
-	return c.JSON(http.StatusOK, map[string]any{"images": imgs})
+	return c.JSON(http.StatusOK, api.Images{Images: imgs})
 }
 
 func (s *Server) handleGetImage(c echo.Context) error {

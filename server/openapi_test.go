@@ -19,6 +19,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"plane"
+	"plane/api"
 	"plane/auth"
 )
 
@@ -298,18 +299,18 @@ func TestOpenAPISchemasMatchStructs(t *testing.T) {
 		typ      any
 		response bool
 	}{
-		{"Backend", BackendResponse{}, true},
+		{"Backend", api.Backend{}, true},
 		{"StatusChange", plane.StatusChange{}, true},
 		{"StatusEvent", statusEvent{}, true},
 		{"LogLine", plane.LogLine{}, true},
 		{"Image", plane.Image{}, true},
-		{"Error", errorBody{}, true},
-		{"ErrorDetail", errorDetail{}, true},
+		{"Error", api.ErrorResponse{}, true},
+		{"ErrorDetail", api.ErrorDetail{}, true},
 		{"SpawnRequest", plane.SpawnRequest{}, false},
 		{"ImageInput", plane.ImageInput{}, false},
-		{"TerminateRequest", terminateBody{}, false},
-		{"Connect", connectJSON{}, true},
-		{"ConnectRequest", connectBody{}, false},
+		{"TerminateRequest", api.TerminateRequest{}, false},
+		{"Connect", api.Connect{}, true},
+		{"ConnectRequest", api.ConnectRequest{}, false},
 	} {
 		t.Run(tc.schema, func(t *testing.T) {
 			sch := obj(t, schemas[tc.schema], tc.schema)

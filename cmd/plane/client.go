@@ -1,32 +1,21 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"plane"
-	"plane/server"
+	"plane/api"
 )
 
-// apiClient calls the controller's API with PLANE_URL and PLANE_TOKEN.
-type apiClient struct {
-	base  string
-	token string
-	http  *http.Client
-}
-
 // clientParser parses a client command's arguments and connects.
-type clientParser func(args []string, wantID bool) (c *apiClient, backendID string, err error)
+type clientParser func(args []string, wantID bool) (c *api.Client, backendID string, err error)
 
 // clientFlags adds --url and --token (PLANE_URL, PLANE_TOKEN) to fs and
 // returns the parser to call once the command's own flags are defined. With
@@ -34,7 +23,7 @@ type clientParser func(args []string, wantID bool) (c *apiClient, backendID stri
 func clientFlags(fs *flag.FlagSet) clientParser {
 	u := fs.String("url", "http://127.0.0.1:8080", "controller URL")
 	t := fs.String("token", "", "API token")
-	return func(args []string, wantID bool) (*apiClient, string, error) {
+	return func(args []string, wantID bool) (*api.Client, string, error) {
 		if err := parseFlags(fs, args); err != nil {
 			return nil, "", err
 		}
@@ -55,72 +44,19 @@ func clientFlags(fs *flag.FlagSet) clientParser {
 	}
 }
 
-func newAPIClient(base, token string) (*apiClient, error) {
+func newAPIClient(base, token string) (*api.Client, error) {
 	if token == "" {
 		return nil, usageError{"no API token: set PLANE_TOKEN or --token (plane admin token create prints one)"}
 	}
-	if _, err := url.Parse(base); err != nil {
-		return nil, usageError{fmt.Sprintf("--url %q: %v", base, err)}
-	}
-	return &apiClient{base: strings.TrimRight(base, "/"), token: token, http: &http.Client{}}, nil
-}
-
-// do sends a request and decodes a JSON answer into out; API errors come
-// back as *plane.Error with the server's message.
-func (c *apiClient) do(ctx context.Context, method, path string, body, out any) error {
-	resp, err := c.send(ctx, method, path, body)
+	c, err := api.NewClient(base, token, nil)
 	if err != nil {
-		return err
+		return nil, usageError{"--url: " + err.Error()}
 	}
-	defer resp.Body.Close()
-	if out == nil {
-		return nil
-	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("decode answer of %s %s: %w", method, path, err)
-	}
-	return nil
-}
-
-func (c *apiClient) send(ctx context.Context, method, path string, body any) (*http.Response, error) {
-	var rd io.Reader
-	if body != nil {
-		data, err := json.Marshal(body)
-		if err != nil {
-			return nil, err
-		}
-		rd = bytes.NewReader(data)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("reach controller: %w", err)
-	}
-	if resp.StatusCode >= 400 {
-		defer resp.Body.Close()
-		var e struct {
-			Error struct {
-				Code    plane.ErrorCode `json:"code"`
-				Message string          `json:"message"`
-			} `json:"error"`
-		}
-		if json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&e) != nil || e.Error.Message == "" {
-			return nil, fmt.Errorf("%s %s: %s", method, path, resp.Status)
-		}
-		return nil, &plane.Error{Code: e.Error.Code, Message: e.Error.Message}
-	}
-	return resp, nil
+	return c, nil
 }
 
 // backendOut is the API's answer about a backend.
-type backendOut = server.BackendResponse
+type backendOut = api.Backend
 
 // envFlags collects repeated --env K=V flags.
 type envFlags map[string]string
@@ -165,8 +101,8 @@ func runSpawn(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *lifetime >= 0 {
 		req.LifetimeSeconds = lifetime
 	}
-	var b backendOut
-	if err := c.do(ctx, http.MethodPost, "/api/v1/backends", req, &b); err != nil {
+	b, err := c.Spawn(ctx, req)
+	if err != nil {
 		return err
 	}
 	if *asJSON {
@@ -206,16 +142,11 @@ func runList(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 
-	q := url.Values{"status": {*status}}
-	if *key != "" {
-		q.Set("key", *key)
-	}
-	var out struct {
-		Backends []backendOut `json:"backends"`
-	}
-	if err := c.do(ctx, http.MethodGet, "/api/v1/backends?"+q.Encode(), nil, &out); err != nil {
+	bs, err := c.Backends(ctx, api.BackendFilter{Status: *status, Key: *key})
+	if err != nil {
 		return err
 	}
+	out := api.Backends{Backends: bs}
 	if *asJSON {
 		return printJSON(stdout, out)
 	}
@@ -235,8 +166,8 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	var b backendOut
-	if err := c.do(ctx, http.MethodGet, "/api/v1/backends/"+id, nil, &b); err != nil {
+	b, err := c.Backend(ctx, id)
+	if err != nil {
 		return err
 	}
 	if *asJSON {
@@ -271,24 +202,7 @@ func runLogs(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	resp, err := c.send(ctx, http.MethodGet, fmt.Sprintf("/api/v1/backends/%s/logs?follow=%t", id, *follow), nil)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		var l plane.LogLine
-		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			return fmt.Errorf("decode log line: %w", err)
-		}
-		fmt.Fprintln(stdout, l.Text)
-	}
-	if ctx.Err() != nil {
-		return nil
-	}
-	return sc.Err()
+	return c.Logs(ctx, id, *follow, func(l plane.LogLine) { fmt.Fprintln(stdout, l.Text) })
 }
 
 func runTerminate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -299,7 +213,7 @@ func runTerminate(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	if err := c.do(ctx, http.MethodPost, "/api/v1/backends/"+id+"/terminate", map[string]bool{"hard": *hard}, nil); err != nil {
+	if _, err := c.Terminate(ctx, id, *hard); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "terminating %s\n", id)
@@ -314,15 +228,13 @@ func runImages(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 
-	var out struct {
-		Images []plane.Image `json:"images"`
-	}
-	if err := c.do(ctx, http.MethodGet, "/api/v1/images", nil, &out); err != nil {
+	imgs, err := c.Images(ctx)
+	if err != nil {
 		return err
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tREF\tPORT\tPULL\tPUBLIC")
-	for _, i := range out.Images {
+	for _, i := range imgs {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%t\n", i.Name, i.Ref, i.Port, i.PullPolicy, i.Public)
 	}
 	return tw.Flush()

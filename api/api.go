@@ -1,0 +1,80 @@
+// Package api is the shape of the controller's JSON API under /api/v1 —
+// what it answers — and a Go client for it, used by the command line and
+// by tests. Requests that the drone and the controller share (the spawn
+// request, images, tokens) are the root package's; this package holds the
+// answers that only the API gives.
+package api
+
+import (
+	"time"
+
+	"plane"
+)
+
+// Backend is the API's view of a backend.
+type Backend struct {
+	ID                string                  `json:"id"`
+	Key               string                  `json:"key"`
+	Image             string                  `json:"image"`
+	Status            plane.BackendStatus     `json:"status"`
+	Spawned           bool                    `json:"spawned"` // a spawn started it (not found by its key)
+	URL               string                  `json:"url"`
+	Drone             string                  `json:"drone"`
+	User              string                  `json:"user"`
+	StatusHistory     []plane.StatusChange    `json:"status_history"`
+	TerminationReason plane.TerminationReason `json:"termination_reason"`
+	ExitCode          *int                    `json:"exit_code"`
+	Error             string                  `json:"error"`
+	MaxIdleSeconds    int                     `json:"max_idle_seconds"`
+	LifetimeSeconds   int                     `json:"lifetime_seconds"`
+	CPUMillis         int                     `json:"cpu_millis"`
+	MemoryMB          int                     `json:"memory_mb"`
+	CreatedAt         time.Time               `json:"created_at"`
+	// From the drone's latest stats, for live backends.
+	Connections  int        `json:"connections"`
+	LastActivity *time.Time `json:"last_activity"`
+	IdleDeadline *time.Time `json:"idle_deadline"`
+	CPUPercent   float64    `json:"cpu_percent"`
+	MemoryBytes  uint64     `json:"memory_bytes"`
+}
+
+// Backends is the answer of GET /api/v1/backends.
+type Backends struct {
+	Backends []Backend `json:"backends"`
+}
+
+// Images is the answer of GET /api/v1/images.
+type Images struct {
+	Images []*plane.Image `json:"images"`
+}
+
+// TerminateRequest is the body of POST /api/v1/backends/{id}/terminate.
+type TerminateRequest struct {
+	Hard bool `json:"hard"` // SIGKILL at once, no grace period
+}
+
+// ConnectRequest is the body of POST /api/v1/backends/{id}/connect. User
+// is a pointer so that an absent user (the backend's own) differs from an
+// empty one (no user).
+type ConnectRequest struct {
+	User *string `json:"user,omitempty"`
+}
+
+// Connect is the answer of POST /api/v1/backends/{id}/connect.
+type Connect struct {
+	URL       string    `json:"url"`
+	Token     string    `json:"token"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// ErrorResponse is every error's body: {"error": {"code", "message"}}.
+type ErrorResponse struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail is what went wrong; Field names the request field at fault.
+type ErrorDetail struct {
+	Code    plane.ErrorCode `json:"code"`
+	Message string          `json:"message"`
+	Field   string          `json:"field,omitempty"`
+}

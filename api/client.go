@@ -1,0 +1,164 @@
+package api
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"plane"
+)
+
+// Client calls a controller's API with a project's token.
+type Client struct {
+	base  string
+	token string
+	http  *http.Client
+}
+
+// NewClient returns a client of the controller at baseURL; hc nil is
+// http.DefaultClient.
+func NewClient(baseURL, token string, hc *http.Client) (*Client, error) {
+	if token == "" {
+		return nil, errors.New("no API token")
+	}
+	u, err := url.Parse(baseURL)
+	if err != nil {
+		return nil, fmt.Errorf("controller URL %q: %w", baseURL, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+		return nil, fmt.Errorf("controller URL %q: want http:// or https:// and a host", baseURL)
+	}
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	return &Client{base: strings.TrimRight(baseURL, "/"), token: token, http: hc}, nil
+}
+
+// BackendFilter selects backends: Status is live (the default),
+// terminated or all; Key, when set, only the backends with that key.
+type BackendFilter struct {
+	Status string
+	Key    string
+}
+
+// Spawn spawns a backend, or returns the live one that holds req.Key.
+func (c *Client) Spawn(ctx context.Context, req plane.SpawnRequest) (Backend, error) {
+	var b Backend
+	return b, c.Do(ctx, http.MethodPost, "/api/v1/backends", req, &b)
+}
+
+// Backends lists the project's backends.
+func (c *Client) Backends(ctx context.Context, f BackendFilter) ([]Backend, error) {
+	q := url.Values{}
+	if f.Status != "" {
+		q.Set("status", f.Status)
+	}
+	if f.Key != "" {
+		q.Set("key", f.Key)
+	}
+	var out Backends
+	err := c.Do(ctx, http.MethodGet, "/api/v1/backends?"+q.Encode(), nil, &out)
+	return out.Backends, err
+}
+
+// Backend returns one backend.
+func (c *Client) Backend(ctx context.Context, id string) (Backend, error) {
+	var b Backend
+	return b, c.Do(ctx, http.MethodGet, "/api/v1/backends/"+url.PathEscape(id), nil, &b)
+}
+
+// Terminate asks for a backend's end: soft (SIGTERM, grace, SIGKILL) or hard.
+func (c *Client) Terminate(ctx context.Context, id string, hard bool) (Backend, error) {
+	var b Backend
+	return b, c.Do(ctx, http.MethodPost, "/api/v1/backends/"+url.PathEscape(id)+"/terminate", TerminateRequest{Hard: hard}, &b)
+}
+
+// Images lists the project's images.
+func (c *Client) Images(ctx context.Context) ([]*plane.Image, error) {
+	var out Images
+	err := c.Do(ctx, http.MethodGet, "/api/v1/images", nil, &out)
+	return out.Images, err
+}
+
+// Logs calls fn with each of a backend's log lines; with follow, until the
+// backend terminates or ctx ends.
+func (c *Client) Logs(ctx context.Context, id string, follow bool, fn func(plane.LogLine)) error {
+	resp, err := c.Send(ctx, http.MethodGet, fmt.Sprintf("/api/v1/backends/%s/logs?follow=%t", url.PathEscape(id), follow), nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var l plane.LogLine
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			return fmt.Errorf("decode log line: %w", err)
+		}
+		fn(l)
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return sc.Err()
+}
+
+// Do sends a request with body as JSON (when not nil) and decodes a JSON
+// answer into out (when not nil). An API error comes back as a
+// *plane.Error with the server's code, message and field.
+func (c *Client) Do(ctx context.Context, method, path string, body, out any) error {
+	resp, err := c.Send(ctx, method, path, body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("decode answer of %s %s: %w", method, path, err)
+	}
+	return nil
+}
+
+// Send sends a request and returns a successful response, whose body the
+// caller closes.
+func (c *Client) Send(ctx context.Context, method, path string, body any) (*http.Response, error) {
+	var rd io.Reader
+	if body != nil {
+		data, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(data)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("reach controller: %w", err)
+	}
+	if resp.StatusCode >= 400 {
+		defer resp.Body.Close()
+		var e ErrorResponse
+		if json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&e) != nil || e.Error.Message == "" {
+			return nil, fmt.Errorf("%s %s: %s", method, path, resp.Status)
+		}
+		return nil, &plane.Error{Code: e.Error.Code, Message: e.Error.Message, Field: e.Error.Field}
+	}
+	return resp, nil
+}
