@@ -211,7 +211,7 @@ func FuzzDecodeHeartbeat(f *testing.F) {
 			checkDecodeError(t, err)
 			return
 		}
-		if plane.ValidateDroneID(h.DroneID) != nil || h.ProtocolVersion != plane.ProtocolVersion || h.Capacity < 0 {
+		if plane.ValidateDroneID(h.DroneID) != nil || h.ProtocolVersion < plane.MinProtocolVersion || h.ProtocolVersion > plane.ProtocolVersion || h.Capacity < 0 {
 			t.Fatalf("accepted heartbeat %+v breaks an invariant", h)
 		}
 		for _, id := range h.LiveBackends {

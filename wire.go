@@ -8,8 +8,19 @@ import (
 
 // ProtocolVersion is the version of the NATS wire contract in this file. It
 // travels in heartbeats so that the controller can refuse drones it cannot
-// talk to. Prefer adding a message to changing one.
-const ProtocolVersion = 1
+// talk to. Prefer adding a message (or an optional field) to changing one.
+//
+// A controller accepts drones from MinProtocolVersion to ProtocolVersion:
+// this version and the one before, so that a rolling upgrade (controllers
+// first, then drone by drone) keeps every drone serving. Versions:
+//
+//	1  the first contract
+//	2  Heartbeat.ProxyError (a drone of version 1 sends none: its proxy
+//	   counts as healthy)
+const (
+	ProtocolVersion    = 2
+	MinProtocolVersion = ProtocolVersion - 1
+)
 
 // Subjects and streams of the wire contract.
 const (
@@ -197,8 +208,9 @@ func (h *Heartbeat) Validate() error {
 	if err := ValidateDroneID(h.DroneID); err != nil {
 		return err
 	}
-	if h.ProtocolVersion != ProtocolVersion {
-		return FieldErrorf("protocol_version", "drone speaks version %d, controller speaks %d", h.ProtocolVersion, ProtocolVersion)
+	if h.ProtocolVersion < MinProtocolVersion || h.ProtocolVersion > ProtocolVersion {
+		return FieldErrorf("protocol_version", "drone speaks version %d, controller speaks %d to %d: upgrade the %s",
+			h.ProtocolVersion, MinProtocolVersion, ProtocolVersion, map[bool]string{true: "drone", false: "controller"}[h.ProtocolVersion < MinProtocolVersion])
 	}
 	if h.Capacity < 0 {
 		return FieldErrorf("capacity", "must not be negative")

@@ -43,6 +43,7 @@ type Dispatcher struct {
 
 	mu    sync.Mutex
 	stats map[string][]plane.BackendStats // oldest first, at most StatsHistory
+	proto map[string]int                  // each drone's protocol version, to log a change once
 
 	acme acmeState
 }
@@ -208,6 +209,7 @@ func (d *Dispatcher) handleHeartbeat(m *nats.Msg) {
 		d.Logger.Warn("invalid heartbeat", "err", err)
 		return
 	}
+	d.noteProtocol(hb)
 	status := plane.DroneReady
 	switch {
 	case hb.Stopping:
@@ -240,6 +242,22 @@ func (d *Dispatcher) handleHeartbeat(m *nats.Msg) {
 	}
 	if err := d.stopUnknown(ctx, hb); err != nil {
 		d.Logger.Error("compare drone backends", "drone", hb.DroneID, "err", err)
+	}
+}
+
+// noteProtocol logs, once for each drone and version, a drone that speaks
+// the previous protocol version: it is served, and should be upgraded.
+func (d *Dispatcher) noteProtocol(hb plane.Heartbeat) {
+	d.mu.Lock()
+	if d.proto == nil {
+		d.proto = map[string]int{}
+	}
+	seen := d.proto[hb.DroneID] == hb.ProtocolVersion
+	d.proto[hb.DroneID] = hb.ProtocolVersion
+	d.mu.Unlock()
+	if !seen && hb.ProtocolVersion < plane.ProtocolVersion {
+		d.Logger.Warn("drone speaks the previous protocol version: it is served, upgrade it",
+			"drone", hb.DroneID, "drone_protocol", hb.ProtocolVersion, "protocol", plane.ProtocolVersion, "drone_version", hb.Version)
 	}
 }
 
