@@ -4,7 +4,7 @@ GO ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 export CGO_ENABLED := 1
 
-.PHONY: build run test test-go fuzz audit e2e test-images generate vendor bench fmt vet tidy clean
+.PHONY: build run test test-go fuzz audit e2e screenshots test-images generate vendor bench fmt vet tidy clean
 
 build:
 	$(GO) build -trimpath -ldflags "-X main.Version=$(VERSION)" -o bin/plane ./cmd/plane
@@ -65,6 +65,11 @@ PW := playwright
 e2e: build test-images $(PW)/node_modules/.package-lock.json
 	@test -x /usr/bin/chromium || { echo "e2e: /usr/bin/chromium missing; install with: apt-get install chromium" >&2; exit 1; }
 	cd $(PW) && npx --no-install playwright test
+
+# The README's screenshots (docs/screenshots), taken by the browser specs:
+# only this target writes them, so that make test leaves the tree clean.
+screenshots: build test-images $(PW)/node_modules/.package-lock.json
+	cd $(PW) && PLANE_SCREENSHOTS=1 npx --no-install playwright test
 
 # npm ci only when node_modules is missing or older than the lock file.
 $(PW)/node_modules/.package-lock.json: $(PW)/package-lock.json $(PW)/package.json

@@ -99,7 +99,10 @@ export async function statuses(page: Page): Promise<string[]> {
   return page.evaluate(() => (window as any).__statuses as string[]);
 }
 
+// screenshot writes docs/screenshots/<name>.png, only under `make
+// screenshots` (PLANE_SCREENSHOTS=1): a test run leaves the tree as it was.
 export async function screenshot(page: Page, name: string) {
+  if (process.env.PLANE_SCREENSHOTS !== '1') return;
   await page.screenshot({ path: resolve(__dirname, '..', '..', 'docs', 'screenshots', `${name}.png`), fullPage: true });
 }
 
