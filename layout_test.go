@@ -144,8 +144,8 @@ var layoutRules = []layoutRule{
 		allowed: repoOnly(".", "migrations"),
 	},
 	{
-		name:    "server/scheduler and server/dispatch import only plane of the repo",
-		pkgs:    []string{"server/scheduler/...", "server/dispatch/..."},
+		name:    "server/scheduler, server/dispatch and server/bus import only plane of the repo",
+		pkgs:    []string{"server/scheduler/...", "server/dispatch/...", "server/bus/..."},
 		allowed: repoOnly("."),
 	},
 	{
@@ -328,8 +328,8 @@ func TestLayoutRulesCheck(t *testing.T) {
 		{"drone subpackage imports server", "drone/docker/x.go", []string{"plane/server"}, "drone/... never imports server"},
 		{"server imports drone", "server/x.go", []string{"plane/drone"}, "server/... never imports drone"},
 		{"dispatch imports drone", "server/dispatch/x.go", []string{"plane/drone/docker"}, "server/... never imports drone"},
-		{"dispatch imports sqlite", "server/dispatch/x.go", []string{"plane/server/sqlite"}, "server/scheduler and server/dispatch"},
-		{"scheduler imports auth", "server/scheduler/x.go", []string{"plane/auth"}, "server/scheduler and server/dispatch"},
+		{"dispatch imports sqlite", "server/dispatch/x.go", []string{"plane/server/sqlite"}, "server/scheduler, server/dispatch and server/bus"},
+		{"scheduler imports auth", "server/scheduler/x.go", []string{"plane/auth"}, "server/scheduler, server/dispatch and server/bus"},
 		{"web imports echo", "web/page.go", []string{"github.com/labstack/echo/v4"}, "web imports only"},
 		{"web imports database/sql", "web/page.go", []string{"database/sql"}, "web imports only"},
 		{"web imports nats", "web/components/x.go", []string{"github.com/nats-io/nats.go"}, "web imports only"},

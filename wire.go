@@ -41,6 +41,10 @@ const (
 	// verifies connect tokens (request/reply → ConnectKey).
 	SubjectConnectKey = "plane.controller.connect-key"
 
+	// SubjectEvents: controllers publish the events they apply (Event, in
+	// an EventEnvelope) for the live views of the others.
+	SubjectEvents = "plane.controller.events"
+
 	subjectStatusWildcard = "plane.backend.*.status"
 	subjectLogsWildcard   = "plane.backend.*.logs"
 )
@@ -282,3 +286,27 @@ func (r *DrainRequest) Validate() error { return nil }
 
 // Validate checks a pull request received from the network.
 func (r *PullRequest) Validate() error { return ValidateImageRef(r.ImageRef) }
+
+// EventEnvelope is an Event on SubjectEvents; Origin names the controller
+// that published it, which has delivered it to its own subscribers already.
+//
+// A backend travels in its JSON form, without its environment (which may
+// hold secrets) and its container's address; ProjectID, which that form
+// leaves out, travels beside it, for the project's topic.
+type EventEnvelope struct {
+	Origin    string `json:"origin"`
+	Event     Event  `json:"event"`
+	ProjectID int64  `json:"project_id,omitempty"`
+}
+
+// Validate checks an event received from another controller: it names what
+// changed, and the topics it goes to are well formed.
+func (e *EventEnvelope) Validate() error {
+	switch ev := e.Event; {
+	case ev.Kind == EventBackend && ev.Backend != nil:
+		return ValidateBackendID(ev.Backend.ID)
+	case ev.Kind == EventDrone && ev.Drone != nil:
+		return ValidateDroneID(ev.Drone.ID)
+	}
+	return FieldErrorf("event", "kind %q without its %s", e.Event.Kind, e.Event.Kind)
+}
