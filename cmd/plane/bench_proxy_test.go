@@ -57,25 +57,12 @@ func BenchmarkProxy(b *testing.B) {
 		wsOpen:   envInt("PLANE_BENCH_PROXY_WS", 1000),
 		held:     envInt("PLANE_BENCH_PROXY_HELD", 5000),
 	}
-	ctx := context.Background()
 
 	c := newCluster(b, clusterOpts{noDrone: true})
 	dp := startBenchDrone(b, c)
 	c.waitDrone()
-	c.registerImage(c.project.ID, "bench", "plane-demo:latest", plane.PullNever)
-	if _, err := c.ctrl.DB.UpdateImage(ctx, c.project.ID, "bench", plane.ImageInput{Public: ptr(true)}); err != nil {
-		b.Fatal(err)
-	}
-	_, be := c.spawn(map[string]any{"image": "bench", "env": map[string]string{"DEMO_QUIET": "1"},
-		"max_idle_seconds": plane.MaxIdleSeconds, "wait": true})
-	if be.Status != plane.StatusReady {
-		b.Fatalf("backend %s is %s (%s)", be.ID, be.Status, be.Error)
-	}
-	direct := inspect(b, be.ID).Address
-	if direct == "" {
-		b.Fatalf("backend %s has no published port", be.ID)
-	}
-	ng := startNginx(b, direct)
+	be, direct := spawnBenchBackend(b, c)
+	ng := startNginx(b, direct, "")
 	host := be.ID + ".plane.localhost"
 
 	httpTargets := []httpTarget{
@@ -488,6 +475,28 @@ func startBenchDrone(b *testing.B, c *cluster) *benchDrone {
 
 func (d *benchDrone) pid() int { return d.cmd.Process.Pid }
 
+// spawnBenchBackend starts the demo image as a public backend (no token
+// needed, as for a load generator), quiet and with the longest idle limit
+// so that it outlives any benchmark, and returns it with its published
+// address.
+func spawnBenchBackend(b *testing.B, c *cluster) (backendOut, string) {
+	b.Helper()
+	c.registerImage(c.project.ID, "bench", "plane-demo:latest", plane.PullNever)
+	if _, err := c.ctrl.DB.UpdateImage(context.Background(), c.project.ID, "bench", plane.ImageInput{Public: ptr(true)}); err != nil {
+		b.Fatal(err)
+	}
+	_, be := c.spawn(map[string]any{"image": "bench", "env": map[string]string{"DEMO_QUIET": "1"},
+		"max_idle_seconds": plane.MaxIdleSeconds, "wait": true})
+	if be.Status != plane.StatusReady {
+		b.Fatalf("backend %s is %s (%s)", be.ID, be.Status, be.Error)
+	}
+	direct := inspect(b, be.ID).Address
+	if direct == "" {
+		b.Fatalf("backend %s has no published port", be.ID)
+	}
+	return be, direct
+}
+
 // gcTrace is what the last gctrace line says: the live heap after marking,
 // and the goroutine stacks, in MB.
 type gcTrace struct {
@@ -528,24 +537,26 @@ type nginxProc struct {
 // startNginx runs nginx in the foreground with its own configuration on a
 // free loopback port, proxying to upstream with keep-alive connections and
 // WebSocket upgrades, and stops it (SIGTERM to its master) at the end.
-func startNginx(b *testing.B, upstream string) *nginxProc {
-	b.Helper()
+// extra holds more directives for the http block. It returns once nginx
+// answers GET /healthz with 200 from upstream.
+func startNginx(tb testing.TB, upstream, extra string) *nginxProc {
+	tb.Helper()
 	// Workers run as nobody when nginx starts as root: the folder must be
 	// readable to them.
 	dir, err := os.MkdirTemp("", "plane-bench-nginx-")
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	b.Cleanup(func() { os.RemoveAll(dir) })
+	tb.Cleanup(func() { os.RemoveAll(dir) })
 	if err := os.Chmod(dir, 0o755); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	nofile := min(lim.Max, 65536)
-	addr := "127.0.0.1:" + freePort(b)
+	addr := "127.0.0.1:" + freePort(tb)
 	conf := fmt.Sprintf(`daemon off;
 worker_processes auto;
 worker_rlimit_nofile %[4]d;
@@ -562,6 +573,7 @@ http {
 	uwsgi_temp_path %[1]s/uwsgi;
 	scgi_temp_path %[1]s/scgi;
 	keepalive_requests 1000000;
+%[6]s
 	upstream backend {
 		server %[2]s;
 		keepalive 256;
@@ -585,36 +597,48 @@ http {
 		}
 	}
 }
-`, dir, upstream, addr, nofile, nofile-1000)
+`, dir, upstream, addr, nofile, nofile-1000, extra)
 	confPath := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	log := &syncBuffer{}
 	cmd := exec.Command(nginxBin, "-p", dir, "-c", confPath, "-e", filepath.Join(dir, "error.log"))
 	// A master that does not stop is killed with its workers, by pid.
 	workers := func() []int { return childrenOf(cmd.Process.Pid) }
-	exited := startChild(b, cmd, log, workers, func() {
+	exited := startChild(tb, cmd, log, workers, func() {
 		// warn and worse only: anything there may bear on its numbers.
-		if errLog, _ := os.ReadFile(filepath.Join(dir, "error.log")); len(errLog) > 0 || b.Failed() {
-			b.Logf("nginx output:\n%s\nerror.log:\n%s", log.String(), lastLines(string(errLog), 50))
+		if errLog, _ := os.ReadFile(filepath.Join(dir, "error.log")); len(errLog) > 0 || tb.Failed() {
+			tb.Logf("nginx output:\n%s\nerror.log:\n%s", log.String(), lastLines(string(errLog), 50))
 		}
 	})
 	ng := &nginxProc{cmd: cmd, addr: addr, dir: dir}
 	deadline := time.Now().Add(10 * time.Second)
-	for !(httpTarget{addr: addr}).healthy() {
+	for !answers200(addr) {
 		select {
 		case <-exited:
 			errLog, _ := os.ReadFile(filepath.Join(dir, "error.log"))
-			b.Fatalf("nginx exited: %s\n%s", log.String(), errLog)
+			tb.Fatalf("nginx exited: %s\n%s", log.String(), errLog)
 		default:
 		}
 		if time.Now().After(deadline) {
-			b.Fatal("nginx did not answer /healthz within 10 s")
+			tb.Fatal("nginx did not answer /healthz within 10 s")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	return ng
+}
+
+// answers200 reports whether GET /healthz on addr gets a 200, whatever the
+// body: nginx is up and reaches its upstream, be it the demo or a recorder.
+func answers200(addr string) bool {
+	resp, err := noKeepAlive.Get("http://" + addr + "/healthz")
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode == http.StatusOK
 }
 
 // startChild starts cmd with its output into out, as a child that dies with
@@ -695,10 +719,20 @@ func childrenOf(pid int) []int {
 }
 
 // rssKB reads VmRSS from /proc/<pid>/status.
-func rssKB(b *testing.B, pid int) int64 {
+func rssKB(tb testing.TB, pid int) int64 {
+	tb.Helper()
+	kb, err := readRSSKB(pid)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return kb
+}
+
+// readRSSKB is rssKB for goroutines that must not call Fatal.
+func readRSSKB(pid int) (int64, error) {
 	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
-		b.Fatal(err)
+		return 0, err
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
@@ -706,13 +740,12 @@ func rssKB(b *testing.B, pid int) int64 {
 		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
 			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 			if err != nil {
-				b.Fatalf("VmRSS of %d: %q", pid, v)
+				return 0, fmt.Errorf("VmRSS of %d: %q", pid, v)
 			}
-			return kb
+			return kb, nil
 		}
 	}
-	b.Fatalf("no VmRSS for process %d", pid)
-	return 0
+	return 0, fmt.Errorf("no VmRSS for process %d", pid)
 }
 
 func openFDs(pid int) int {
