@@ -200,7 +200,7 @@ func (s *Server) waitSettled(ctx context.Context, b *plane.Backend) (*plane.Back
 	if settled(b) {
 		return b, nil
 	}
-	ch, cancel := s.hub.subscribe(b.ID)
+	ch, cancel := s.Bus.Subscribe(b.ID)
 	defer cancel()
 	// Re-read after subscribing: a change between the first read and the
 	// subscription would otherwise be missed.
@@ -215,11 +215,11 @@ func (s *Server) waitSettled(ctx context.Context, b *plane.Backend) (*plane.Back
 	defer timeout.Stop()
 	for {
 		select {
-		case nb, ok := <-ch:
+		case e, ok := <-ch:
 			if !ok {
 				return cur, nil
 			}
-			cur = nb
+			cur = e.Backend
 			if settled(cur) {
 				return cur, nil
 			}
@@ -322,7 +322,7 @@ func (s *Server) handleBackendEvents(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	ch, cancel := s.hub.subscribe(b.ID)
+	ch, cancel := s.Bus.Subscribe(b.ID)
 	defer cancel()
 	// Read again after subscribing, so no change falls between the two.
 	if b, err = s.Backends.FindBackendByID(c.Request().Context(), b.ID); err != nil {
@@ -366,11 +366,11 @@ func (s *Server) handleBackendEvents(c echo.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case nb, ok := <-ch:
+		case e, ok := <-ch:
 			if !ok {
 				return nil
 			}
-			b = nb
+			b = e.Backend
 			if err := send(b); err != nil {
 				return nil
 			}
@@ -409,14 +409,14 @@ func (s *Server) handleBackendLogs(c echo.Context) error {
 	ctx, cancel := context.WithCancel(c.Request().Context())
 	defer cancel()
 	if follow {
-		ch, unsub := s.hub.subscribe(b.ID)
+		ch, unsub := s.Bus.Subscribe(b.ID)
 		defer unsub()
 		if cur, err := s.Backends.FindBackendByID(ctx, b.ID); err == nil && !cur.Status.Live() {
 			follow = false
 		} else {
 			go func() {
-				for nb := range ch {
-					if !nb.Status.Live() {
+				for e := range ch {
+					if !e.Backend.Status.Live() {
 						// Give the drone a moment to forward its last lines.
 						time.AfterFunc(logsTail, cancel)
 						return

@@ -18,6 +18,7 @@ import (
 
 	"plane"
 	"plane/auth"
+	"plane/server/bus"
 	"plane/server/dispatch"
 )
 
@@ -37,6 +38,10 @@ type Config struct {
 	Sessions     *auth.Sessions // default: sessions in Users
 	LoginLimiter *auth.Limiter  // default: 5 failures per 5 minutes per address and per client
 	Dispatch     *dispatch.Dispatcher
+	// Bus carries backend changes to waiting spawns, event streams and the
+	// dashboard's live tables; a NATS bus shares them with the other
+	// controllers. Nil: an in-memory bus the server closes itself.
+	Bus plane.EventBus
 
 	// BackendURL returns the address at which a backend is reached.
 	BackendURL func(id string) string
@@ -70,7 +75,7 @@ type Server struct {
 	Config
 	csrfSecret []byte
 	echo       *echo.Echo
-	hub        *hub
+	ownBus     *bus.Memory // the bus the server made, when Config.Bus was nil
 	metrics    *metrics
 	ln         net.Listener
 	srv        *http.Server
@@ -97,7 +102,11 @@ func New(cfg Config) *Server {
 	if cfg.LoginLimiter == nil {
 		cfg.LoginLimiter = auth.NewLimiter(5, 5*time.Minute)
 	}
-	s := &Server{Config: cfg, csrfSecret: csrfKeyFrom(cfg.ConnectKey), echo: echo.New(), hub: newHub()}
+	s := &Server{Config: cfg, csrfSecret: csrfKeyFrom(cfg.ConnectKey), echo: echo.New()}
+	if s.Bus == nil {
+		s.ownBus = bus.NewMemory()
+		s.Bus = s.ownBus
+	}
 	s.metrics = newMetrics(s)
 	s.echo.HideBanner = true
 	s.echo.HidePort = true
@@ -133,11 +142,15 @@ func ipExtractor(trusted []netip.Prefix) echo.IPExtractor {
 // Handler returns the application as an http.Handler.
 func (s *Server) Handler() http.Handler { return s.echo }
 
-// NotifyBackend publishes a backend's new state to waiters, event streams and
-// metrics; the dispatcher calls it after each stored status change.
+// NotifyBackend records a backend's new state in the metrics and publishes
+// it on the bus, for waiters, event streams and live tables here and on the
+// other controllers; the dispatcher calls it after each stored status
+// change.
 func (s *Server) NotifyBackend(b *plane.Backend) {
 	s.metrics.observeBackend(b)
-	s.hub.publish(b)
+	if err := s.Bus.Publish(context.Background(), plane.Event{Kind: plane.EventBackend, Backend: b}); err != nil {
+		s.Logger.Warn("publish backend change", "backend", b.ID, "err", err)
+	}
 }
 
 // Open listens on addr (":0" works) and serves in the background.
@@ -166,7 +179,9 @@ func (s *Server) Addr() string {
 
 // Close stops serving; open streams are cut after ctx is done.
 func (s *Server) Close(ctx context.Context) error {
-	s.hub.close()
+	if s.ownBus != nil {
+		s.ownBus.Close() // ends the open streams
+	}
 	if s.srv == nil {
 		return nil
 	}

@@ -145,7 +145,7 @@ func (s *Server) handleAdminBackendsPage(c echo.Context) error {
 // change of any backend.
 func (s *Server) handleAdminBackendsStream(c echo.Context) error {
 	_, f := adminBackendsFilter(c)
-	ch, cancel := s.hub.subscribe(allTopic)
+	ch, cancel := s.Bus.Subscribe(plane.TopicBackends)
 	defer cancel()
 	return s.streamRows(c, ch, func(ctx context.Context) (string, error) {
 		v, err := s.adminBackendRows(ctx, f)

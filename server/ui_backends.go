@@ -107,7 +107,7 @@ func (s *Server) renderBackends(c echo.Context, status int, form web.Form) error
 func (s *Server) handleBackendsStream(c echo.Context) error {
 	p := currentProject(c)
 	_, f := backendFilter(c)
-	ch, cancel := s.hub.subscribe(projectTopic(p.ID))
+	ch, cancel := s.Bus.Subscribe(plane.TopicProject(p.ID))
 	defer cancel()
 	base := web.ProjectPath(p.ID)
 	return s.streamRows(c, ch, func(ctx context.Context) (string, error) {
@@ -125,7 +125,7 @@ const rowsCoalesce = 100 * time.Millisecond
 
 // streamRows sends "rows" events rendered by rows: one now, then one after
 // each burst of changes on ch.
-func (s *Server) streamRows(c echo.Context, ch <-chan *plane.Backend, rows func(context.Context) (string, error)) error {
+func (s *Server) streamRows(c echo.Context, ch <-chan plane.Event, rows func(context.Context) (string, error)) error {
 	ctx := c.Request().Context()
 	out := openSSE(c)
 	send := func() error {
@@ -277,7 +277,7 @@ func (s *Server) handleBackendStream(c echo.Context) error {
 	defer cancel()
 	b := currentBackend(c)
 	csrf, _ := c.Get(csrfKey).(string)
-	ch, unsub := s.hub.subscribe(b.ID)
+	ch, unsub := s.Bus.Subscribe(b.ID)
 	defer unsub()
 	out := openSSE(c)
 	lines := make(chan plane.LogLine, 256)
@@ -323,11 +323,11 @@ func (s *Server) handleBackendStream(c echo.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case nb, ok := <-ch:
+		case e, ok := <-ch:
 			if !ok {
 				return nil
 			}
-			b = nb
+			b = e.Backend
 			if sendPanels(b) != nil {
 				return nil
 			}

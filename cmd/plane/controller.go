@@ -21,6 +21,7 @@ import (
 	"plane/auth"
 	"plane/dns"
 	"plane/server"
+	"plane/server/bus"
 	"plane/server/dispatch"
 	"plane/server/sqlite"
 )
@@ -54,6 +55,7 @@ type Controller struct {
 	NATS     *natsserver.Server // embedded server, if any
 	NC       *nats.Conn
 	Dispatch *dispatch.Dispatcher
+	Bus      *bus.NATS
 	Server   *server.Server
 	DNS      *dns.Server
 }
@@ -97,12 +99,17 @@ func OpenController(ctx context.Context, cfg ControllerConfig) (c *Controller, e
 	// One key signs API tokens and connect tokens; drones fetch its public
 	// half over NATS to verify connect tokens.
 	pub := key.Public().(ed25519.PublicKey)
+	// Live views follow the changes every controller on this NATS applies.
+	if c.Bus, err = bus.NewNATS(c.NC, cfg.Logger); err != nil {
+		return nil, err
+	}
 	c.Dispatch = &dispatch.Dispatcher{NC: c.NC, Backends: c.DB, Drones: c.DB, ConnectKey: pub, Logger: cfg.Logger}
 	c.Server = server.New(server.Config{
 		Projects: c.DB, Images: c.DB, Backends: c.DB, Drones: c.DB, Tokens: c.DB,
 		Users: c.DB, Teams: c.DB, Activity: c.DB,
 		Auth:            &auth.Authenticator{Key: pub, Tokens: c.DB},
 		Dispatch:        c.Dispatch,
+		Bus:             c.Bus,
 		BackendURL:      func(id string) string { return strings.ReplaceAll(cfg.BackendURL, "{id}", id) },
 		ConnectKey:      key,
 		ConnectTokenTTL: cfg.ConnectTokenTTL,
@@ -139,6 +146,9 @@ func (c *Controller) ready(ctx context.Context) error {
 
 // Close stops serving and releases everything, in reverse order.
 func (c *Controller) Close() {
+	if c.Bus != nil {
+		_ = c.Bus.Close() // ends the open event streams
+	}
 	if c.Server != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = c.Server.Close(ctx)
