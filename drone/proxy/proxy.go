@@ -169,9 +169,19 @@ func (p *Proxy) Serve(ln net.Listener, secure bool) error {
 			continue
 		}
 		go func() {
-			defer p.conns.Done()
-			defer p.open.Add(-1)
-			p.serveConn(c, secure)
+			tunnel := p.serveConn(c, secure)
+			if tunnel == nil {
+				p.open.Add(-1)
+				p.conns.Done()
+				return
+			}
+			// A held WebSocket runs on goroutines of its own, with small
+			// stacks: the stack this one grew serving HTTP goes with it.
+			go func() {
+				defer p.conns.Done()
+				defer p.open.Add(-1)
+				tunnel()
+			}()
 		}()
 	}
 }
@@ -241,7 +251,10 @@ func (cn *conn) resumeRead() {
 	_ = cn.c.SetReadDeadline(time.Time{})
 }
 
-func (p *Proxy) serveConn(nc net.Conn, secure bool) {
+// serveConn serves the connection's requests; after an upgrade it returns
+// the function that joins it to the backend (the connection's buffers
+// already released), for the caller to run.
+func (p *Proxy) serveConn(nc net.Conn, secure bool) (tunnel func()) {
 	cn := &conn{p: p, c: nc, secure: secure}
 	cn.br = readerPool.Get().(*bufio.Reader)
 	cn.br.Reset(clientReader{cn})
@@ -273,18 +286,16 @@ func (p *Proxy) serveConn(nc net.Conn, secure bool) {
 				}
 				cn.page(status, "", "", "the request could not be read: "+err.Error(), true)
 			}
-			return
+			return nil
 		}
 		_ = nc.SetReadDeadline(time.Time{})
 		keep, tunnel := cn.serve()
 		if tunnel != nil {
 			upgraded = true
-			cn.release()
-			tunnel()
-			return
+			return tunnel
 		}
 		if !keep {
-			return
+			return nil
 		}
 	}
 }
