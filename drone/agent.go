@@ -51,6 +51,11 @@ type Config struct {
 	StopGrace     time.Duration // SIGTERM → SIGKILL on soft terminate
 	StatsInterval time.Duration
 
+	// The agent's periodic work, shortened by tests.
+	HeartbeatInterval time.Duration // between heartbeats; plane.HeartbeatInterval by default
+	ActivityInterval  time.Duration // between backend stats; ActivityInterval by default
+	IdleCheckInterval time.Duration // between checks of a ready backend's idle time; DefaultIdleCheckInterval by default
+
 	// Proxy routes requests to this drone's backends; the agent keeps its
 	// route table and reads its connection counts for the idle limit. Nil:
 	// nobody connects, so backends go idle max_idle_seconds after ready.
@@ -70,6 +75,8 @@ const (
 	DefaultPullTimeout   = 5 * time.Minute
 	DefaultStopGrace     = 10 * time.Second
 	DefaultStatsInterval = 5 * time.Second
+
+	DefaultIdleCheckInterval = 250 * time.Millisecond
 )
 
 // Agent is a running drone.
@@ -108,6 +115,15 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.StatsInterval <= 0 {
 		cfg.StatsInterval = DefaultStatsInterval
+	}
+	if cfg.HeartbeatInterval <= 0 {
+		cfg.HeartbeatInterval = plane.HeartbeatInterval
+	}
+	if cfg.ActivityInterval <= 0 {
+		cfg.ActivityInterval = ActivityInterval
+	}
+	if cfg.IdleCheckInterval <= 0 {
+		cfg.IdleCheckInterval = DefaultIdleCheckInterval
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -210,6 +226,15 @@ func (a *Agent) handleSpawn(ctx context.Context, data []byte) error {
 	defer a.mu.Unlock()
 	if _, ok := a.backends[spec.BackendID]; ok {
 		return nil // a retried request: it is already running
+	}
+	// A retried request for a backend that has already terminated must not
+	// run it again under the same ID: the controller has its terminated event
+	// and would never hear of the new container.
+	switch _, err := a.cfg.Store.FindBackend(ctx, spec.BackendID); {
+	case err == nil:
+		return nil
+	case plane.ErrorCodeOf(err) != plane.ENOTFOUND:
+		return err
 	}
 	if a.draining {
 		return plane.Errorf(plane.EUNAVAILABLE, "drone %s is draining", a.cfg.ID)

@@ -290,7 +290,7 @@ func (b *backend) watch(ctx context.Context) {
 	}
 	var idleTick <-chan time.Time
 	if spec.MaxIdleSeconds > 0 {
-		t := time.NewTicker(idleCheckInterval)
+		t := time.NewTicker(b.a.cfg.IdleCheckInterval)
 		defer t.Stop()
 		idleTick = t.C
 	}
@@ -315,8 +315,6 @@ func (b *backend) watch(ctx context.Context) {
 		}
 	}
 }
-
-const idleCheckInterval = 250 * time.Millisecond
 
 // idleFor is how long the backend has had no open connection: since its last
 // activity, or since it became ready (or was adopted) when nobody came.

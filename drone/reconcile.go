@@ -47,8 +47,10 @@ func (a *Agent) reconcile(ctx context.Context) error {
 			a.mu.Unlock()
 			b.attach(a.ctx)
 			a.route(rec) // route at once: the proxy serves adopted backends before any change
-			a.wg.Go(func() { b.resume(a.ctx, rec.Status) })
-			a.log.Info("adopted running backend", "backend", b.id, "status", rec.Status)
+			// rec is b's record from here on: its goroutine owns it.
+			status := rec.Status
+			a.wg.Go(func() { b.resume(a.ctx, status) })
+			a.log.Info("adopted running backend", "backend", b.id, "status", status)
 		default:
 			rec.ContainerID = c.ID
 			code := c.ExitCode

@@ -14,14 +14,14 @@ import (
 	"plane"
 )
 
-// heartbeatLoop publishes a heartbeat every plane.HeartbeatInterval,
+// heartbeatLoop publishes a heartbeat every HeartbeatInterval,
 // refreshes the list of cached images now and then, and prunes old records.
 func (a *Agent) heartbeatLoop(ctx context.Context) {
 	a.refreshImages(ctx)
 	a.beat(false)
 	a.wg.Go(func() { every(ctx, 30*time.Second, a.refreshImages) })
 	a.wg.Go(func() { every(ctx, time.Hour, a.pruneTerminated) })
-	every(ctx, plane.HeartbeatInterval, func(context.Context) { a.beat(false) })
+	every(ctx, a.cfg.HeartbeatInterval, func(context.Context) { a.beat(false) })
 }
 
 // keepTerminated is how long the drone remembers terminated backends, so
@@ -98,7 +98,7 @@ func (a *Agent) beat(stopping bool) {
 // memory as last sampled by sampleLoop (Docker's stats call is slow).
 func (a *Agent) statsLoop(ctx context.Context) {
 	a.wg.Go(func() { every(ctx, a.cfg.StatsInterval, a.sample) })
-	every(ctx, ActivityInterval, a.publishStats)
+	every(ctx, a.cfg.ActivityInterval, a.publishStats)
 }
 
 // every calls fn every d until ctx is done.
