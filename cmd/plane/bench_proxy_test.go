@@ -792,7 +792,7 @@ func (r *proxyBenchResults) report(b *testing.B, cfg proxyBenchConfig) {
 	b.ReportMetric(wsRatio, "ws-p50-ratio-nginx")
 	b.ReportMetric(hp.perConnKB, "proxy-KB/ws")
 	b.ReportMetric(hn.perConnKB, "nginx-KB/ws")
-	b.Logf("requests/s (median of %d rounds): proxy %.0f, direct %.0f, nginx %.0f; proxy/nginx %.2f (target ≥ 0.5)", cfg.rounds, px.rps, dx.rps, nx.rps, rpsRatio)
+	b.Logf("requests/s (median of %d rounds): proxy %.0f, direct %.0f, nginx %.0f; proxy/nginx %.2f (target ≥ 1.0)", cfg.rounds, px.rps, dx.rps, nx.rps, rpsRatio)
 	b.Logf("WebSocket round trip p50: proxy %.1f µs, direct %.1f µs, nginx %.1f µs; proxy/nginx %.2f (target ≤ 1.3)", us(wp.p50), us(wd.p50), us(wn.p50), wsRatio)
 	b.Logf("held WebSockets: proxy %.1f KB each (Go heap %+.1f KB, stacks %+.1f KB; GC %d→%d), nginx %.1f KB each (target ≤ 30)",
 		hp.perConnKB, goHeapKB, goStackKB, hp.goBefore.n, hp.goAfter.n, hn.perConnKB)
@@ -823,7 +823,7 @@ func (r *proxyBenchResults) report(b *testing.B, cfg proxyBenchConfig) {
 		}
 		fmt.Fprintf(&sb, "| %s | %.0f | %.3f ms | %.3f ms | %.2f× | %s |\n", row.name, row.s.rps, ms(row.s.p50), ms(row.s.p99), row.s.rps/nx.rps, strings.Join(each, " "))
 	}
-	fmt.Fprintf(&sb, "\nProxy / nginx requests/s: **%.2f×** (target ≥ 0.5×: %s). Proxy / direct: %.2f×.\n\n", rpsRatio, verdict(rpsRatio >= 0.5), px.rps/dx.rps)
+	fmt.Fprintf(&sb, "\nProxy / nginx requests/s: **%.2f×** (target ≥ 1.0×: %s). Proxy / direct: %.2f×.\n\n", rpsRatio, verdict(rpsRatio >= 1.0), px.rps/dx.rps)
 
 	fmt.Fprintf(&sb, "### WebSocket message round trip\n\n%d WebSockets open per target (github.com/coder/websocket client in the benchmark process); "+
 		"one 4-byte text message sent and its echo read on each connection in turn, one at a time, the targets alternating message by message, "+
@@ -841,10 +841,10 @@ func (r *proxyBenchResults) report(b *testing.B, cfg proxyBenchConfig) {
 	sb.WriteString("| process | RSS before | RSS holding | per connection |\n| --- | ---: | ---: | ---: |\n")
 	fmt.Fprintf(&sb, "| drone proxy | %.1f MB | %.1f MB | %.1f KB |\n", float64(hp.beforeKB)/1024, float64(hp.afterKB)/1024, hp.perConnKB)
 	fmt.Fprintf(&sb, "| nginx workers | %.1f MB | %.1f MB | %.1f KB |\n", float64(hn.beforeKB)/1024, float64(hn.afterKB)/1024, hn.perConnKB)
-	fmt.Fprintf(&sb, "\nProxy: **%.1f KB** per held WebSocket (target ≤ 30 KB: %s), %.2f× nginx's. "+
+	fmt.Fprintf(&sb, "\nProxy: **%.1f KB** per held WebSocket (target ≤ 15 KB: %s), %.2f× nginx's. "+
 		"Of that, the Go runtime's GC trace shows live heap %+.1f KB and goroutine stacks %+.1f KB per connection "+
 		"(%d → %d MB heap, %d → %d MB stacks, MB resolution); the drone held %d descriptors.\n",
-		hp.perConnKB, verdict(hp.perConnKB <= 30), hp.perConnKB/hn.perConnKB,
+		hp.perConnKB, verdict(hp.perConnKB <= 15), hp.perConnKB/hn.perConnKB,
 		goHeapKB, goStackKB, hp.goBefore.heapMB, hp.goAfter.heapMB, hp.goBefore.stacks, hp.goAfter.stacks, hp.fds)
 	writeBenchDoc(b, "proxy", sb.String())
 }
