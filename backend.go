@@ -88,12 +88,9 @@ type Backend struct {
 	Error             string            `json:"error"`
 	Address           string            `json:"-"` // host:port of the container on its drone
 
-	Env             map[string]string `json:"-"`
-	User            string            `json:"user"`
-	MaxIdleSeconds  int               `json:"max_idle_seconds"`
-	LifetimeSeconds int               `json:"lifetime_seconds"`
-	CPUMillis       int               `json:"cpu_millis"`
-	MemoryMB        int               `json:"memory_mb"`
+	Env  map[string]string `json:"-"`
+	User string            `json:"user"`
+	Limits
 
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`

@@ -27,37 +27,31 @@ const DefaultImagePort = 8080
 // Image is a container image registered in a project under a short name, with
 // defaults for the backends started from it.
 type Image struct {
-	ID              int64             `json:"-"`
-	ProjectID       int64             `json:"-"`
-	Name            string            `json:"name"`
-	Ref             string            `json:"ref"`
-	Port            int               `json:"port"`
-	PullPolicy      PullPolicy        `json:"pull_policy"`
-	Public          bool              `json:"public"`
-	AllowBearer     bool              `json:"allow_bearer"`
-	Env             map[string]string `json:"env"`
-	MaxIdleSeconds  int               `json:"max_idle_seconds"`
-	LifetimeSeconds int               `json:"lifetime_seconds"`
-	CPUMillis       int               `json:"cpu_millis"`
-	MemoryMB        int               `json:"memory_mb"`
-	CreatedAt       time.Time         `json:"created_at"`
-	UpdatedAt       time.Time         `json:"updated_at"`
+	ID          int64             `json:"-"`
+	ProjectID   int64             `json:"-"`
+	Name        string            `json:"name"`
+	Ref         string            `json:"ref"`
+	Port        int               `json:"port"`
+	PullPolicy  PullPolicy        `json:"pull_policy"`
+	Public      bool              `json:"public"`
+	AllowBearer bool              `json:"allow_bearer"`
+	Env         map[string]string `json:"env"`
+	Limits                        // defaults of the backends started from it
+	CreatedAt   time.Time         `json:"created_at"`
+	UpdatedAt   time.Time         `json:"updated_at"`
 }
 
 // ImageInput is the body of POST /api/v1/images and PATCH /api/v1/images/{name}.
 // Nil fields are absent: defaults on create, unchanged on update.
 type ImageInput struct {
-	Name            *string            `json:"name,omitempty"`
-	Ref             *string            `json:"ref,omitempty"`
-	Port            *int               `json:"port,omitempty"`
-	PullPolicy      *PullPolicy        `json:"pull_policy,omitempty"`
-	Public          *bool              `json:"public,omitempty"`
-	AllowBearer     *bool              `json:"allow_bearer,omitempty"`
-	Env             *map[string]string `json:"env,omitempty"`
-	MaxIdleSeconds  *int               `json:"max_idle_seconds,omitempty"`
-	LifetimeSeconds *int               `json:"lifetime_seconds,omitempty"`
-	CPUMillis       *int               `json:"cpu_millis,omitempty"`
-	MemoryMB        *int               `json:"memory_mb,omitempty"`
+	Name        *string            `json:"name,omitempty"`
+	Ref         *string            `json:"ref,omitempty"`
+	Port        *int               `json:"port,omitempty"`
+	PullPolicy  *PullPolicy        `json:"pull_policy,omitempty"`
+	Public      *bool              `json:"public,omitempty"`
+	AllowBearer *bool              `json:"allow_bearer,omitempty"`
+	Env         *map[string]string `json:"env,omitempty"`
+	LimitsInput
 }
 
 // DecodeImageInput reads one JSON image input.
@@ -72,7 +66,7 @@ const DefaultIdleSeconds = 300
 
 // NewImage builds an image from a create input, with defaults, and validates it.
 func NewImage(projectID int64, in ImageInput) (*Image, error) {
-	img := &Image{ProjectID: projectID, Port: DefaultImagePort, PullPolicy: PullIfNotPresent, MaxIdleSeconds: DefaultIdleSeconds, Env: map[string]string{}}
+	img := &Image{ProjectID: projectID, Port: DefaultImagePort, PullPolicy: PullIfNotPresent, Limits: Limits{MaxIdleSeconds: DefaultIdleSeconds}, Env: map[string]string{}}
 	if in.Name == nil {
 		return nil, FieldErrorf("name", "is required")
 	}
@@ -113,18 +107,7 @@ func (img *Image) Apply(in ImageInput) error {
 			next.Env = map[string]string{}
 		}
 	}
-	if in.MaxIdleSeconds != nil {
-		next.MaxIdleSeconds = *in.MaxIdleSeconds
-	}
-	if in.LifetimeSeconds != nil {
-		next.LifetimeSeconds = *in.LifetimeSeconds
-	}
-	if in.CPUMillis != nil {
-		next.CPUMillis = *in.CPUMillis
-	}
-	if in.MemoryMB != nil {
-		next.MemoryMB = *in.MemoryMB
-	}
+	next.Limits = next.Limits.With(in.LimitsInput)
 	if err := next.Validate(); err != nil {
 		return err
 	}
@@ -149,7 +132,7 @@ func (img *Image) Validate() error {
 	if err := ValidateEnv("env", img.Env); err != nil {
 		return err
 	}
-	return ValidateLimits(&img.MaxIdleSeconds, &img.LifetimeSeconds, &img.CPUMillis, &img.MemoryMB)
+	return img.Limits.Validate()
 }
 
 var imageNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)

@@ -23,7 +23,7 @@ func TestNewImageDefaults(t *testing.T) {
 		Ref:            "plane-demo:latest",
 		Port:           8080,
 		PullPolicy:     plane.PullIfNotPresent,
-		MaxIdleSeconds: 300,
+		Limits: plane.Limits{MaxIdleSeconds: 300},
 		Env:            map[string]string{},
 	}
 	if !reflect.DeepEqual(img, want) {
@@ -39,7 +39,7 @@ func TestNewImageEveryField(t *testing.T) {
 	in := plane.ImageInput{
 		Name: ptr("demo"), Ref: ptr("registry.example.com:5000/team/app:v1"), Port: ptr(3000),
 		PullPolicy: ptr(plane.PullNever), Public: ptr(true), Env: &env,
-		MaxIdleSeconds: ptr(0), LifetimeSeconds: ptr(3600), CPUMillis: ptr(250), MemoryMB: ptr(64),
+		LimitsInput: plane.LimitsInput{MaxIdleSeconds: ptr(0), LifetimeSeconds: ptr(3600), CPUMillis: ptr(250), MemoryMB: ptr(64)},
 	}
 	img, err := plane.NewImage(1, in)
 	if err != nil {
@@ -48,7 +48,7 @@ func TestNewImageEveryField(t *testing.T) {
 	want := &plane.Image{
 		ProjectID: 1, Name: "demo", Ref: "registry.example.com:5000/team/app:v1", Port: 3000,
 		PullPolicy: plane.PullNever, Public: true, Env: map[string]string{"MODE": "demo"},
-		LifetimeSeconds: 3600, CPUMillis: 250, MemoryMB: 64,
+		Limits: plane.Limits{LifetimeSeconds: 3600, CPUMillis: 250, MemoryMB: 64},
 	}
 	if !reflect.DeepEqual(img, want) {
 		t.Errorf("NewImage = %+v, want %+v", img, want)
@@ -112,7 +112,7 @@ func TestImageApply(t *testing.T) {
 		t.Fatalf("Apply: %v", err)
 	}
 	want := plane.Image{ProjectID: 1, Name: "demo", Ref: "plane-demo:latest", Port: 9000, PullPolicy: plane.PullIfNotPresent,
-		Public: true, MaxIdleSeconds: 300, Env: map[string]string{"A": "1"}}
+		Public: true, Limits: plane.Limits{MaxIdleSeconds: 300}, Env: map[string]string{"A": "1"}}
 	if !reflect.DeepEqual(*img, want) {
 		t.Fatalf("after Apply: %+v, want %+v", *img, want)
 	}
@@ -147,14 +147,14 @@ func TestImageApplyUnchangedOnError(t *testing.T) {
 		{"bad port with good name", plane.ImageInput{Name: ptr("renamed"), Port: ptr(0)}, "port"},
 		{"bad ref with good env", plane.ImageInput{Ref: ptr("UPPER"), Env: &map[string]string{"B": "2"}}, "ref"},
 		{"bad env with good policy", plane.ImageInput{PullPolicy: ptr(plane.PullAlways), Env: &map[string]string{"PORT": "1"}}, "env"},
-		{"bad memory with good public", plane.ImageInput{Public: ptr(true), MemoryMB: ptr(1), CPUMillis: ptr(100)}, "memory_mb"},
-		{"bad name with good limits", plane.ImageInput{Name: ptr(""), MaxIdleSeconds: ptr(5), LifetimeSeconds: ptr(10)}, "name"},
+		{"bad memory with good public", plane.ImageInput{Public: ptr(true), LimitsInput: plane.LimitsInput{MemoryMB: ptr(1), CPUMillis: ptr(100)}}, "memory_mb"},
+		{"bad name with good limits", plane.ImageInput{Name: ptr(""), LimitsInput: plane.LimitsInput{MaxIdleSeconds: ptr(5), LifetimeSeconds: ptr(10)}}, "name"},
 		{"bad pull policy", plane.ImageInput{PullPolicy: ptr(plane.PullPolicy("ALWAYS")), Port: ptr(81)}, "pull_policy"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			env := map[string]string{"A": "1"}
-			img, err := plane.NewImage(3, plane.ImageInput{Name: ptr("demo"), Ref: ptr("plane-demo:latest"), Env: &env, CPUMillis: ptr(200)})
+			img, err := plane.NewImage(3, plane.ImageInput{Name: ptr("demo"), Ref: ptr("plane-demo:latest"), Env: &env, LimitsInput: plane.LimitsInput{CPUMillis: ptr(200)}})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -28,15 +28,12 @@ const (
 // SpawnRequest asks for a backend: POST /api/v1/backends. Pointer fields are
 // optional; when nil the image's default applies.
 type SpawnRequest struct {
-	Image           string            `json:"image"`
-	Key             string            `json:"key,omitempty"`
-	Env             map[string]string `json:"env,omitempty"`
-	User            string            `json:"user,omitempty"`
-	MaxIdleSeconds  *int              `json:"max_idle_seconds,omitempty"`
-	LifetimeSeconds *int              `json:"lifetime_seconds,omitempty"`
-	CPUMillis       *int              `json:"cpu_millis,omitempty"`
-	MemoryMB        *int              `json:"memory_mb,omitempty"`
-	Wait            bool              `json:"wait,omitempty"`
+	Image string            `json:"image"`
+	Key   string            `json:"key,omitempty"`
+	Env   map[string]string `json:"env,omitempty"`
+	User  string            `json:"user,omitempty"`
+	LimitsInput
+	Wait bool `json:"wait,omitempty"`
 }
 
 // DecodeSpawnRequest reads one JSON spawn request, rejecting unknown fields,
@@ -72,20 +69,57 @@ func (r *SpawnRequest) Validate() error {
 	if err := ValidateEnv("env", r.Env); err != nil {
 		return err
 	}
-	return ValidateLimits(r.MaxIdleSeconds, r.LifetimeSeconds, r.CPUMillis, r.MemoryMB)
+	return r.LimitsInput.Validate()
 }
 
-// ValidateLimits checks optional resource and time limits.
-func ValidateLimits(maxIdle, lifetime, cpu, mem *int) error {
+// Limits bound a backend's life and resources. Zero is no limit: no idle
+// limit, no lifetime, no CPU or memory cap.
+type Limits struct {
+	MaxIdleSeconds  int `json:"max_idle_seconds"`
+	LifetimeSeconds int `json:"lifetime_seconds"`
+	CPUMillis       int `json:"cpu_millis"`
+	MemoryMB        int `json:"memory_mb"`
+}
+
+// LimitsInput are the limits a request sets: nil ones keep the default
+// (the image's, for a spawn; the current value, for an image update).
+type LimitsInput struct {
+	MaxIdleSeconds  *int `json:"max_idle_seconds,omitempty"`
+	LifetimeSeconds *int `json:"lifetime_seconds,omitempty"`
+	CPUMillis       *int `json:"cpu_millis,omitempty"`
+	MemoryMB        *int `json:"memory_mb,omitempty"`
+}
+
+// With returns l with the limits in set.
+func (l Limits) With(in LimitsInput) Limits {
+	for _, f := range []struct {
+		dst *int
+		src *int
+	}{{&l.MaxIdleSeconds, in.MaxIdleSeconds}, {&l.LifetimeSeconds, in.LifetimeSeconds}, {&l.CPUMillis, in.CPUMillis}, {&l.MemoryMB, in.MemoryMB}} {
+		if f.src != nil {
+			*f.dst = *f.src
+		}
+	}
+	return l
+}
+
+// Validate checks every limit.
+func (l Limits) Validate() error {
+	return LimitsInput{&l.MaxIdleSeconds, &l.LifetimeSeconds, &l.CPUMillis, &l.MemoryMB}.Validate()
+}
+
+// Validate checks the limits that are set.
+func (in LimitsInput) Validate() error {
+	mem := in.MemoryMB
 	for _, f := range []struct {
 		name string
 		v    *int
 		max  int
 	}{
-		{"max_idle_seconds", maxIdle, MaxIdleSeconds},
-		{"lifetime_seconds", lifetime, MaxLifetimeSeconds},
-		{"cpu_millis", cpu, MaxCPUMillis},
-		{"memory_mb", mem, MaxMemoryMB},
+		{"max_idle_seconds", in.MaxIdleSeconds, MaxIdleSeconds},
+		{"lifetime_seconds", in.LifetimeSeconds, MaxLifetimeSeconds},
+		{"cpu_millis", in.CPUMillis, MaxCPUMillis},
+		{"memory_mb", in.MemoryMB, MaxMemoryMB},
 	} {
 		if f.v == nil {
 			continue
@@ -162,12 +196,26 @@ func DecodeJSON(r io.Reader, limit int64, v any) error {
 	return nil
 }
 
+// jsonPath is an UnmarshalTypeError's field path without the Go names of
+// embedded structs (LimitsInput.memory_mb is memory_mb): the JSON names of
+// this package are lowercase, Go's type names are not.
+func jsonPath(field string) string {
+	parts := strings.Split(field, ".")
+	kept := parts[:0]
+	for _, p := range parts {
+		if p != "" && (p[0] < 'A' || p[0] > 'Z') {
+			kept = append(kept, p)
+		}
+	}
+	return strings.Join(kept, ".")
+}
+
 func jsonError(err error) error {
 	var typeErr *json.UnmarshalTypeError
 	var syntaxErr *json.SyntaxError
 	switch {
 	case errors.As(err, &typeErr):
-		field := typeErr.Field
+		field := jsonPath(typeErr.Field)
 		if field == "" {
 			return Errorf(EINVALID, "request body must be a JSON object, not %s", typeErr.Value)
 		}

@@ -71,17 +71,14 @@ const SubjectBackendStatsAll = "plane.backend.*.stats"
 
 // SpawnSpec asks a drone to start a backend (SubjectSpawn → Reply).
 type SpawnSpec struct {
-	BackendID       string            `json:"backend_id"`
-	Key             string            `json:"key,omitempty"`
-	ImageRef        string            `json:"image_ref"`
-	PullPolicy      PullPolicy        `json:"pull_policy"`
-	Port            int               `json:"port"`
-	Env             map[string]string `json:"env,omitempty"`
-	User            string            `json:"user,omitempty"`
-	MaxIdleSeconds  int               `json:"max_idle_seconds,omitempty"`
-	LifetimeSeconds int               `json:"lifetime_seconds,omitempty"`
-	CPUMillis       int               `json:"cpu_millis,omitempty"`
-	MemoryMB        int               `json:"memory_mb,omitempty"`
+	BackendID  string            `json:"backend_id"`
+	Key        string            `json:"key,omitempty"`
+	ImageRef   string            `json:"image_ref"`
+	PullPolicy PullPolicy        `json:"pull_policy"`
+	Port       int               `json:"port"`
+	Env        map[string]string `json:"env,omitempty"`
+	User       string            `json:"user,omitempty"`
+	Limits
 	// Public backends need no connect token; AllowBearer lets non-browser
 	// clients send it as "Authorization: Bearer".
 	Public      bool `json:"public,omitempty"`
@@ -108,7 +105,7 @@ func (s *SpawnSpec) Validate() error {
 	if err := ValidateEnv("env", s.Env); err != nil {
 		return err
 	}
-	return ValidateLimits(&s.MaxIdleSeconds, &s.LifetimeSeconds, &s.CPUMillis, &s.MemoryMB)
+	return s.Limits.Validate()
 }
 
 // TerminateRequest asks a drone to stop a backend (SubjectTerminate → Reply).

@@ -64,7 +64,7 @@ func TestDecodeSpawnSpec(t *testing.T) {
 		{name: "every field", valid: true,
 			json: `{` + ok + `,"key":"k","env":{"A":"1"},"user":"u","max_idle_seconds":60,"lifetime_seconds":120,"cpu_millis":100,"memory_mb":64}`,
 			want: &plane.SpawnSpec{BackendID: "abc123", Key: "k", ImageRef: "plane-demo:latest", PullPolicy: plane.PullIfNotPresent, Port: 8080,
-				Env: map[string]string{"A": "1"}, User: "u", MaxIdleSeconds: 60, LifetimeSeconds: 120, CPUMillis: 100, MemoryMB: 64}},
+				Env: map[string]string{"A": "1"}, User: "u", Limits: plane.Limits{MaxIdleSeconds: 60, LifetimeSeconds: 120, CPUMillis: 100, MemoryMB: 64}}},
 		// Newer controllers may add fields: older drones ignore them.
 		{name: "unknown field ignored", json: `{` + ok + `,"gpu":1}`, valid: true},
 		{name: "no backend_id", json: `{"image_ref":"plane-demo:latest","pull_policy":"always","port":80}`, field: "id", contains: "is required"},

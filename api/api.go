@@ -25,11 +25,8 @@ type Backend struct {
 	TerminationReason plane.TerminationReason `json:"termination_reason"`
 	ExitCode          *int                    `json:"exit_code"`
 	Error             string                  `json:"error"`
-	MaxIdleSeconds    int                     `json:"max_idle_seconds"`
-	LifetimeSeconds   int                     `json:"lifetime_seconds"`
-	CPUMillis         int                     `json:"cpu_millis"`
-	MemoryMB          int                     `json:"memory_mb"`
-	CreatedAt         time.Time               `json:"created_at"`
+	plane.Limits
+	CreatedAt time.Time `json:"created_at"`
 	// From the drone's latest stats, for live backends.
 	Connections  int        `json:"connections"`
 	LastActivity *time.Time `json:"last_activity"`

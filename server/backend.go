@@ -28,8 +28,7 @@ func (s *Server) BackendResponse(b *plane.Backend, spawned bool) api.Backend {
 		ID: b.ID, Key: b.Key, Image: b.Image, Status: b.Status, Spawned: spawned,
 		URL: s.BackendURL(b.ID), Drone: b.DroneID, User: b.User, StatusHistory: hist,
 		TerminationReason: b.TerminationReason, ExitCode: b.ExitCode, Error: b.Error,
-		MaxIdleSeconds: b.MaxIdleSeconds, LifetimeSeconds: b.LifetimeSeconds,
-		CPUMillis: b.CPUMillis, MemoryMB: b.MemoryMB, CreatedAt: b.CreatedAt,
+		Limits: b.Limits, CreatedAt: b.CreatedAt,
 	}
 	if st, ok := s.Dispatch.Stats(b.ID); ok && b.Status.Live() {
 		out.Connections, out.CPUPercent, out.MemoryBytes = st.Connections, st.CPUPercent, st.MemoryBytes
@@ -128,8 +127,7 @@ func (s *Server) Spawn(ctx context.Context, projectID int64, req plane.SpawnRequ
 
 	spec := plane.SpawnSpec{
 		BackendID: b.ID, Key: b.Key, ImageRef: img.Ref, PullPolicy: img.PullPolicy, Port: img.Port,
-		Env: b.Env, User: b.User, MaxIdleSeconds: b.MaxIdleSeconds, LifetimeSeconds: b.LifetimeSeconds,
-		CPUMillis: b.CPUMillis, MemoryMB: b.MemoryMB, Public: img.Public, AllowBearer: img.AllowBearer,
+		Env: b.Env, User: b.User, Limits: b.Limits, Public: img.Public, AllowBearer: img.AllowBearer,
 	}
 	if err := s.Dispatch.Spawn(ctx, drone.ID, spec); err != nil {
 		// Record why, so the backend does not stay scheduled and frees its key.
@@ -174,20 +172,11 @@ func newBackend(projectID int64, img *plane.Image, req plane.SpawnRequest, drone
 	for k, v := range req.Env {
 		env[k] = v
 	}
-	or := func(p *int, def int) int {
-		if p != nil {
-			return *p
-		}
-		return def
-	}
 	return &plane.Backend{
 		ProjectID: projectID, Image: img.Name, ImageRef: img.Ref, Key: req.Key, DroneID: droneID,
 		Env: env, User: req.User,
-		MaxIdleSeconds:  or(req.MaxIdleSeconds, img.MaxIdleSeconds),
-		LifetimeSeconds: or(req.LifetimeSeconds, img.LifetimeSeconds),
-		CPUMillis:       or(req.CPUMillis, img.CPUMillis),
-		MemoryMB:        or(req.MemoryMB, img.MemoryMB),
-		CreatedAt:       time.Now(),
+		Limits:    img.Limits.With(req.LimitsInput),
+		CreatedAt: time.Now(),
 	}
 }
 

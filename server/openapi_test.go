@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -276,6 +277,11 @@ func jsonFields(t reflect.Type) map[string]bool {
 			continue
 		}
 		tag := f.Tag.Get("json")
+		if f.Anonymous && tag == "" && f.Type.Kind() == reflect.Struct {
+			// encoding/json puts an embedded struct's fields in its parent.
+			maps.Copy(fields, jsonFields(f.Type))
+			continue
+		}
 		name, opts, _ := strings.Cut(tag, ",")
 		if name == "-" && opts == "" {
 			continue

@@ -113,7 +113,7 @@ func TestRegisterImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := plane.Image{Name: "web", Ref: "registry.example.com:5000/team/web:1.2", Port: 3000, PullPolicy: plane.PullAlways, Public: true,
-		MaxIdleSeconds: 60, LifetimeSeconds: 3600, CPUMillis: 500, MemoryMB: 256}
+		Limits: plane.Limits{MaxIdleSeconds: 60, LifetimeSeconds: 3600, CPUMillis: 500, MemoryMB: 256}}
 	if img.Name != want.Name || img.Ref != want.Ref || img.Port != want.Port || img.PullPolicy != want.PullPolicy || !img.Public || img.AllowBearer ||
 		img.MaxIdleSeconds != want.MaxIdleSeconds || img.LifetimeSeconds != want.LifetimeSeconds || img.CPUMillis != want.CPUMillis ||
 		img.MemoryMB != want.MemoryMB || img.Env["A"] != "1" || img.Env["B"] != "two" {
@@ -209,7 +209,7 @@ func TestImageFormErrors(t *testing.T) {
 func TestEditImage(t *testing.T) {
 	d, b, pr, base := spawnedProject(t)
 	img, _ := d.db.FindImage(context.Background(), pr.ID, "demo")
-	if _, err := d.db.UpdateImage(context.Background(), pr.ID, "demo", plane.ImageInput{Env: &map[string]string{"B": "2", "A": "1"}, CPUMillis: ptr(100)}); err != nil {
+	if _, err := d.db.UpdateImage(context.Background(), pr.ID, "demo", plane.ImageInput{Env: &map[string]string{"B": "2", "A": "1"}, LimitsInput: plane.LimitsInput{CPUMillis: ptr(100)}}); err != nil {
 		t.Fatal(err)
 	}
 	p := b.get(base + "/images/demo/edit")
