@@ -18,13 +18,13 @@ func TestNewImageDefaults(t *testing.T) {
 		t.Fatalf("NewImage: %v", err)
 	}
 	want := &plane.Image{
-		ProjectID:      7,
-		Name:           "demo",
-		Ref:            "plane-demo:latest",
-		Port:           8080,
-		PullPolicy:     plane.PullIfNotPresent,
-		Limits: plane.Limits{MaxIdleSeconds: 300},
-		Env:            map[string]string{},
+		ProjectID:  7,
+		Name:       "demo",
+		Ref:        "plane-demo:latest",
+		Port:       8080,
+		PullPolicy: plane.PullIfNotPresent,
+		Limits:     plane.Limits{MaxIdleSeconds: 300},
+		Env:        map[string]string{},
 	}
 	if !reflect.DeepEqual(img, want) {
 		t.Errorf("NewImage = %+v, want %+v", img, want)

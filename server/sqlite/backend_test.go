@@ -55,7 +55,7 @@ func TestCreateBackend(t *testing.T) {
 			backend: plane.Backend{
 				ID: "given1", ProjectID: p.ID, Image: "app", ImageRef: "registry.local/app:2", Key: "room-1",
 				DroneID: "drone-a", Address: "127.0.0.1:32768", Env: map[string]string{"A": "1"}, User: "alice",
-				Limits: plane.Limits{MaxIdleSeconds: 30, LifetimeSeconds: 600, CPUMillis: 250, MemoryMB: 64},
+				Limits:    plane.Limits{MaxIdleSeconds: 30, LifetimeSeconds: 600, CPUMillis: 250, MemoryMB: 64},
 				CreatedAt: time.UnixMilli(1_700_000_000_123).Add(456 * time.Microsecond),
 			},
 		},

@@ -33,7 +33,7 @@ func TestCreateImage(t *testing.T) {
 	full := plane.Image{
 		ProjectID: p.ID, Name: "full", Ref: "registry.example.com:5000/team/app:v1", Port: 3000,
 		PullPolicy: plane.PullAlways, Public: true, AllowBearer: true, Env: map[string]string{"A": "1", "B": "two"},
-		Limits: plane.Limits{MaxIdleSeconds: 60, LifetimeSeconds: 3600, CPUMillis: 500, MemoryMB: 256},
+		Limits:    plane.Limits{MaxIdleSeconds: 60, LifetimeSeconds: 3600, CPUMillis: 500, MemoryMB: 256},
 		CreatedAt: ms(1_700_000_000_001),
 	}
 	tests := []struct {
