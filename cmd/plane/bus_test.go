@@ -85,7 +85,7 @@ func TestEventBusAcrossControllers(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	events := followEvents(t, bURL, c.token, spec.BackendID)
+	events := followEvents(t, bURL, c.token, spec.BackendID, "")
 	if e := events.next(t, 5*time.Second); e.event != "status" || !strings.Contains(e.data, `"status":"scheduled"`) {
 		t.Fatalf("first event on B: %+v, want the backend scheduled", e)
 	}
@@ -111,17 +111,22 @@ type eventStream struct {
 	events chan sseEvent
 }
 
-func followEvents(t *testing.T, base, token, id string) *eventStream {
+// followEvents follows a backend's event stream on the controller at base,
+// from after lastEventID when it is not empty.
+func followEvents(t *testing.T, base, token, id, lastEventID string) *eventStream {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, base+"/api/v1/backends/"+id+"/events", nil)
 	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
+	if lastEventID != "" {
+		req.Header.Set("Last-Event-ID", lastEventID)
+	}
+	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { resp.Body.Close() })
-	if resp.StatusCode != 200 {
-		t.Fatalf("events on %s: %d", base, resp.StatusCode)
+	if ct := resp.Header.Get("Content-Type"); resp.StatusCode != 200 || ct != "text/event-stream" {
+		t.Fatalf("events on %s: %d %s", base, resp.StatusCode, ct)
 	}
 	s := &eventStream{events: make(chan sseEvent, 16)}
 	go func() {

@@ -22,38 +22,9 @@ type sseEvent struct {
 // readEvents reads a whole event stream (it ends after terminated).
 func readEvents(t *testing.T, c *cluster, id, lastEventID string) []sseEvent {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, c.api+"/api/v1/backends/"+id+"/events", nil)
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	if lastEventID != "" {
-		req.Header.Set("Last-Event-ID", lastEventID)
-	}
-	client := &http.Client{Timeout: 30 * time.Second}
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if ct := resp.Header.Get("Content-Type"); resp.StatusCode != 200 || ct != "text/event-stream" {
-		t.Fatalf("events: %d %s", resp.StatusCode, ct)
-	}
 	var out []sseEvent
-	var cur sseEvent
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case line == "":
-			if cur.event != "" {
-				out = append(out, cur)
-			}
-			cur = sseEvent{}
-		case strings.HasPrefix(line, "id: "):
-			cur.id = line[4:]
-		case strings.HasPrefix(line, "event: "):
-			cur.event = line[7:]
-		case strings.HasPrefix(line, "data: "):
-			cur.data = line[6:]
-		}
+	for e := range followEvents(t, c.api, c.token, id, lastEventID).events {
+		out = append(out, e)
 	}
 	return out
 }
