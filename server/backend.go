@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -14,7 +13,6 @@ import (
 
 	"plane"
 	"plane/api"
-	"plane/server/scheduler"
 )
 
 // BackendResponse is the API's view of b; spawned says whether a spawn
@@ -67,15 +65,13 @@ func (s *Server) handleSpawn(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	b, public, spawned, err := s.Spawn(ctx, token(c).ProjectID, req)
+	sp, err := s.core.Spawn(ctx, actorOf(c), token(c).ProjectID, req)
 	if err != nil {
 		return err
 	}
-	if spawned {
-		s.record(c, b.ProjectID, plane.ActionBackendSpawn, b.ID, "image "+b.Image)
-	}
+	b, spawned, public := sp.Backend, sp.New, sp.Public
 	if req.Wait {
-		b, err = s.waitSettled(ctx, b)
+		b, err = s.core.WaitSettled(ctx, b)
 		if err != nil {
 			return err
 		}
@@ -94,130 +90,6 @@ func (s *Server) handleSpawn(c echo.Context) error {
 		}
 	}
 	return c.JSON(status, out)
-}
-
-// Spawn returns the live backend that holds req.Key, or places and starts a
-// new one. spawned reports which; public reports whether a backend it
-// started needs no connect token.
-func (s *Server) Spawn(ctx context.Context, projectID int64, req plane.SpawnRequest) (b *plane.Backend, public, spawned bool, err error) {
-	img, err := s.Images.FindImage(ctx, projectID, req.Image)
-	if plane.ErrorCodeOf(err) == plane.ENOTFOUND {
-		return nil, false, false, plane.FieldErrorf("image", "no image named %q in this project: register it first (POST /api/v1/images)", req.Image)
-	} else if err != nil {
-		return nil, false, false, err
-	}
-	if req.Key != "" {
-		if b, err := s.liveBackendWithKey(ctx, projectID, req.Key); err != nil || b != nil {
-			return b, false, false, err
-		}
-	}
-
-	drone, err := s.pickDrone(ctx)
-	if err != nil {
-		s.metrics.spawns.WithLabelValues("unavailable").Inc()
-		return nil, false, false, err
-	}
-	b = newBackend(projectID, img, req, drone.ID)
-	b, created, err := s.Backends.CreateBackend(ctx, b)
-	if err != nil || !created {
-		return b, false, false, err
-	}
-	s.metrics.spawns.WithLabelValues("spawned").Inc()
-	s.NotifyBackend(b)
-
-	spec := plane.SpawnSpec{
-		BackendID: b.ID, Key: b.Key, ImageRef: img.Ref, PullPolicy: img.PullPolicy, Port: img.Port,
-		Env: b.Env, User: b.User, Limits: b.Limits, Public: img.Public, AllowBearer: img.AllowBearer,
-	}
-	if err := s.Dispatch.Spawn(ctx, drone.ID, spec); err != nil {
-		// Record why, so the backend does not stay scheduled and frees its key.
-		msg := fmt.Sprintf("drone %s did not accept the backend: %s", drone.ID, plane.ErrorMessageOf(err))
-		ev := plane.BackendEvent{BackendID: b.ID, DroneID: drone.ID, Status: plane.StatusTerminated, Time: time.Now(), Reason: plane.ReasonFailed, Error: msg}
-		if _, aerr := s.Dispatch.Apply(context.WithoutCancel(ctx), ev); aerr != nil {
-			s.Logger.Error("record failed dispatch", "backend", b.ID, "err", aerr)
-		}
-		s.Logger.Warn("dispatch failed", "backend", b.ID, "drone", drone.ID, "err", err)
-		return nil, false, false, plane.Errorf(plane.EUNAVAILABLE, "%s", msg)
-	}
-	return b, img.Public, true, nil
-}
-
-func (s *Server) liveBackendWithKey(ctx context.Context, projectID int64, key string) (*plane.Backend, error) {
-	live := true
-	bs, err := s.Backends.FindBackends(ctx, plane.BackendFilter{ProjectID: &projectID, Key: &key, Live: &live, Limit: 1})
-	if err != nil || len(bs) == 0 {
-		return nil, err
-	}
-	return bs[0], nil
-}
-
-func (s *Server) pickDrone(ctx context.Context) (*plane.Drone, error) {
-	drones, err := s.Drones.FindDrones(ctx)
-	if err != nil {
-		return nil, err
-	}
-	live, err := s.Backends.CountLiveBackendsByDrone(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return scheduler.Pick(drones, live, time.Now(), nil)
-}
-
-// newBackend combines the request with the image's defaults.
-func newBackend(projectID int64, img *plane.Image, req plane.SpawnRequest, droneID string) *plane.Backend {
-	env := make(map[string]string, len(img.Env)+len(req.Env))
-	for k, v := range img.Env {
-		env[k] = v
-	}
-	for k, v := range req.Env {
-		env[k] = v
-	}
-	return &plane.Backend{
-		ProjectID: projectID, Image: img.Name, ImageRef: img.Ref, Key: req.Key, DroneID: droneID,
-		Env: env, User: req.User,
-		Limits:    img.Limits.With(req.LimitsInput),
-		CreatedAt: time.Now(),
-	}
-}
-
-// waitSettled blocks until b is ready or terminated, at most WaitTimeout,
-// and returns its latest state.
-func (s *Server) waitSettled(ctx context.Context, b *plane.Backend) (*plane.Backend, error) {
-	settled := func(b *plane.Backend) bool {
-		return b.Status == plane.StatusReady || b.Status == plane.StatusTerminated
-	}
-	if settled(b) {
-		return b, nil
-	}
-	ch, cancel := s.Bus.Subscribe(b.ID)
-	defer cancel()
-	// Re-read after subscribing: a change between the first read and the
-	// subscription would otherwise be missed.
-	cur, err := s.Backends.FindBackendByID(ctx, b.ID)
-	if err != nil {
-		return nil, err
-	}
-	if settled(cur) {
-		return cur, nil
-	}
-	timeout := time.NewTimer(s.WaitTimeout)
-	defer timeout.Stop()
-	for {
-		select {
-		case e, ok := <-ch:
-			if !ok {
-				return cur, nil
-			}
-			cur = e.Backend
-			if settled(cur) {
-				return cur, nil
-			}
-		case <-timeout.C:
-			return cur, nil
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
 }
 
 func (s *Server) handleListBackends(c echo.Context) error {
@@ -279,28 +151,10 @@ func (s *Server) handleTerminate(c echo.Context) error {
 			return err
 		}
 	}
-	if err := s.terminate(c, b, body.Hard); err != nil {
+	if err := s.core.Terminate(c.Request().Context(), actorOf(c), b, body.Hard); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusAccepted, s.BackendResponse(b, false))
-}
-
-// terminate asks a live backend's drone to stop it, and logs who asked.
-// A terminated backend is left as it is.
-func (s *Server) terminate(c echo.Context, b *plane.Backend, hard bool) error {
-	if !b.Status.Live() {
-		return nil
-	}
-	req := plane.TerminateRequest{BackendID: b.ID, Hard: hard, Reason: plane.ReasonRequested}
-	if err := s.Dispatch.Terminate(c.Request().Context(), b.DroneID, req); err != nil {
-		return err
-	}
-	mode := "soft"
-	if hard {
-		mode = "hard"
-	}
-	s.record(c, b.ProjectID, plane.ActionBackendTerminate, b.ID, mode)
-	return nil
 }
 
 // handleBackendEvents streams the backend's status changes as Server-Sent

@@ -68,8 +68,12 @@ func (m *metrics) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// observeBackend records the latency of the phase b just completed.
-func (m *metrics) observeBackend(b *plane.Backend) {
+// Spawned counts a spawn's outcome (controller.Metrics).
+func (m *metrics) Spawned(outcome string) { m.spawns.WithLabelValues(outcome).Inc() }
+
+// BackendChanged records the latency of the phase b just completed
+// (controller.Metrics).
+func (m *metrics) BackendChanged(b *plane.Backend) {
 	h := b.StatusHistory
 	if len(h) < 2 {
 		return

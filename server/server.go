@@ -19,6 +19,7 @@ import (
 	"plane"
 	"plane/auth"
 	"plane/server/bus"
+	"plane/server/controller"
 	"plane/server/dispatch"
 )
 
@@ -45,7 +46,8 @@ type Config struct {
 
 	// BackendURL returns the address at which a backend is reached.
 	BackendURL func(id string) string
-	// WaitTimeout bounds a spawn with "wait": true (default DefaultWaitTimeout).
+	// WaitTimeout bounds a spawn with "wait": true (default
+	// controller.DefaultWaitTimeout).
 	WaitTimeout time.Duration
 	// ConnectKey signs connect tokens; drones verify them with its public
 	// half. Nil: backend URLs carry no token and the connect endpoint
@@ -67,15 +69,13 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// DefaultWaitTimeout bounds how long a spawn request with "wait": true blocks.
-const DefaultWaitTimeout = 60 * time.Second
-
 // Server serves the controller's HTTP endpoints.
 type Server struct {
 	Config
 	csrfSecret []byte
 	echo       *echo.Echo
 	ownBus     *bus.Memory // the bus the server made, when Config.Bus was nil
+	core       *controller.Core
 	metrics    *metrics
 	ln         net.Listener
 	srv        *http.Server
@@ -83,9 +83,6 @@ type Server struct {
 
 // New builds the Echo application and its routes.
 func New(cfg Config) *Server {
-	if cfg.WaitTimeout <= 0 {
-		cfg.WaitTimeout = DefaultWaitTimeout
-	}
 	if cfg.ConnectTokenTTL <= 0 {
 		cfg.ConnectTokenTTL = plane.DefaultConnectTokenTTL
 	}
@@ -108,6 +105,10 @@ func New(cfg Config) *Server {
 		s.Bus = s.ownBus
 	}
 	s.metrics = newMetrics(s)
+	s.core = &controller.Core{
+		Store: store{cfg.Images, cfg.Backends, cfg.Drones}, Activity: cfg.Activity,
+		Dispatch: cfg.Dispatch, Bus: s.Bus, Metrics: s.metrics, WaitTimeout: cfg.WaitTimeout, Logger: cfg.Logger,
+	}
 	s.echo.HideBanner = true
 	s.echo.HidePort = true
 	s.echo.HTTPErrorHandler = s.handleError
@@ -115,6 +116,13 @@ func New(cfg Config) *Server {
 	s.echo.Use(s.metrics.middleware)
 	s.routes()
 	return s
+}
+
+// store is the services of Config as the controller core's one store.
+type store struct {
+	plane.ImageService
+	plane.BackendService
+	plane.DroneService
 }
 
 // ipExtractor finds a request's client address. Echo's default believes
@@ -146,12 +154,7 @@ func (s *Server) Handler() http.Handler { return s.echo }
 // it on the bus, for waiters, event streams and live tables here and on the
 // other controllers; the dispatcher calls it after each stored status
 // change.
-func (s *Server) NotifyBackend(b *plane.Backend) {
-	s.metrics.observeBackend(b)
-	if err := s.Bus.Publish(context.Background(), plane.Event{Kind: plane.EventBackend, Backend: b}); err != nil {
-		s.Logger.Warn("publish backend change", "backend", b.ID, "err", err)
-	}
-}
+func (s *Server) NotifyBackend(b *plane.Backend) { s.core.BackendChanged(b) }
 
 // Open listens on addr (":0" works) and serves in the background.
 func (s *Server) Open(addr string) error {

@@ -217,19 +217,14 @@ func (s *Server) handleSpawnForm(c echo.Context) error {
 			}
 		}
 	}
-	var b *plane.Backend
-	spawned := false
 	if err == nil {
-		b, _, spawned, err = s.Spawn(c.Request().Context(), p.ID, req)
+		_, err = s.core.Spawn(c.Request().Context(), actorOf(c), p.ID, req)
 	}
 	if err != nil {
 		if !formError(&f, err, "image", "key", "env", "max_idle_seconds", "lifetime_seconds", "user") {
 			return err
 		}
 		return s.renderBackends(c, http.StatusUnprocessableEntity, f)
-	}
-	if spawned {
-		s.record(c, p.ID, plane.ActionBackendSpawn, b.ID, "image "+b.Image)
 	}
 	return redirect(c, web.ProjectPath(p.ID)+"/backends", "spawned")
 }
@@ -369,7 +364,7 @@ func (s *Server) handleOpenBackend(c echo.Context) error {
 
 func (s *Server) handleTerminateForm(c echo.Context) error {
 	b := currentBackend(c)
-	if err := s.terminate(c, b, c.FormValue("mode") == "hard"); err != nil {
+	if err := s.core.Terminate(c.Request().Context(), actorOf(c), b, c.FormValue("mode") == "hard"); err != nil {
 		return err
 	}
 	return redirect(c, backendPath(b), "terminating")

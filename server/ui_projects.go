@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"net/http"
 	"strconv"
 	"strings"
@@ -267,16 +266,16 @@ func (s *Server) handleDeleteProject(c echo.Context) error {
 // record adds an entry to a project's activity log. A failure to record
 // does not undo what was done; it is logged.
 func (s *Server) record(c echo.Context, projectID int64, action plane.Action, target, detail string) {
-	if s.Activity == nil { // an API-only controller keeps no log
-		return
-	}
-	a := plane.Activity{ProjectID: projectID, Time: time.Now(), Action: action, Target: target, Detail: detail}
+	s.core.Record(c.Request().Context(), actorOf(c), projectID, action, target, detail)
+}
+
+// actorOf is who makes the request: its API token, or the signed-in user.
+func actorOf(c echo.Context) plane.Actor {
 	if tok := token(c); tok != nil {
-		a.Actor = plane.Actor{TokenID: tok.ID, Name: "token " + tok.Name}
-	} else if currentUser(c) != nil {
-		a.Actor = actor(c)
+		return plane.Actor{TokenID: tok.ID, Name: "token " + tok.Name}
 	}
-	if err := s.Activity.RecordActivity(context.WithoutCancel(c.Request().Context()), &a); err != nil {
-		s.Logger.Error("record activity", "project", projectID, "action", action, "err", err)
+	if currentUser(c) != nil {
+		return actor(c)
 	}
+	return plane.Actor{}
 }

@@ -1,0 +1,262 @@
+// Package controller holds the controller's use-cases — spawn a backend
+// (or connect to the one holding a key), wait for it, terminate it, apply
+// a backend's change, record who did what — with plain contexts and an
+// actor, so that the API, the dashboard and the command line call the same
+// functions, and the activity log, metrics and events are recorded in one
+// place. It knows the store and the drones only through interfaces.
+package controller
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"plane"
+	"plane/server/scheduler"
+)
+
+// Store is what the core reads and writes of the store (server/sqlite);
+// plane's services satisfy it.
+type Store interface {
+	FindImage(ctx context.Context, projectID int64, name string) (*plane.Image, error)
+	FindBackendByID(ctx context.Context, id string) (*plane.Backend, error)
+	FindBackends(ctx context.Context, filter plane.BackendFilter) ([]*plane.Backend, error)
+	CreateBackend(ctx context.Context, b *plane.Backend) (backend *plane.Backend, created bool, err error)
+	CountLiveBackendsByDrone(ctx context.Context) (map[string]int, error)
+	FindDrones(ctx context.Context) ([]*plane.Drone, error)
+}
+
+// ActivityLog is where the core records who did what.
+type ActivityLog interface {
+	RecordActivity(ctx context.Context, a *plane.Activity) error
+}
+
+// Dispatcher is what the core asks of the drones (server/dispatch, over
+// NATS).
+type Dispatcher interface {
+	Spawn(ctx context.Context, droneID string, spec plane.SpawnSpec) error
+	Terminate(ctx context.Context, droneID string, req plane.TerminateRequest) error
+	// Apply stores a status change; applied is false for one the store
+	// already had (or an older one).
+	Apply(ctx context.Context, ev plane.BackendEvent) (*plane.Backend, error)
+}
+
+// Metrics records what the core does (Prometheus, in server).
+type Metrics interface {
+	// Spawned counts a spawn that started a backend ("spawned") or found
+	// no drone ("unavailable").
+	Spawned(outcome string)
+	// BackendChanged observes a backend's new state (phase latencies).
+	BackendChanged(b *plane.Backend)
+}
+
+// Core is the controller's use-cases.
+type Core struct {
+	Store    Store
+	Activity ActivityLog // nil: no activity log (an API-only controller)
+	Dispatch Dispatcher
+	Bus      plane.EventBus
+	Metrics  Metrics // nil: none
+	// WaitTimeout bounds WaitSettled (default DefaultWaitTimeout).
+	WaitTimeout time.Duration
+	Logger      *slog.Logger
+}
+
+// DefaultWaitTimeout bounds how long a spawn with "wait": true blocks.
+const DefaultWaitTimeout = 60 * time.Second
+
+func (c *Core) logger() *slog.Logger {
+	if c.Logger == nil {
+		return slog.Default()
+	}
+	return c.Logger
+}
+
+// Spawned is the outcome of Spawn.
+type Spawned struct {
+	Backend *plane.Backend
+	// New: this spawn started the backend; false: the live backend that
+	// holds the request's key was found.
+	New bool
+	// Public: a backend this spawn started needs no connect token.
+	Public bool
+}
+
+// Spawn returns the live backend of the project that holds req.Key, or
+// places and starts a new one on the least loaded drone. A drone that does
+// not take it leaves the backend failed (so that it frees its key) and the
+// spawn unavailable.
+func (c *Core) Spawn(ctx context.Context, actor plane.Actor, projectID int64, req plane.SpawnRequest) (Spawned, error) {
+	img, err := c.Store.FindImage(ctx, projectID, req.Image)
+	if plane.ErrorCodeOf(err) == plane.ENOTFOUND {
+		return Spawned{}, plane.FieldErrorf("image", "no image named %q in this project: register it first (POST /api/v1/images)", req.Image)
+	} else if err != nil {
+		return Spawned{}, err
+	}
+	if req.Key != "" {
+		if b, err := c.liveBackendWithKey(ctx, projectID, req.Key); err != nil || b != nil {
+			return Spawned{Backend: b}, err
+		}
+	}
+	drone, err := c.pickDrone(ctx)
+	if err != nil {
+		c.spawned("unavailable")
+		return Spawned{}, err
+	}
+	b, created, err := c.Store.CreateBackend(ctx, newBackend(projectID, img, req, drone.ID))
+	if err != nil || !created {
+		// Not created: a concurrent spawn took the key first; b is its backend.
+		return Spawned{Backend: b}, err
+	}
+	c.spawned("spawned")
+	c.BackendChanged(b)
+	c.Record(ctx, actor, b.ProjectID, plane.ActionBackendSpawn, b.ID, "image "+b.Image)
+
+	spec := plane.SpawnSpec{
+		BackendID: b.ID, Key: b.Key, ImageRef: img.Ref, PullPolicy: img.PullPolicy, Port: img.Port,
+		Env: b.Env, User: b.User, Limits: b.Limits, Public: img.Public, AllowBearer: img.AllowBearer,
+	}
+	if err := c.Dispatch.Spawn(ctx, drone.ID, spec); err != nil {
+		// Record why, so the backend does not stay scheduled and frees its key.
+		msg := fmt.Sprintf("drone %s did not accept the backend: %s", drone.ID, plane.ErrorMessageOf(err))
+		ev := plane.BackendEvent{BackendID: b.ID, DroneID: drone.ID, Status: plane.StatusTerminated, Time: time.Now(), Reason: plane.ReasonFailed, Error: msg}
+		if _, aerr := c.Dispatch.Apply(context.WithoutCancel(ctx), ev); aerr != nil {
+			c.logger().Error("record failed dispatch", "backend", b.ID, "err", aerr)
+		}
+		c.logger().Warn("dispatch failed", "backend", b.ID, "drone", drone.ID, "err", err)
+		return Spawned{}, plane.Errorf(plane.EUNAVAILABLE, "%s", msg)
+	}
+	return Spawned{Backend: b, New: true, Public: img.Public}, nil
+}
+
+func (c *Core) spawned(outcome string) {
+	if c.Metrics != nil {
+		c.Metrics.Spawned(outcome)
+	}
+}
+
+func (c *Core) liveBackendWithKey(ctx context.Context, projectID int64, key string) (*plane.Backend, error) {
+	live := true
+	bs, err := c.Store.FindBackends(ctx, plane.BackendFilter{ProjectID: &projectID, Key: &key, Live: &live, Limit: 1})
+	if err != nil || len(bs) == 0 {
+		return nil, err
+	}
+	return bs[0], nil
+}
+
+func (c *Core) pickDrone(ctx context.Context) (*plane.Drone, error) {
+	drones, err := c.Store.FindDrones(ctx)
+	if err != nil {
+		return nil, err
+	}
+	live, err := c.Store.CountLiveBackendsByDrone(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return scheduler.Pick(drones, live, time.Now(), nil)
+}
+
+// newBackend combines the request with the image's defaults.
+func newBackend(projectID int64, img *plane.Image, req plane.SpawnRequest, droneID string) *plane.Backend {
+	env := make(map[string]string, len(img.Env)+len(req.Env))
+	for k, v := range img.Env {
+		env[k] = v
+	}
+	for k, v := range req.Env {
+		env[k] = v
+	}
+	return &plane.Backend{
+		ProjectID: projectID, Image: img.Name, ImageRef: img.Ref, Key: req.Key, DroneID: droneID,
+		Env: env, User: req.User,
+		Limits:    img.Limits.With(req.LimitsInput),
+		CreatedAt: time.Now(),
+	}
+}
+
+// WaitSettled blocks until b is ready or terminated, for at most
+// WaitTimeout, and returns its latest state.
+func (c *Core) WaitSettled(ctx context.Context, b *plane.Backend) (*plane.Backend, error) {
+	settled := func(b *plane.Backend) bool {
+		return b.Status == plane.StatusReady || b.Status == plane.StatusTerminated
+	}
+	if settled(b) {
+		return b, nil
+	}
+	ch, cancel := c.Bus.Subscribe(b.ID)
+	defer cancel()
+	// Re-read after subscribing: a change between the first read and the
+	// subscription would otherwise be missed.
+	cur, err := c.Store.FindBackendByID(ctx, b.ID)
+	if err != nil {
+		return nil, err
+	}
+	if settled(cur) {
+		return cur, nil
+	}
+	wait := c.WaitTimeout
+	if wait <= 0 {
+		wait = DefaultWaitTimeout
+	}
+	timeout := time.NewTimer(wait)
+	defer timeout.Stop()
+	for {
+		select {
+		case e, ok := <-ch:
+			if !ok {
+				return cur, nil
+			}
+			cur = e.Backend
+			if settled(cur) {
+				return cur, nil
+			}
+		case <-timeout.C:
+			return cur, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// Terminate asks a live backend's drone to stop it — soft (SIGTERM, grace,
+// SIGKILL) or hard — and records who asked. A terminated backend is left as
+// it is.
+func (c *Core) Terminate(ctx context.Context, actor plane.Actor, b *plane.Backend, hard bool) error {
+	if !b.Status.Live() {
+		return nil
+	}
+	req := plane.TerminateRequest{BackendID: b.ID, Hard: hard, Reason: plane.ReasonRequested}
+	if err := c.Dispatch.Terminate(ctx, b.DroneID, req); err != nil {
+		return err
+	}
+	mode := "soft"
+	if hard {
+		mode = "hard"
+	}
+	c.Record(ctx, actor, b.ProjectID, plane.ActionBackendTerminate, b.ID, mode)
+	return nil
+}
+
+// BackendChanged records a backend's new state in the metrics and publishes
+// it on the bus, for waiters, event streams and live tables here and on the
+// other controllers. The dispatcher calls it after each stored change.
+func (c *Core) BackendChanged(b *plane.Backend) {
+	if c.Metrics != nil {
+		c.Metrics.BackendChanged(b)
+	}
+	if err := c.Bus.Publish(context.Background(), plane.Event{Kind: plane.EventBackend, Backend: b}); err != nil {
+		c.logger().Warn("publish backend change", "backend", b.ID, "err", err)
+	}
+}
+
+// Record writes an entry of the project's activity log; a failure is
+// logged, never returned: the action itself succeeded.
+func (c *Core) Record(ctx context.Context, actor plane.Actor, projectID int64, action plane.Action, target, detail string) {
+	if c.Activity == nil {
+		return
+	}
+	a := plane.Activity{ProjectID: projectID, Time: time.Now(), Actor: actor, Action: action, Target: target, Detail: detail}
+	if err := c.Activity.RecordActivity(context.WithoutCancel(ctx), &a); err != nil {
+		c.logger().Error("record activity", "project", projectID, "action", action, "err", err)
+	}
+}

@@ -1,0 +1,253 @@
+package controller_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"plane"
+	"plane/server/bus"
+	"plane/server/controller"
+)
+
+// The use-cases with fakes: a store in memory, drones that take or refuse
+// what they are sent. The real store, NATS and Docker are exercised by
+// cmd/plane's integration tests through the same functions.
+
+type fakeStore struct {
+	mu       sync.Mutex
+	images   map[string]*plane.Image
+	backends map[string]*plane.Backend
+	drones   []*plane.Drone
+	log      map[plane.Action]string // the last entry of each action: "actor target detail"
+	next     int
+}
+
+func newStore() *fakeStore {
+	return &fakeStore{
+		images: map[string]*plane.Image{"demo": {ProjectID: 1, Name: "demo", Ref: "plane-demo:latest", Port: 8080,
+			Env: map[string]string{"A": "image", "B": "image"}, Limits: plane.Limits{MaxIdleSeconds: 300, CPUMillis: 500}}},
+		backends: map[string]*plane.Backend{},
+		log:      map[plane.Action]string{},
+		drones:   []*plane.Drone{{ID: "d1", Status: plane.DroneReady, LastHeartbeat: time.Now()}},
+	}
+}
+
+func (s *fakeStore) FindImage(_ context.Context, projectID int64, name string) (*plane.Image, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if img, ok := s.images[name]; ok && img.ProjectID == projectID {
+		return img, nil
+	}
+	return nil, plane.Errorf(plane.ENOTFOUND, "image %q not found", name)
+}
+
+func (s *fakeStore) FindBackendByID(_ context.Context, id string) (*plane.Backend, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if b, ok := s.backends[id]; ok {
+		cp := *b
+		return &cp, nil
+	}
+	return nil, plane.Errorf(plane.ENOTFOUND, "backend %q not found", id)
+}
+
+func (s *fakeStore) FindBackends(_ context.Context, f plane.BackendFilter) ([]*plane.Backend, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*plane.Backend
+	for _, b := range s.backends {
+		if (f.ProjectID == nil || *f.ProjectID == b.ProjectID) && (f.Key == nil || *f.Key == b.Key) &&
+			(f.Live == nil || *f.Live == b.Status.Live()) {
+			out = append(out, b)
+		}
+	}
+	return out, nil
+}
+
+func (s *fakeStore) CreateBackend(_ context.Context, b *plane.Backend) (*plane.Backend, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.next++
+	b.ID = "b" + string(rune('0'+s.next))
+	b.Status = plane.StatusScheduled
+	s.backends[b.ID] = b
+	return b, true, nil
+}
+
+func (s *fakeStore) CountLiveBackendsByDrone(context.Context) (map[string]int, error) {
+	return map[string]int{}, nil
+}
+
+func (s *fakeStore) FindDrones(context.Context) ([]*plane.Drone, error) { return s.drones, nil }
+
+func (s *fakeStore) RecordActivity(_ context.Context, a *plane.Activity) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.log[a.Action] = a.Actor.Name + " " + a.Target + " " + a.Detail
+	return nil
+}
+
+// activity returns the log entry of action: "actor target detail".
+func (s *fakeStore) activity(action plane.Action) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.log[action]
+}
+
+type fakeDrones struct {
+	refuse  error
+	spawned []plane.SpawnSpec
+	stopped []plane.TerminateRequest
+	applied []plane.BackendEvent
+}
+
+func (d *fakeDrones) Spawn(_ context.Context, _ string, spec plane.SpawnSpec) error {
+	d.spawned = append(d.spawned, spec)
+	return d.refuse
+}
+
+func (d *fakeDrones) Terminate(_ context.Context, _ string, req plane.TerminateRequest) error {
+	d.stopped = append(d.stopped, req)
+	return d.refuse
+}
+
+func (d *fakeDrones) Apply(_ context.Context, ev plane.BackendEvent) (*plane.Backend, error) {
+	d.applied = append(d.applied, ev)
+	return nil, nil
+}
+
+type fakeMetrics struct{ outcomes []string }
+
+func (m *fakeMetrics) Spawned(o string)              { m.outcomes = append(m.outcomes, o) }
+func (m *fakeMetrics) BackendChanged(*plane.Backend) {}
+
+func newCore(t *testing.T) (*controller.Core, *fakeStore, *fakeDrones, *fakeMetrics) {
+	st, dr, m := newStore(), &fakeDrones{}, &fakeMetrics{}
+	b := bus.NewMemory()
+	t.Cleanup(func() { b.Close() })
+	return &controller.Core{Store: st, Activity: st, Dispatch: dr, Bus: b, Metrics: m, WaitTimeout: time.Second}, st, dr, m
+}
+
+var alice = plane.Actor{UserID: 7, Name: "alice@example.com"}
+
+func TestSpawn(t *testing.T) {
+	ctx := context.Background()
+	t.Run("merges the image's defaults and sends the drone its spec", func(t *testing.T) {
+		c, st, dr, m := newCore(t)
+		ch, cancel := c.Bus.Subscribe(plane.TopicProject(1))
+		defer cancel()
+		idle := 60
+		sp, err := c.Spawn(ctx, alice, 1, plane.SpawnRequest{Image: "demo", Env: map[string]string{"B": "request"},
+			User: "u", LimitsInput: plane.LimitsInput{MaxIdleSeconds: &idle}})
+		if err != nil || !sp.New || sp.Backend == nil {
+			t.Fatalf("spawn: %+v, %v", sp, err)
+		}
+		if len(dr.spawned) != 1 {
+			t.Fatalf("drones got %d specs", len(dr.spawned))
+		}
+		spec := dr.spawned[0]
+		want := plane.Limits{MaxIdleSeconds: 60, CPUMillis: 500}
+		if spec.Limits != want || spec.Env["A"] != "image" || spec.Env["B"] != "request" || spec.User != "u" || spec.ImageRef != "plane-demo:latest" {
+			t.Fatalf("spec %+v", spec)
+		}
+		if e := <-ch; e.Backend.ID != sp.Backend.ID || e.Backend.Status != plane.StatusScheduled {
+			t.Fatalf("bus event %+v", e.Backend)
+		}
+		if got := st.activity(plane.ActionBackendSpawn); got != "alice@example.com "+sp.Backend.ID+" image demo" {
+			t.Fatalf("activity %q", got)
+		}
+		if !slices.Equal(m.outcomes, []string{"spawned"}) {
+			t.Fatalf("metrics %v", m.outcomes)
+		}
+	})
+	t.Run("a key held by a live backend returns it", func(t *testing.T) {
+		c, st, dr, _ := newCore(t)
+		st.backends["held"] = &plane.Backend{ID: "held", ProjectID: 1, Key: "k", Status: plane.StatusReady}
+		sp, err := c.Spawn(ctx, alice, 1, plane.SpawnRequest{Image: "demo", Key: "k"})
+		if err != nil || sp.New || sp.Backend.ID != "held" || len(dr.spawned) != 0 {
+			t.Fatalf("spawn %+v, %v, drones got %d", sp, err, len(dr.spawned))
+		}
+	})
+	t.Run("another project's image is not found", func(t *testing.T) {
+		c, _, _, _ := newCore(t)
+		_, err := c.Spawn(ctx, alice, 2, plane.SpawnRequest{Image: "demo"})
+		var pe *plane.Error
+		if !errors.As(err, &pe) || pe.Code != plane.EINVALID || pe.Field != "image" {
+			t.Fatalf("err %v", err)
+		}
+	})
+	t.Run("no drone: unavailable, nothing stored", func(t *testing.T) {
+		c, st, _, m := newCore(t)
+		st.drones = nil
+		if _, err := c.Spawn(ctx, alice, 1, plane.SpawnRequest{Image: "demo"}); plane.ErrorCodeOf(err) != plane.EUNAVAILABLE {
+			t.Fatalf("err %v", err)
+		}
+		if len(st.backends) != 0 || !slices.Equal(m.outcomes, []string{"unavailable"}) {
+			t.Fatalf("stored %d, metrics %v", len(st.backends), m.outcomes)
+		}
+	})
+	t.Run("a drone that refuses leaves the backend failed", func(t *testing.T) {
+		c, _, dr, _ := newCore(t)
+		dr.refuse = plane.Errorf(plane.EUNAVAILABLE, "full")
+		_, err := c.Spawn(ctx, alice, 1, plane.SpawnRequest{Image: "demo"})
+		if plane.ErrorCodeOf(err) != plane.EUNAVAILABLE {
+			t.Fatalf("err %v", err)
+		}
+		if len(dr.applied) != 1 || dr.applied[0].Status != plane.StatusTerminated || dr.applied[0].Reason != plane.ReasonFailed {
+			t.Fatalf("applied %+v", dr.applied)
+		}
+	})
+}
+
+func TestTerminate(t *testing.T) {
+	ctx := context.Background()
+	c, st, dr, _ := newCore(t)
+	done := &plane.Backend{ID: "done", ProjectID: 1, Status: plane.StatusTerminated}
+	if err := c.Terminate(ctx, alice, done, true); err != nil || len(dr.stopped) != 0 {
+		t.Fatalf("terminated backend: %v, drones got %d", err, len(dr.stopped))
+	}
+	live := &plane.Backend{ID: "live", ProjectID: 1, DroneID: "d1", Status: plane.StatusReady}
+	if err := c.Terminate(ctx, alice, live, true); err != nil {
+		t.Fatal(err)
+	}
+	if len(dr.stopped) != 1 || !dr.stopped[0].Hard || dr.stopped[0].Reason != plane.ReasonRequested {
+		t.Fatalf("stopped %+v", dr.stopped)
+	}
+	if got := st.activity(plane.ActionBackendTerminate); got != "alice@example.com live hard" {
+		t.Fatalf("activity %q", got)
+	}
+	dr.refuse = plane.Errorf(plane.EUNAVAILABLE, "drone gone")
+	if err := c.Terminate(ctx, alice, live, false); plane.ErrorCodeOf(err) != plane.EUNAVAILABLE {
+		t.Fatalf("refused terminate: %v", err)
+	}
+}
+
+func TestWaitSettled(t *testing.T) {
+	ctx := context.Background()
+	c, st, _, _ := newCore(t)
+	st.backends["b"] = &plane.Backend{ID: "b", ProjectID: 1, Status: plane.StatusStarting}
+	go func() {
+		time.Sleep(20 * time.Millisecond) // after WaitSettled subscribed, as a rule; the re-read covers the rest
+		ready := &plane.Backend{ID: "b", ProjectID: 1, Status: plane.StatusReady}
+		st.mu.Lock()
+		st.backends["b"] = ready
+		st.mu.Unlock()
+		c.BackendChanged(ready)
+	}()
+	got, err := c.WaitSettled(ctx, &plane.Backend{ID: "b", Status: plane.StatusStarting})
+	if err != nil || got.Status != plane.StatusReady {
+		t.Fatalf("WaitSettled: %+v, %v", got, err)
+	}
+
+	// Nothing happens: after WaitTimeout, the current state.
+	st.backends["slow"] = &plane.Backend{ID: "slow", ProjectID: 1, Status: plane.StatusLoading}
+	c.WaitTimeout = 50 * time.Millisecond
+	got, err = c.WaitSettled(ctx, &plane.Backend{ID: "slow", Status: plane.StatusLoading})
+	if err != nil || got.Status != plane.StatusLoading {
+		t.Fatalf("WaitSettled timed out: %+v, %v", got, err)
+	}
+}
