@@ -24,7 +24,7 @@ func (s *Server) BackendResponse(b *plane.Backend, spawned bool) api.Backend {
 	}
 	out := api.Backend{
 		ID: b.ID, Key: b.Key, Image: b.Image, Status: b.Status, Spawned: spawned,
-		URL: s.BackendURL(b.ID), Drone: b.DroneID, User: b.User, StatusHistory: hist,
+		URL: s.core.BackendURL(b.ID), Drone: b.DroneID, User: b.User, StatusHistory: hist,
 		TerminationReason: b.TerminationReason, ExitCode: b.ExitCode, Error: b.Error,
 		Limits: b.Limits, CreatedAt: b.CreatedAt,
 	}
@@ -85,8 +85,8 @@ func (s *Server) handleSpawn(c echo.Context) error {
 	// public flag, so it always gets a token: one is harmless where none
 	// is needed, a missing one locks the user out.
 	if !(spawned && public) && b.Status.Live() {
-		if tok, _, ok := s.connectToken(b.ID, req.User); ok {
-			out.URL = s.connectURL(b.ID, tok)
+		if conn, err := s.core.Connect(b, req.User); err == nil {
+			out.URL = conn.URL
 		}
 	}
 	return c.JSON(status, out)

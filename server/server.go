@@ -108,6 +108,7 @@ func New(cfg Config) *Server {
 	s.core = &controller.Core{
 		Store: store{cfg.Images, cfg.Backends, cfg.Drones}, Activity: cfg.Activity,
 		Dispatch: cfg.Dispatch, Bus: s.Bus, Metrics: s.metrics, WaitTimeout: cfg.WaitTimeout, Logger: cfg.Logger,
+		URLPattern: cfg.BackendURL, ConnectKey: cfg.ConnectKey, ConnectTokenTTL: cfg.ConnectTokenTTL,
 	}
 	s.echo.HideBanner = true
 	s.echo.HidePort = true

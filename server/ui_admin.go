@@ -74,22 +74,14 @@ func (s *Server) handleDronesStream(c echo.Context) error {
 // its next heartbeat.
 func (s *Server) handleDrainForm(draining bool) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		ctx := c.Request().Context()
-		d, err := s.Drones.FindDroneByID(ctx, c.Param("id"))
+		d, err := s.core.Drain(c.Request().Context(), actorOf(c), c.Param("id"), draining)
 		if err != nil {
-			return err
-		}
-		if err := s.Dispatch.Drain(ctx, d.ID, draining); err != nil {
-			f := web.NewForm()
-			if !formError(&f, err) {
-				return err
+			// The drone did not take it: say so on the drones page.
+			if f := web.NewForm(); d != nil && formError(&f, err) {
+				return s.renderDrones(c, http.StatusServiceUnavailable, "Drone "+d.ID+": "+f.Error(""))
 			}
-			return s.renderDrones(c, http.StatusServiceUnavailable, "Drone "+d.ID+": "+f.Error(""))
-		}
-		if err := s.Drones.SetDroneDraining(ctx, d.ID, draining); err != nil {
 			return err
 		}
-		s.Logger.Info("drone drain", "drone", d.ID, "draining", draining, "by", currentUser(c).Email)
 		if draining {
 			return redirect(c, "/admin/drones", "drained")
 		}

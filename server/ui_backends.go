@@ -354,12 +354,12 @@ func (s *Server) handleOpenBackend(c echo.Context) error {
 	if !b.Status.Live() {
 		return plane.Errorf(plane.ECONFLICT, "backend %s is terminated (%s): spawn a new one to open", b.ID, b.TerminationReason)
 	}
-	tok, _, ok := s.connectToken(b.ID, currentUser(c).Email)
-	if !ok {
-		return plane.Errorf(plane.EUNAVAILABLE, "this controller has no connect-token key")
+	conn, err := s.core.Connect(b, currentUser(c).Email)
+	if err != nil {
+		return err
 	}
 	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
-	return c.Redirect(http.StatusSeeOther, s.connectURL(b.ID, tok))
+	return c.Redirect(http.StatusSeeOther, conn.URL)
 }
 
 func (s *Server) handleTerminateForm(c echo.Context) error {

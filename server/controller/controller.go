@@ -8,6 +8,7 @@ package controller
 
 import (
 	"context"
+	"crypto/ed25519"
 	"fmt"
 	"log/slog"
 	"time"
@@ -25,6 +26,8 @@ type Store interface {
 	CreateBackend(ctx context.Context, b *plane.Backend) (backend *plane.Backend, created bool, err error)
 	CountLiveBackendsByDrone(ctx context.Context) (map[string]int, error)
 	FindDrones(ctx context.Context) ([]*plane.Drone, error)
+	FindDroneByID(ctx context.Context, id string) (*plane.Drone, error)
+	SetDroneDraining(ctx context.Context, id string, draining bool) error
 }
 
 // ActivityLog is where the core records who did what.
@@ -37,6 +40,7 @@ type ActivityLog interface {
 type Dispatcher interface {
 	Spawn(ctx context.Context, droneID string, spec plane.SpawnSpec) error
 	Terminate(ctx context.Context, droneID string, req plane.TerminateRequest) error
+	Drain(ctx context.Context, droneID string, draining bool) error
 	// Apply stores a status change; applied is false for one the store
 	// already had (or an older one).
 	Apply(ctx context.Context, ev plane.BackendEvent) (*plane.Backend, error)
@@ -58,6 +62,12 @@ type Core struct {
 	Dispatch Dispatcher
 	Bus      plane.EventBus
 	Metrics  Metrics // nil: none
+	// URLPattern gives the address at which a backend is reached.
+	URLPattern func(id string) string
+	// ConnectKey signs connect tokens (nil: none can be issued), which work
+	// for ConnectTokenTTL (default plane.DefaultConnectTokenTTL).
+	ConnectKey      ed25519.PrivateKey
+	ConnectTokenTTL time.Duration
 	// WaitTimeout bounds WaitSettled (default DefaultWaitTimeout).
 	WaitTimeout time.Duration
 	Logger      *slog.Logger

@@ -84,6 +84,23 @@ func (s *fakeStore) CountLiveBackendsByDrone(context.Context) (map[string]int, e
 
 func (s *fakeStore) FindDrones(context.Context) ([]*plane.Drone, error) { return s.drones, nil }
 
+func (s *fakeStore) FindDroneByID(_ context.Context, id string) (*plane.Drone, error) {
+	for _, d := range s.drones {
+		if d.ID == id {
+			return d, nil
+		}
+	}
+	return nil, plane.Errorf(plane.ENOTFOUND, "drone %q not found", id)
+}
+
+func (s *fakeStore) SetDroneDraining(_ context.Context, id string, draining bool) error {
+	d, err := s.FindDroneByID(context.Background(), id)
+	if err == nil {
+		d.Draining = draining
+	}
+	return err
+}
+
 func (s *fakeStore) RecordActivity(_ context.Context, a *plane.Activity) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -114,6 +131,8 @@ func (d *fakeDrones) Terminate(_ context.Context, _ string, req plane.TerminateR
 	d.stopped = append(d.stopped, req)
 	return d.refuse
 }
+
+func (d *fakeDrones) Drain(context.Context, string, bool) error { return d.refuse }
 
 func (d *fakeDrones) Apply(_ context.Context, ev plane.BackendEvent) (*plane.Backend, error) {
 	d.applied = append(d.applied, ev)
@@ -223,6 +242,22 @@ func TestTerminate(t *testing.T) {
 	dr.refuse = plane.Errorf(plane.EUNAVAILABLE, "drone gone")
 	if err := c.Terminate(ctx, alice, live, false); plane.ErrorCodeOf(err) != plane.EUNAVAILABLE {
 		t.Fatalf("refused terminate: %v", err)
+	}
+}
+
+func TestDrain(t *testing.T) {
+	ctx := context.Background()
+	c, st, dr, _ := newCore(t)
+	if _, err := c.Drain(ctx, alice, "nope", true); plane.ErrorCodeOf(err) != plane.ENOTFOUND {
+		t.Fatalf("unknown drone: %v", err)
+	}
+	dr.refuse = plane.Errorf(plane.EUNAVAILABLE, "drone did not answer")
+	if d, err := c.Drain(ctx, alice, "d1", true); plane.ErrorCodeOf(err) != plane.EUNAVAILABLE || d == nil || st.drones[0].Draining {
+		t.Fatalf("a drone that does not answer: %v; the store says draining %v", err, st.drones[0].Draining)
+	}
+	dr.refuse = nil
+	if _, err := c.Drain(ctx, alice, "d1", true); err != nil || !st.drones[0].Draining {
+		t.Fatalf("drain: %v, draining %v", err, st.drones[0].Draining)
 	}
 }
 
