@@ -122,7 +122,7 @@ func OpenController(ctx context.Context, cfg ControllerConfig) (c *Controller, e
 		return nil, err
 	}
 	if cfg.DNSAddr != "" {
-		if c.DNS, err = openDNS(cfg, dnsSource{db: c.DB, disp: c.Dispatch}); err != nil {
+		if c.DNS, err = openDNS(cfg, c.Dispatch); err != nil {
 			return nil, err
 		}
 		cfg.Logger.Info("dns listening", "addr", c.DNS.Addr(), "zone", cfg.Domain)

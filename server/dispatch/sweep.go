@@ -11,7 +11,8 @@ import (
 const sweepInterval = time.Second
 
 // sweepLoop marks drones that stopped beating lost, and their backends with
-// them, so that no backend stays live on a machine that is gone.
+// them, so that no backend stays live on a machine that is gone; it also
+// drops the stats of backends that stopped sending them.
 func (d *Dispatcher) sweepLoop(ctx context.Context) {
 	t := time.NewTicker(sweepInterval)
 	defer t.Stop()
@@ -23,6 +24,7 @@ func (d *Dispatcher) sweepLoop(ctx context.Context) {
 			if err := d.Sweep(ctx); err != nil && ctx.Err() == nil {
 				d.Logger.Error("sweep drones", "err", err)
 			}
+			d.stats.prune(d.Now().Add(-statsStaleAfter))
 		}
 	}
 }

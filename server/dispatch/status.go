@@ -1,0 +1,119 @@
+package dispatch
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"plane"
+)
+
+// statusAckWait is how long the status stream waits for an acknowledgement
+// before it redelivers a status change.
+const statusAckWait = 30 * time.Second
+
+// EnsureStreams creates or updates the status and logs streams.
+func EnsureStreams(ctx context.Context, js jetstream.JetStream) error {
+	for _, cfg := range []jetstream.StreamConfig{
+		{
+			Name:       plane.StreamStatus,
+			Subjects:   plane.StatusSubjects,
+			Storage:    jetstream.FileStorage,
+			MaxAge:     7 * 24 * time.Hour,
+			Duplicates: 2 * time.Minute,
+		},
+		{
+			Name:              plane.StreamLogs,
+			Subjects:          plane.LogSubjects,
+			Storage:           jetstream.FileStorage,
+			MaxAge:            7 * 24 * time.Hour,
+			MaxMsgsPerSubject: plane.LogsPerBackend,
+			Discard:           jetstream.DiscardOld,
+		},
+	} {
+		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("create stream %s: %w", cfg.Name, err)
+		}
+	}
+	// The cluster certificate travels to every drone through this bucket.
+	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: plane.CertBucket, History: 1, Storage: jetstream.FileStorage,
+	}); err != nil {
+		return fmt.Errorf("create bucket %s: %w", plane.CertBucket, err)
+	}
+	return nil
+}
+
+// consumeStatus creates the streams and the durable status consumer, and
+// starts applying the status changes it delivers.
+func (d *Dispatcher) consumeStatus(ctx context.Context) error {
+	js, err := jetstream.New(d.NC)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	d.js = js
+	if err := EnsureStreams(ctx, js); err != nil {
+		return err
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, plane.StreamStatus, jetstream.ConsumerConfig{
+		Durable:       plane.ConsumerStatus,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckWait:       statusAckWait,
+		MaxAckPending: 1000,
+	})
+	if err != nil {
+		return fmt.Errorf("create status consumer: %w", err)
+	}
+	cctx, err := cons.Consume(d.handleStatus)
+	if err != nil {
+		return fmt.Errorf("consume status stream: %w", err)
+	}
+	d.cctx = cctx
+	return nil
+}
+
+// handleStatus applies one status change from the stream and settles it:
+// acknowledged once stored, terminated when it can never be stored, and
+// redelivered after a second when the store failed.
+func (d *Dispatcher) handleStatus(msg jetstream.Msg) {
+	ev, err := plane.Decode[plane.BackendEvent](msg.Data())
+	if err != nil {
+		// A bad message would be redelivered forever: drop it, loudly.
+		d.Logger.Error("dropping invalid status message", "subject", msg.Subject(), "err", err)
+		_ = msg.Term()
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := d.Apply(ctx, ev); err != nil {
+		if plane.ErrorCodeOf(err) == plane.ENOTFOUND {
+			d.Logger.Warn("status for unknown backend", "backend", ev.BackendID, "status", ev.Status)
+			_ = msg.Term()
+			return
+		}
+		d.Logger.Error("store status change", "backend", ev.BackendID, "err", err)
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
+	if err := msg.Ack(); err != nil {
+		d.Logger.Warn("ack status message", "err", err)
+	}
+}
+
+// Apply records a status change and tells OnBackend.
+func (d *Dispatcher) Apply(ctx context.Context, ev plane.BackendEvent) (*plane.Backend, error) {
+	b, applied, err := d.Backends.ApplyBackendEvent(ctx, ev)
+	if err != nil {
+		return nil, err
+	}
+	if applied && b.Status == plane.StatusTerminated {
+		d.stats.forget(b.ID)
+	}
+	if applied && d.OnBackend != nil {
+		d.OnBackend(b)
+	}
+	return b, nil
+}

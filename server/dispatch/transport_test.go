@@ -1,0 +1,99 @@
+package dispatch
+
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"plane"
+)
+
+// fakeDrone answers the requests on subject with reply (raw JSON when it is
+// a string, nothing when nil) and hands each request's data to got.
+func fakeDrone(t *testing.T, nc *nats.Conn, subject string, reply any) <-chan []byte {
+	t.Helper()
+	drone := connect(t, nc.ConnectedUrl())
+	got := make(chan []byte, 10)
+	if _, err := drone.Subscribe(subject, func(m *nats.Msg) {
+		got <- m.Data
+		if reply != nil {
+			_ = m.Respond(msg(t, reply).Data)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := drone.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+func TestRequest(t *testing.T) {
+	nc := startNATS(t)
+	spec := plane.SpawnSpec{BackendID: "a"}
+	for i, tc := range []struct {
+		name  string
+		drone bool // a drone subscribes
+		reply any
+		want  plane.ErrorCode // "": success
+	}{
+		{name: "ok", drone: true, reply: plane.ReplyOf(nil)},
+		{name: "drone error keeps its code", drone: true, reply: plane.ReplyOf(plane.Errorf(plane.ECONFLICT, "already running")), want: plane.ECONFLICT},
+		{name: "drone error without code", drone: true, reply: `{"error":{"message":"boom"}}`, want: plane.EINTERNAL},
+		{name: "malformed reply", drone: true, reply: `not json`, want: plane.EINTERNAL},
+		{name: "no responders", want: plane.EUNAVAILABLE},
+		{name: "timeout", drone: true, want: plane.EUNAVAILABLE},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			droneID := fmt.Sprintf("d%d", i) // one drone per case
+			var got <-chan []byte
+			if tc.drone {
+				got = fakeDrone(t, nc, plane.SubjectSpawn(droneID), tc.reply)
+			}
+			d, _ := newDispatcher(newStore(nil, nil), nc)
+			d.RequestTimeout = 100 * time.Millisecond
+			err := d.Spawn(t.Context(), droneID, spec)
+			if code := plane.ErrorCodeOf(err); err != nil && code != tc.want || err == nil && tc.want != "" {
+				t.Fatalf("Spawn = %v (code %q), want code %q", err, code, tc.want)
+			}
+			if tc.drone {
+				var req plane.SpawnSpec
+				if err := json.Unmarshal(wait(t, got, "spawn request"), &req); err != nil || req.BackendID != "a" {
+					t.Errorf("drone got %+v (%v), want the spec", req, err)
+				}
+			}
+		})
+	}
+}
+
+// Each request goes to its drone's subject with its message.
+func TestRequestSubjects(t *testing.T) {
+	nc := startNATS(t)
+	d, _ := newDispatcher(newStore(nil, nil), nc)
+	ok := plane.ReplyOf(nil)
+	term := fakeDrone(t, nc, plane.SubjectTerminate("d1"), ok)
+	drain := fakeDrone(t, nc, plane.SubjectDrain("d1"), ok)
+	pull := fakeDrone(t, nc, plane.SubjectPull("d1"), ok)
+	ctx := t.Context()
+	if err := d.Terminate(ctx, "d1", plane.TerminateRequest{BackendID: "a", Reason: plane.ReasonRequested}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := plane.Decode[plane.TerminateRequest](wait(t, term, "terminate")); err != nil || r.BackendID != "a" {
+		t.Errorf("terminate request %+v, %v", r, err)
+	}
+	if err := d.Drain(ctx, "d1", true); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := plane.Decode[plane.DrainRequest](wait(t, drain, "drain")); err != nil || !r.Draining {
+		t.Errorf("drain request %+v, %v", r, err)
+	}
+	if err := d.Pull(ctx, "d1", "nginx:1"); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := plane.Decode[plane.PullRequest](wait(t, pull, "pull")); err != nil || r.ImageRef != "nginx:1" {
+		t.Errorf("pull request %+v, %v", r, err)
+	}
+}
