@@ -206,24 +206,11 @@ func (h *head) readHeaders(br *bufio.Reader, request bool) error {
 			}
 			h.te = v
 		case equalFold(name, "connection"):
-			framing := false
-			forEachToken(val, func(tok []byte) {
-				switch {
-				case equalFold(tok, "close"):
-					h.connClose = true
-				case equalFold(tok, "keep-alive"):
-					keepAlive = true
-				case equalFold(tok, "upgrade"):
-					connUpgrade = true
-				case framingOption(tok):
-					framing = true
-				case len(tok) > 0:
-					h.connNamed = true // a hop-by-hop header named here must not be forwarded
-				}
-			})
-			if framing {
-				return errMalformed
+			ka, up, err := h.connection(val)
+			if err != nil {
+				return err
 			}
+			keepAlive, connUpgrade = keepAlive || ka, connUpgrade || up
 		case equalFold(name, "upgrade"):
 			hasUpgrade = len(val) > 0
 			h.upgradeTo = v
@@ -246,6 +233,27 @@ func (h *head) readHeaders(br *bufio.Reader, request bool) error {
 	}
 	h.upgrade = connUpgrade && hasUpgrade
 	return nil
+}
+
+// connection reads a Connection header's options: close sets connClose,
+// a header name sets connNamed (it is hop-by-hop, never forwarded), and one
+// that names a framing header is refused (framing.go).
+func (h *head) connection(val []byte) (keepAlive, upgrade bool, err error) {
+	forEachToken(val, func(tok []byte) {
+		switch {
+		case equalFold(tok, "close"):
+			h.connClose = true
+		case equalFold(tok, "keep-alive"):
+			keepAlive = true
+		case equalFold(tok, "upgrade"):
+			upgrade = true
+		case framingOption(tok):
+			err = errMalformed
+		case len(tok) > 0:
+			h.connNamed = true
+		}
+	})
+	return keepAlive, upgrade, err
 }
 
 // headerIndex returns the index of the first header named name, or -1.
