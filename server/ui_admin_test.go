@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"bufio"
 	"context"
 	"net/http"
 	"net/url"
@@ -138,49 +137,15 @@ func TestAdminDrainErrors(t *testing.T) {
 	}
 }
 
-// stream opens an event stream and returns a function that reads its next
-// event (failing the test after five seconds).
+// stream is events with each event as its text: "event: <type>\n" and
+// its data lines.
 func (b *browser) stream(path string) func() string {
 	b.t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	b.t.Cleanup(cancel)
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, b.d.url+path, nil)
-	req.Header.Set("Accept", "text/event-stream")
-	resp, err := b.c.Do(req)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	b.t.Cleanup(func() { resp.Body.Close() })
-	if ct := resp.Header.Get("Content-Type"); resp.StatusCode != http.StatusOK || ct != "text/event-stream" {
-		b.t.Fatalf("stream %s: %d %q", path, resp.StatusCode, ct)
-	}
-	events := make(chan string, 10)
-	go func() {
-		defer close(events)
-		sc := bufio.NewScanner(resp.Body)
-		var ev strings.Builder
-		for sc.Scan() {
-			if sc.Text() != "" {
-				ev.WriteString(sc.Text() + "\n")
-				continue
-			}
-			select {
-			case events <- ev.String():
-			case <-ctx.Done():
-				return
-			}
-			ev.Reset()
-		}
-	}()
+	next := b.events(path)
 	return func() string {
 		b.t.Helper()
-		select {
-		case ev := <-events:
-			return ev
-		case <-time.After(5 * time.Second):
-			b.t.Fatal("no event")
-		}
-		return ""
+		ev := next()
+		return "event: " + ev.Type + "\ndata: " + strings.ReplaceAll(ev.Data, "\n", "\ndata: ") + "\n"
 	}
 }
 
