@@ -28,7 +28,7 @@ func (s *Server) BackendResponse(b *plane.Backend, spawned bool) api.Backend {
 		TerminationReason: b.TerminationReason, ExitCode: b.ExitCode, Error: b.Error,
 		Limits: b.Limits, CreatedAt: b.CreatedAt,
 	}
-	if st, ok := s.Dispatch.Stats(b.ID); ok && b.Status.Live() {
+	if st, ok := s.core.Stats(b.ID); ok && b.Status.Live() {
 		out.Connections, out.CPUPercent, out.MemoryBytes = st.Connections, st.CPUPercent, st.MemoryBytes
 		if !st.LastActivity.IsZero() {
 			last := st.LastActivity
@@ -270,7 +270,7 @@ func (s *Server) handleBackendLogs(c echo.Context) error {
 	}
 	w := startStream(c, "application/x-ndjson")
 	enc := json.NewEncoder(w)
-	err = s.Dispatch.Logs(ctx, b.ID, follow, func(l plane.LogLine) error {
+	err = s.core.Logs(ctx, b.ID, follow, func(l plane.LogLine) error {
 		if err := enc.Encode(l); err != nil {
 			return err
 		}

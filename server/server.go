@@ -1,6 +1,7 @@
 // Package server is the controller's HTTP side: the Echo application with
 // the JSON API under /api/v1, health and metrics endpoints, and (later) the
-// dashboard. It reaches drones only through package dispatch.
+// dashboard. Its handlers parse, call the controller core
+// (server/controller), and render.
 package server
 
 import (
@@ -20,7 +21,6 @@ import (
 	"plane/auth"
 	"plane/server/bus"
 	"plane/server/controller"
-	"plane/server/dispatch"
 )
 
 // Config holds the services a Server uses.
@@ -38,7 +38,7 @@ type Config struct {
 	Activity     plane.ActivityService
 	Sessions     *auth.Sessions // default: sessions in Users
 	LoginLimiter *auth.Limiter  // default: 5 failures per 5 minutes per address and per client
-	Dispatch     *dispatch.Dispatcher
+	Dispatch     controller.Dispatcher
 	// Bus carries backend changes to waiting spawns, event streams and the
 	// dashboard's live tables; a NATS bus shares them with the other
 	// controllers. Nil: an in-memory bus the server closes itself.

@@ -252,7 +252,7 @@ func (s *Server) statsView(b *plane.Backend) web.StatsView {
 	}
 	resp := s.BackendResponse(b, false)
 	v.Connections, v.IdleDeadline, v.CPUPercent, v.MemoryBytes = resp.Connections, resp.IdleDeadline, resp.CPUPercent, resp.MemoryBytes
-	for _, st := range s.Dispatch.StatsHistory(b.ID) {
+	for _, st := range s.core.StatsHistory(b.ID) {
 		v.Known = true
 		v.MemoryLimit = st.MemoryLimit
 		v.CPUHistory = append(v.CPUHistory, st.CPUPercent)
@@ -277,7 +277,7 @@ func (s *Server) handleBackendStream(c echo.Context) error {
 	out := openSSE(c)
 	lines := make(chan plane.LogLine, 256)
 	go func() {
-		err := s.Dispatch.Logs(ctx, b.ID, b.Status.Live(), func(l plane.LogLine) error {
+		err := s.core.Logs(ctx, b.ID, b.Status.Live(), func(l plane.LogLine) error {
 			select {
 			case lines <- l:
 				return nil

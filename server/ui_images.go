@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/labstack/echo/v4"
 
@@ -50,7 +49,7 @@ func (s *Server) renderImages(c echo.Context, status int, f web.Form, v web.Imag
 	if err != nil {
 		return err
 	}
-	drones, err := s.readyDrones(ctx, true)
+	drones, err := s.servingDrones(ctx)
 	if err != nil {
 		return err
 	}
@@ -68,16 +67,15 @@ func (s *Server) renderImages(c echo.Context, status int, f web.Form, v web.Imag
 	return render(c, status, web.Images(s.page(c, p.Name+" images", "projects"), v))
 }
 
-// readyDrones are the drones that take backends, and with draining also
-// those that run some but take no more.
-func (s *Server) readyDrones(ctx context.Context, draining bool) ([]*plane.Drone, error) {
+// servingDrones are the drones that run backends: ready or draining.
+func (s *Server) servingDrones(ctx context.Context) ([]*plane.Drone, error) {
 	all, err := s.Drones.FindDrones(ctx)
 	if err != nil {
 		return nil, err
 	}
 	var out []*plane.Drone
 	for _, d := range all {
-		if d.Status == plane.DroneReady || draining && d.Status == plane.DroneDraining {
+		if d.Status == plane.DroneReady || d.Status == plane.DroneDraining {
 			out = append(out, d)
 		}
 	}
@@ -241,29 +239,23 @@ func (s *Server) handlePullImage(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	drones, err := s.readyDrones(ctx, false)
+	pulls, err := s.core.PrePull(ctx, img)
 	if err != nil {
 		return err
 	}
-	if len(drones) == 0 {
+	if len(pulls) == 0 {
 		return s.renderImages(c, http.StatusServiceUnavailable, newImageForm(), web.ImagesView{PullError: "No drone is ready to pull " + img.Ref + "."})
 	}
-	results := make([]web.PullResult, len(drones))
-	var wg sync.WaitGroup
-	for i, d := range drones {
-		results[i].Drone = d.ID
-		wg.Go(func() {
-			if err := s.Dispatch.Pull(ctx, d.ID, img.Ref); err != nil {
-				s.Logger.Warn("pull image", "drone", d.ID, "ref", img.Ref, "err", err)
-				results[i].Error = plane.ErrorMessageOf(err)
-			}
-		})
-	}
-	wg.Wait()
-	for _, r := range results {
-		if r.Error != "" {
-			return s.renderImages(c, http.StatusServiceUnavailable, newImageForm(), web.ImagesView{Pulls: results})
+	results := make([]web.PullResult, len(pulls))
+	failed := false
+	for i, p := range pulls {
+		results[i] = web.PullResult{Drone: p.DroneID}
+		if p.Err != nil {
+			results[i].Error, failed = plane.ErrorMessageOf(p.Err), true
 		}
+	}
+	if failed {
+		return s.renderImages(c, http.StatusServiceUnavailable, newImageForm(), web.ImagesView{Pulls: results})
 	}
 	return redirect(c, imagesPath(c), "image-pulling")
 }

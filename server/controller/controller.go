@@ -41,6 +41,11 @@ type Dispatcher interface {
 	Spawn(ctx context.Context, droneID string, spec plane.SpawnSpec) error
 	Terminate(ctx context.Context, droneID string, req plane.TerminateRequest) error
 	Drain(ctx context.Context, droneID string, draining bool) error
+	Pull(ctx context.Context, droneID, ref string) error
+	// What the drones report: stats (latest and recent) and logs.
+	Stats(backendID string) (plane.BackendStats, bool)
+	StatsHistory(backendID string) []plane.BackendStats
+	Logs(ctx context.Context, backendID string, follow bool, fn func(plane.LogLine) error) error
 	// Apply stores a status change; applied is false for one the store
 	// already had (or an older one).
 	Apply(ctx context.Context, ev plane.BackendEvent) (*plane.Backend, error)

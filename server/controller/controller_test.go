@@ -134,6 +134,19 @@ func (d *fakeDrones) Terminate(_ context.Context, _ string, req plane.TerminateR
 
 func (d *fakeDrones) Drain(context.Context, string, bool) error { return d.refuse }
 
+func (d *fakeDrones) Pull(_ context.Context, droneID, _ string) error {
+	if droneID == "refuses" {
+		return plane.Errorf(plane.EUNAVAILABLE, "no room")
+	}
+	return nil
+}
+
+func (d *fakeDrones) Stats(string) (plane.BackendStats, bool)  { return plane.BackendStats{}, false }
+func (d *fakeDrones) StatsHistory(string) []plane.BackendStats { return nil }
+func (d *fakeDrones) Logs(context.Context, string, bool, func(plane.LogLine) error) error {
+	return nil
+}
+
 func (d *fakeDrones) Apply(_ context.Context, ev plane.BackendEvent) (*plane.Backend, error) {
 	d.applied = append(d.applied, ev)
 	return nil, nil
@@ -258,6 +271,21 @@ func TestDrain(t *testing.T) {
 	dr.refuse = nil
 	if _, err := c.Drain(ctx, alice, "d1", true); err != nil || !st.drones[0].Draining {
 		t.Fatalf("drain: %v, draining %v", err, st.drones[0].Draining)
+	}
+}
+
+func TestPrePull(t *testing.T) {
+	c, st, _, _ := newCore(t)
+	st.drones = []*plane.Drone{
+		{ID: "d1", Status: plane.DroneReady}, {ID: "refuses", Status: plane.DroneReady},
+		{ID: "draining", Status: plane.DroneDraining}, {ID: "lost", Status: plane.DroneLost},
+	}
+	got, err := c.PrePull(context.Background(), &plane.Image{Ref: "plane-demo:latest"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].DroneID != "d1" || got[0].Err != nil || got[1].DroneID != "refuses" || plane.ErrorCodeOf(got[1].Err) != plane.EUNAVAILABLE {
+		t.Fatalf("pulls %+v: want the two ready drones, the second refusing", got)
 	}
 }
 
