@@ -199,30 +199,12 @@ func (s *Server) handleBackendEvents(c echo.Context) error {
 		}
 		return nil
 	}
-	if err := send(b); err != nil {
+	if err := send(b); err != nil || b.Status == plane.StatusTerminated {
 		return nil
 	}
-	ctx := c.Request().Context()
-	keepAlive := time.NewTicker(sseKeepAlive)
-	defer keepAlive.Stop()
-	for b.Status != plane.StatusTerminated {
-		select {
-		case <-ctx.Done():
-			return nil
-		case e, ok := <-ch:
-			if !ok {
-				return nil
-			}
-			b = e.Backend
-			if err := send(b); err != nil {
-				return nil
-			}
-		case <-keepAlive.C:
-			if out.keepAlive() != nil {
-				return nil
-			}
-		}
-	}
+	out.follow(c.Request().Context(), ch, func(e plane.Event) (bool, error) {
+		return e.Backend.Status == plane.StatusTerminated, send(e.Backend)
+	})
 	return nil
 }
 

@@ -1,19 +1,24 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
+
+	"plane"
 )
 
 // sse is an open Server-Sent Events response. Every event of server/ is
 // written by its sendID, so that no text from outside (a backend's log
 // line, say) can start a field of its own.
 type sse struct {
-	w *echo.Response
+	mu sync.Mutex // a stream may be fed by several goroutines
+	w  *echo.Response
 }
 
 func openSSE(c echo.Context) *sse { return &sse{w: startStream(c, "text/event-stream")} }
@@ -39,19 +44,45 @@ func (s *sse) sendID(id, event, data string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.w.Write([]byte(ev)); err != nil {
+	return s.write(ev)
+}
+
+func (s *sse) keepAlive() error { return s.write(": keep-alive\n\n") }
+
+func (s *sse) write(text string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := s.w.Write([]byte(text)); err != nil {
 		return err
 	}
 	s.w.Flush()
 	return nil
 }
 
-func (s *sse) keepAlive() error {
-	if _, err := s.w.Write([]byte(": keep-alive\n\n")); err != nil {
-		return err
+// follow is the loop of every event stream: it hands each change on the
+// bus to handle until the client leaves, the bus closes, or handle says
+// the stream is over (done) or fails to send; a quiet stream gets a
+// keep-alive comment every sseKeepAlive.
+func (s *sse) follow(ctx context.Context, ch <-chan plane.Event, handle func(plane.Event) (done bool, err error)) {
+	keepAlive := time.NewTicker(sseKeepAlive)
+	defer keepAlive.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e, ok := <-ch:
+			if !ok {
+				return
+			}
+			if done, err := handle(e); done || err != nil {
+				return
+			}
+		case <-keepAlive.C:
+			if s.keepAlive() != nil {
+				return
+			}
+		}
 	}
-	s.w.Flush()
-	return nil
 }
 
 // sseKeepAlive is how often an idle stream sends a comment, so proxies keep it.

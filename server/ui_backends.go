@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -138,37 +140,24 @@ func (s *Server) streamRows(c echo.Context, ch <-chan plane.Event, rows func(con
 	if err := send(); err != nil {
 		return nil
 	}
-	keepAlive := time.NewTicker(sseKeepAlive)
-	defer keepAlive.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case _, ok := <-ch:
-			if !ok {
-				return nil
-			}
-			t := time.NewTimer(rowsCoalesce)
-		drain:
-			for {
-				select {
-				case <-ch:
-				case <-t.C:
-					break drain
-				case <-ctx.Done():
-					t.Stop()
-					return nil
+	out.follow(ctx, ch, func(plane.Event) (bool, error) {
+		// Let the rest of a burst come, then render once.
+		t := time.NewTimer(rowsCoalesce)
+		defer t.Stop()
+		for {
+			select {
+			case _, ok := <-ch:
+				if !ok {
+					return true, nil
 				}
-			}
-			if err := send(); err != nil {
-				return nil
-			}
-		case <-keepAlive.C:
-			if err := out.keepAlive(); err != nil {
-				return nil
+			case <-t.C:
+				return false, send()
+			case <-ctx.Done():
+				return true, nil
 			}
 		}
-	}
+	})
+	return nil
 }
 
 // parseEnv reads KEY=value lines.
@@ -269,82 +258,68 @@ const backendStatsEvery = 2 * time.Second
 // change, "stats" every two seconds while it is live, "log" per line.
 func (s *Server) handleBackendStream(c echo.Context) error {
 	ctx, cancel := context.WithCancel(c.Request().Context())
+	var wg sync.WaitGroup
+	defer wg.Wait() // after cancel: nothing writes once the handler returned
 	defer cancel()
 	b := currentBackend(c)
 	csrf, _ := c.Get(csrfKey).(string)
 	ch, unsub := s.Bus.Subscribe(b.ID)
 	defer unsub()
 	out := openSSE(c)
-	lines := make(chan plane.LogLine, 256)
-	go func() {
+	// send writes one rendered event; a failure ends the whole stream.
+	send := func(event string, html string, err error) error {
+		if err == nil {
+			err = out.send(event, html)
+		}
+		if err != nil {
+			cancel()
+		}
+		return err
+	}
+	var cur atomic.Pointer[plane.Backend]
+	sendPanels := func(b *plane.Backend) error {
+		cur.Store(b)
+		html, err := renderString(ctx, web.StatusPanel(csrf, backendPath(b), b))
+		if err = send("status", html, err); err != nil {
+			return err
+		}
+		html, err = renderString(ctx, web.StatsPanel(s.statsView(b)))
+		return send("stats", html, err)
+	}
+	// Read again now that changes are subscribed to, so none falls between.
+	b, err := s.Backends.FindBackendByID(ctx, b.ID)
+	if err != nil || sendPanels(b) != nil {
+		return nil
+	}
+	// Log lines and the live stats panel come on goroutines of their own.
+	wg.Go(func() {
 		err := s.core.Logs(ctx, b.ID, b.Status.Live(), func(l plane.LogLine) error {
-			select {
-			case lines <- l:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
+			html, err := renderString(ctx, web.LogLine(l))
+			return send("log", html, err)
 		})
 		if err != nil && ctx.Err() == nil {
 			s.Logger.Warn("stream logs", "backend", b.ID, "err", err)
 		}
-	}()
-	sendPanels := func(b *plane.Backend) error {
-		html, err := renderString(ctx, web.StatusPanel(csrf, backendPath(b), b))
-		if err == nil {
-			err = out.send("status", html)
-		}
-		if err == nil {
-			html, err = renderString(ctx, web.StatsPanel(s.statsView(b)))
-		}
-		if err == nil {
-			err = out.send("stats", html)
-		}
-		return err
-	}
-	// Read again now that changes are subscribed to, so none falls between.
-	b, err := s.Backends.FindBackendByID(ctx, b.ID)
-	if err != nil {
-		return nil
-	}
-	if sendPanels(b) != nil {
-		return nil
-	}
-	tick := time.NewTicker(backendStatsEvery)
-	defer tick.Stop()
-	keepAlive := time.NewTicker(sseKeepAlive)
-	defer keepAlive.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case e, ok := <-ch:
-			if !ok {
-				return nil
-			}
-			b = e.Backend
-			if sendPanels(b) != nil {
-				return nil
-			}
-		case <-tick.C:
-			if !b.Status.Live() {
-				continue
-			}
-			html, err := renderString(ctx, web.StatsPanel(s.statsView(b)))
-			if err != nil || out.send("stats", html) != nil {
-				return nil
-			}
-		case l := <-lines:
-			html, err := renderString(ctx, web.LogLine(l))
-			if err != nil || out.send("log", html) != nil {
-				return nil
-			}
-		case <-keepAlive.C:
-			if out.keepAlive() != nil {
-				return nil
+	})
+	wg.Go(func() {
+		tick := time.NewTicker(backendStatsEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				if b := cur.Load(); b.Status.Live() {
+					html, err := renderString(ctx, web.StatsPanel(s.statsView(b)))
+					if send("stats", html, err) != nil {
+						return
+					}
+				}
 			}
 		}
-	}
+	})
+	out.follow(ctx, ch, func(e plane.Event) (bool, error) { return false, sendPanels(e.Backend) })
+	return nil
 }
 
 // handleOpenBackend sends the signed-in user to the backend with a fresh
