@@ -139,12 +139,8 @@ func (s *Server) handleCreateImageForm(c echo.Context) error {
 	p := currentProject(c)
 	f := formValues(c, imageFields...)
 	in, err := imageInput(f, false)
-	var img *plane.Image
 	if err == nil {
-		img, err = plane.NewImage(p.ID, in)
-	}
-	if err == nil {
-		err = s.Images.CreateImage(c.Request().Context(), img)
+		_, err = s.core.RegisterImage(c.Request().Context(), actorOf(c), p.ID, in)
 	}
 	if err != nil {
 		if !formError(&f, err, imageFields...) {
@@ -152,7 +148,6 @@ func (s *Server) handleCreateImageForm(c echo.Context) error {
 		}
 		return s.renderImages(c, http.StatusUnprocessableEntity, f, web.ImagesView{})
 	}
-	s.record(c, p.ID, plane.ActionImageCreate, img.Name, img.Ref)
 	return redirect(c, imagesPath(c), "image-created")
 }
 
@@ -207,9 +202,8 @@ func (s *Server) handleUpdateImageForm(c echo.Context) error {
 	}
 	f := formValues(c, imageFields...)
 	in, err := imageInput(f, true)
-	var img *plane.Image
 	if err == nil {
-		img, err = s.Images.UpdateImage(ctx, p.ID, old.Name, in)
+		_, err = s.core.UpdateImage(ctx, actorOf(c), p.ID, old.Name, in)
 	}
 	if err != nil {
 		if !formError(&f, err, imageFields...) {
@@ -217,17 +211,15 @@ func (s *Server) handleUpdateImageForm(c echo.Context) error {
 		}
 		return s.renderImageEdit(c, http.StatusUnprocessableEntity, old.Name, f)
 	}
-	s.record(c, p.ID, plane.ActionImageUpdate, img.Name, imageChanges(old, img))
 	return redirect(c, imagesPath(c), "image-saved")
 }
 
 func (s *Server) handleDeleteImageForm(c echo.Context) error {
 	p := currentProject(c)
 	name := c.Param("name")
-	if err := s.Images.DeleteImage(c.Request().Context(), p.ID, name); err != nil {
+	if err := s.core.DeleteImage(c.Request().Context(), actorOf(c), p.ID, name); err != nil {
 		return err
 	}
-	s.record(c, p.ID, plane.ActionImageDelete, name, "")
 	return redirect(c, imagesPath(c), "image-deleted")
 }
 

@@ -21,6 +21,9 @@ import (
 // plane's services satisfy it.
 type Store interface {
 	FindImage(ctx context.Context, projectID int64, name string) (*plane.Image, error)
+	CreateImage(ctx context.Context, img *plane.Image) error
+	UpdateImage(ctx context.Context, projectID int64, name string, in plane.ImageInput) (*plane.Image, error)
+	DeleteImage(ctx context.Context, projectID int64, name string) error
 	FindBackendByID(ctx context.Context, id string) (*plane.Backend, error)
 	FindBackends(ctx context.Context, filter plane.BackendFilter) ([]*plane.Backend, error)
 	CreateBackend(ctx context.Context, b *plane.Backend) (backend *plane.Backend, created bool, err error)

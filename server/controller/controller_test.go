@@ -45,6 +45,42 @@ func (s *fakeStore) FindImage(_ context.Context, projectID int64, name string) (
 	return nil, plane.Errorf(plane.ENOTFOUND, "image %q not found", name)
 }
 
+func (s *fakeStore) CreateImage(_ context.Context, img *plane.Image) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.images[img.Name]; ok {
+		return plane.FieldErrorf("name", "image %q already exists", img.Name)
+	}
+	s.images[img.Name] = img
+	return nil
+}
+
+func (s *fakeStore) UpdateImage(_ context.Context, projectID int64, name string, in plane.ImageInput) (*plane.Image, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	img, ok := s.images[name]
+	if !ok || img.ProjectID != projectID {
+		return nil, plane.Errorf(plane.ENOTFOUND, "image %q not found", name)
+	}
+	next := *img
+	if err := next.Apply(in); err != nil {
+		return nil, err
+	}
+	delete(s.images, name)
+	s.images[next.Name] = &next
+	return &next, nil
+}
+
+func (s *fakeStore) DeleteImage(_ context.Context, projectID int64, name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if img, ok := s.images[name]; !ok || img.ProjectID != projectID {
+		return plane.Errorf(plane.ENOTFOUND, "image %q not found", name)
+	}
+	delete(s.images, name)
+	return nil
+}
+
 func (s *fakeStore) FindBackendByID(_ context.Context, id string) (*plane.Backend, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -271,6 +307,38 @@ func TestDrain(t *testing.T) {
 	dr.refuse = nil
 	if _, err := c.Drain(ctx, alice, "d1", true); err != nil || !st.drones[0].Draining {
 		t.Fatalf("drain: %v, draining %v", err, st.drones[0].Draining)
+	}
+}
+
+func TestImages(t *testing.T) {
+	ctx := context.Background()
+	c, st, _, _ := newCore(t)
+	name, ref, port := "app", "registry.example/app:1", 9000
+	if _, err := c.RegisterImage(ctx, alice, 1, plane.ImageInput{Name: &name}); plane.ErrorCodeOf(err) != plane.EINVALID {
+		t.Fatalf("register without a ref: %v", err)
+	}
+	img, err := c.RegisterImage(ctx, alice, 1, plane.ImageInput{Name: &name, Ref: &ref})
+	if err != nil || img.Ref != ref || img.MaxIdleSeconds != plane.DefaultIdleSeconds {
+		t.Fatalf("register: %+v, %v", img, err)
+	}
+	if got := st.activity(plane.ActionImageCreate); got != "alice@example.com app "+ref {
+		t.Fatalf("activity %q", got)
+	}
+	idle := 30
+	if _, err := c.UpdateImage(ctx, alice, 1, "app", plane.ImageInput{Port: &port, LimitsInput: plane.LimitsInput{MaxIdleSeconds: &idle}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := st.activity(plane.ActionImageUpdate); got != "alice@example.com app changed port, max_idle_seconds" {
+		t.Fatalf("activity %q", got)
+	}
+	if _, err := c.UpdateImage(ctx, alice, 1, "app", plane.ImageInput{}); err != nil || st.activity(plane.ActionImageUpdate) != "alice@example.com app no change" {
+		t.Fatalf("update without a change: %v, activity %q", err, st.activity(plane.ActionImageUpdate))
+	}
+	if _, err := c.UpdateImage(ctx, alice, 2, "app", plane.ImageInput{Port: &port}); plane.ErrorCodeOf(err) != plane.ENOTFOUND {
+		t.Fatalf("another project's image: %v", err)
+	}
+	if err := c.DeleteImage(ctx, alice, 1, "app"); err != nil || st.activity(plane.ActionImageDelete) != "alice@example.com app " {
+		t.Fatalf("delete: %v, activity %q", err, st.activity(plane.ActionImageDelete))
 	}
 }
 
