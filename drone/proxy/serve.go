@@ -198,30 +198,37 @@ func (cn *conn) relay(rt *route, r Route, u *upstream, ex *exchange) (keep bool,
 	default:
 		err = copyUntilEOF(cn.bw, u.br)
 	}
-	if ferr := cn.bw.Flush(); err == nil {
-		err = ferr
-	}
 	if ex.body != nil {
 		if !ex.consumed.Load() {
 			// The backend answered before the request body ended: neither
-			// connection can carry another request.
-			u.conn.Close()
-			cn.finishBody(ex)
-			return false, nil
+			// connection can carry another request, unless the body's last
+			// bytes were being read just now.
+			if berr := cn.finishBody(ex); berr != nil || !ex.consumed.Load() {
+				u.conn.Close()
+				cn.bw.Flush()
+				return false, nil
+			}
 		}
 		// The body was read in full (the backend answered after it got it,
 		// as a rule); its last bytes may still be on their way out.
 		_ = u.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		if berr := cn.finishBody(ex); berr != nil {
+		if berr := cn.finishBody(ex); berr != nil && err == nil {
 			err = berr
 		}
 		_ = u.conn.SetWriteDeadline(time.Time{})
 	}
 	if err != nil || untilEOF || resp.connClose {
 		u.conn.Close()
+		cn.bw.Flush()
 		return false, nil
 	}
+	// The backend's connection is free before the client has the last
+	// bytes, so that the client's next request, on this connection or
+	// another, finds it in the pool.
 	rt.putUpstream(u)
+	if cn.bw.Flush() != nil {
+		return false, nil
+	}
 	return keep, nil
 }
 
