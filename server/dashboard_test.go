@@ -84,7 +84,7 @@ func newDash(t testing.TB, edits ...func(*server.Config)) *dash {
 		edit(&cfg)
 	}
 	s := server.New(cfg)
-	d.OnBackend = s.NotifyBackend
+	d.Applier = s.Core()
 	hs := httptest.NewServer(s.Handler())
 	t.Cleanup(hs.Close)
 	return &dash{t: t, db: db, s: s, nc: nc, url: hs.URL}

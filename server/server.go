@@ -151,11 +151,9 @@ func ipExtractor(trusted []netip.Prefix) echo.IPExtractor {
 // Handler returns the application as an http.Handler.
 func (s *Server) Handler() http.Handler { return s.echo }
 
-// NotifyBackend records a backend's new state in the metrics and publishes
-// it on the bus, for waiters, event streams and live tables here and on the
-// other controllers; the dispatcher calls it after each stored status
-// change.
-func (s *Server) NotifyBackend(b *plane.Backend) { s.core.BackendChanged(b) }
+// Core is the controller's use-cases the server calls; the dispatcher
+// applies the drones' status changes through it.
+func (s *Server) Core() *controller.Core { return s.core }
 
 // Open listens on addr (":0" works) and serves in the background.
 func (s *Server) Open(addr string) error {

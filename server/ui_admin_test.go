@@ -196,7 +196,7 @@ func TestAdminBackends(t *testing.T) {
 		t.Fatalf("first event %q", ev)
 	}
 	bs, _ := d.db.FindBackends(context.Background(), plane.BackendFilter{ProjectID: &pr.ID})
-	if _, err := d.s.Dispatch.Apply(context.Background(), plane.BackendEvent{BackendID: bs[0].ID, DroneID: "d1", Status: plane.StatusTerminated, Reason: plane.ReasonRequested, Time: time.Now()}); err != nil {
+	if _, _, err := d.s.Core().ApplyBackendEvent(context.Background(), plane.BackendEvent{BackendID: bs[0].ID, DroneID: "d1", Status: plane.StatusTerminated, Reason: plane.ReasonRequested, Time: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	if ev := next(); !strings.Contains(ev, "no-backends") {

@@ -138,7 +138,7 @@ func TestBackendsStream(t *testing.T) {
 	if !strings.Contains(ev, `data-backend="`+bs[0].ID+`"`) || !strings.Contains(ev, "scheduled") {
 		t.Fatalf("after spawn %q", ev)
 	}
-	if _, err := d.s.Dispatch.Apply(context.Background(), plane.BackendEvent{BackendID: bs[0].ID, DroneID: "d1", Status: plane.StatusLoading, Time: time.Now()}); err != nil {
+	if _, _, err := d.s.Core().ApplyBackendEvent(context.Background(), plane.BackendEvent{BackendID: bs[0].ID, DroneID: "d1", Status: plane.StatusLoading, Time: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	if ev := next(); !strings.Contains(ev, `data-status="loading"`) {
@@ -153,7 +153,7 @@ func TestBackendPage(t *testing.T) {
 	bk := bs[0]
 	t0 := bk.CreatedAt
 	for i, st := range []plane.BackendStatus{plane.StatusLoading, plane.StatusStarting, plane.StatusWaiting, plane.StatusReady} {
-		if _, err := d.s.Dispatch.Apply(context.Background(), plane.BackendEvent{BackendID: bk.ID, DroneID: "d1", Status: st, Time: t0.Add(time.Duration(i+1) * 100 * time.Millisecond)}); err != nil {
+		if _, _, err := d.s.Core().ApplyBackendEvent(context.Background(), plane.BackendEvent{BackendID: bk.ID, DroneID: "d1", Status: st, Time: t0.Add(time.Duration(i+1) * 100 * time.Millisecond)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -203,7 +203,7 @@ func TestBackendPage(t *testing.T) {
 	if acts[0].Action != plane.ActionBackendTerminate || acts[0].Detail != "hard" {
 		t.Errorf("activity %+v", acts[0])
 	}
-	if _, err := d.s.Dispatch.Apply(context.Background(), plane.BackendEvent{BackendID: bk.ID, DroneID: "d1", Status: plane.StatusTerminated, Reason: plane.ReasonRequested, Time: time.Now()}); err != nil {
+	if _, _, err := d.s.Core().ApplyBackendEvent(context.Background(), plane.BackendEvent{BackendID: bk.ID, DroneID: "d1", Status: plane.StatusTerminated, Reason: plane.ReasonRequested, Time: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	p = b.get(path)

@@ -186,7 +186,7 @@ func TestDeleteProject(t *testing.T) {
 		t.Fatalf("delete with a live backend: %d %q", p.status(), p.text(testid("form-error")))
 	}
 	bs, _ := d.db.FindBackends(context.Background(), plane.BackendFilter{ProjectID: &pr.ID})
-	_, _ = d.s.Dispatch.Apply(context.Background(), plane.BackendEvent{BackendID: bs[0].ID, DroneID: "d1", Status: plane.StatusTerminated, Reason: plane.ReasonRequested, Time: bs[0].CreatedAt.Add(1)})
+	_, _, _ = d.s.Core().ApplyBackendEvent(context.Background(), plane.BackendEvent{BackendID: bs[0].ID, DroneID: "d1", Status: plane.StatusTerminated, Reason: plane.ReasonRequested, Time: bs[0].CreatedAt.Add(1)})
 	if p := ada.post(base+"/delete", nil); p.status() != http.StatusSeeOther {
 		t.Fatalf("delete: %d", p.status())
 	}

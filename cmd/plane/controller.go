@@ -117,7 +117,7 @@ func OpenController(ctx context.Context, cfg ControllerConfig) (c *Controller, e
 		Ready:           c.ready,
 		Logger:          cfg.Logger,
 	})
-	c.Dispatch.OnBackend = c.Server.NotifyBackend
+	c.Dispatch.Applier = c.Server.Core()
 	if err := c.Dispatch.Open(ctx); err != nil {
 		return nil, err
 	}
@@ -283,8 +283,8 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 	trustedProxiesFlag(fs, &cfg)
 	backendURL := fs.String("backend-url", "", "backend URL pattern with {id}; default https://{id}.<domain>/")
 	fs.DurationVar(&cfg.ConnectTokenTTL, "connect-token-ttl", plane.DefaultConnectTokenTTL, "how long a backend's connect URL works")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	if err := parseFlags(fs, args); err != nil {
+	log, err := parseWithLogger(fs, args, stderr)
+	if err != nil {
 		return err
 	}
 	if cfg.Domain == "" {
@@ -297,10 +297,6 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if cfg.BackendURL == "" {
 		cfg.BackendURL = "https://{id}." + cfg.Domain + "/"
 	}
-	log, err := newLogger(stderr, *logLevel)
-	if err != nil {
-		return err
-	}
 	cfg.Logger = log
 	c, err := OpenController(ctx, cfg)
 	if err != nil {
@@ -310,6 +306,16 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 	<-ctx.Done()
 	log.Info("shutting down")
 	return nil
+}
+
+// parseWithLogger parses args as parseFlags does, with the --log-level flag
+// of every long-running command, and returns the logger it asks for.
+func parseWithLogger(fs *flag.FlagSet, args []string, stderr io.Writer) (*slog.Logger, error) {
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := parseFlags(fs, args); err != nil {
+		return nil, err
+	}
+	return newLogger(stderr, *level)
 }
 
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {

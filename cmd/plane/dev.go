@@ -34,11 +34,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&dc.ID, "id", "dev", "the drone's id; its containers carry it as a label")
 	var images imageFlags
 	fs.Var(&images, "image", "register image NAME=REF in project default when absent (repeatable)")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	log, err := newLogger(stderr, *logLevel)
+	log, err := parseWithLogger(fs, args, stderr)
 	if err != nil {
 		return err
 	}

@@ -310,11 +310,7 @@ func runDrone(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&cfg.NATSURL, "nats", nats.DefaultURL, "NATS server URL")
 	fs.StringVar(&cfg.NATSCreds, "nats-creds", "", "NATS credentials file")
 	droneFlags(fs, &cfg)
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	log, err := newLogger(stderr, *logLevel)
+	log, err := parseWithLogger(fs, args, stderr)
 	if err != nil {
 		return err
 	}

@@ -27,6 +27,7 @@ type Store interface {
 	FindBackendByID(ctx context.Context, id string) (*plane.Backend, error)
 	FindBackends(ctx context.Context, filter plane.BackendFilter) ([]*plane.Backend, error)
 	CreateBackend(ctx context.Context, b *plane.Backend) (backend *plane.Backend, created bool, err error)
+	ApplyBackendEvent(ctx context.Context, ev plane.BackendEvent) (b *plane.Backend, applied bool, err error)
 	CountLiveBackendsByDrone(ctx context.Context) (map[string]int, error)
 	FindDrones(ctx context.Context) ([]*plane.Drone, error)
 	FindDroneByID(ctx context.Context, id string) (*plane.Drone, error)
@@ -49,9 +50,6 @@ type Dispatcher interface {
 	Stats(backendID string) (plane.BackendStats, bool)
 	StatsHistory(backendID string) []plane.BackendStats
 	Logs(ctx context.Context, backendID string, follow bool, fn func(plane.LogLine) error) error
-	// Apply stores a status change; applied is false for one the store
-	// already had (or an older one).
-	Apply(ctx context.Context, ev plane.BackendEvent) (*plane.Backend, error)
 }
 
 // Metrics records what the core does (Prometheus, in server).
@@ -128,7 +126,7 @@ func (c *Core) Spawn(ctx context.Context, actor plane.Actor, projectID int64, re
 		return Spawned{Backend: b}, err
 	}
 	c.spawned("spawned")
-	c.BackendChanged(b)
+	c.backendChanged(b)
 	c.Record(ctx, actor, b.ProjectID, plane.ActionBackendSpawn, b.ID, "image "+b.Image)
 
 	spec := plane.SpawnSpec{
@@ -139,7 +137,7 @@ func (c *Core) Spawn(ctx context.Context, actor plane.Actor, projectID int64, re
 		// Record why, so the backend does not stay scheduled and frees its key.
 		msg := fmt.Sprintf("drone %s did not accept the backend: %s", drone.ID, plane.ErrorMessageOf(err))
 		ev := plane.BackendEvent{BackendID: b.ID, DroneID: drone.ID, Status: plane.StatusTerminated, Time: time.Now(), Reason: plane.ReasonFailed, Error: msg}
-		if _, aerr := c.Dispatch.Apply(context.WithoutCancel(ctx), ev); aerr != nil {
+		if _, _, aerr := c.ApplyBackendEvent(context.WithoutCancel(ctx), ev); aerr != nil {
 			c.logger().Error("record failed dispatch", "backend", b.ID, "err", aerr)
 		}
 		c.logger().Warn("dispatch failed", "backend", b.ID, "drone", drone.ID, "err", err)
@@ -255,10 +253,23 @@ func (c *Core) Terminate(ctx context.Context, actor plane.Actor, b *plane.Backen
 	return nil
 }
 
-// BackendChanged records a backend's new state in the metrics and publishes
+// ApplyBackendEvent stores a backend's status change (from its drone, the
+// liveness sweep or a failed dispatch) and, when it moves the backend
+// forward, records it in the metrics and publishes it on the bus. The
+// dispatcher calls it for every change of the status stream.
+func (c *Core) ApplyBackendEvent(ctx context.Context, ev plane.BackendEvent) (*plane.Backend, bool, error) {
+	b, applied, err := c.Store.ApplyBackendEvent(ctx, ev)
+	if err != nil || !applied {
+		return b, applied, err
+	}
+	c.backendChanged(b)
+	return b, true, nil
+}
+
+// backendChanged records a backend's new state in the metrics and publishes
 // it on the bus, for waiters, event streams and live tables here and on the
-// other controllers. The dispatcher calls it after each stored change.
-func (c *Core) BackendChanged(b *plane.Backend) {
+// other controllers.
+func (c *Core) backendChanged(b *plane.Backend) {
 	if c.Metrics != nil {
 		c.Metrics.BackendChanged(b)
 	}

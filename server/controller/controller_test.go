@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -114,6 +115,24 @@ func (s *fakeStore) CreateBackend(_ context.Context, b *plane.Backend) (*plane.B
 	return b, true, nil
 }
 
+// ApplyBackendEvent moves a live backend to a later status; anything else
+// is not applied.
+func (s *fakeStore) ApplyBackendEvent(_ context.Context, ev plane.BackendEvent) (*plane.Backend, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, ok := s.backends[ev.BackendID]
+	if !ok {
+		return nil, false, plane.Errorf(plane.ENOTFOUND, "backend %q not found", ev.BackendID)
+	}
+	if !b.Status.Live() || ev.Status == b.Status {
+		cp := *b
+		return &cp, false, nil
+	}
+	b.Status, b.TerminationReason, b.Error = ev.Status, ev.Reason, ev.Error
+	cp := *b
+	return &cp, true, nil
+}
+
 func (s *fakeStore) CountLiveBackendsByDrone(context.Context) (map[string]int, error) {
 	return map[string]int{}, nil
 }
@@ -155,7 +174,6 @@ type fakeDrones struct {
 	refuse  error
 	spawned []plane.SpawnSpec
 	stopped []plane.TerminateRequest
-	applied []plane.BackendEvent
 }
 
 func (d *fakeDrones) Spawn(_ context.Context, _ string, spec plane.SpawnSpec) error {
@@ -183,15 +201,13 @@ func (d *fakeDrones) Logs(context.Context, string, bool, func(plane.LogLine) err
 	return nil
 }
 
-func (d *fakeDrones) Apply(_ context.Context, ev plane.BackendEvent) (*plane.Backend, error) {
-	d.applied = append(d.applied, ev)
-	return nil, nil
+type fakeMetrics struct {
+	outcomes []string
+	changed  []plane.BackendStatus
 }
 
-type fakeMetrics struct{ outcomes []string }
-
-func (m *fakeMetrics) Spawned(o string)              { m.outcomes = append(m.outcomes, o) }
-func (m *fakeMetrics) BackendChanged(*plane.Backend) {}
+func (m *fakeMetrics) Spawned(o string)                { m.outcomes = append(m.outcomes, o) }
+func (m *fakeMetrics) BackendChanged(b *plane.Backend) { m.changed = append(m.changed, b.Status) }
 
 func newCore(t *testing.T) (*controller.Core, *fakeStore, *fakeDrones, *fakeMetrics) {
 	st, dr, m := newStore(), &fakeDrones{}, &fakeMetrics{}
@@ -259,14 +275,18 @@ func TestSpawn(t *testing.T) {
 		}
 	})
 	t.Run("a drone that refuses leaves the backend failed", func(t *testing.T) {
-		c, _, dr, _ := newCore(t)
+		c, st, dr, m := newCore(t)
 		dr.refuse = plane.Errorf(plane.EUNAVAILABLE, "full")
 		_, err := c.Spawn(ctx, alice, 1, plane.SpawnRequest{Image: "demo"})
 		if plane.ErrorCodeOf(err) != plane.EUNAVAILABLE {
 			t.Fatalf("err %v", err)
 		}
-		if len(dr.applied) != 1 || dr.applied[0].Status != plane.StatusTerminated || dr.applied[0].Reason != plane.ReasonFailed {
-			t.Fatalf("applied %+v", dr.applied)
+		b := st.backends["b1"]
+		if b == nil || b.Status != plane.StatusTerminated || b.TerminationReason != plane.ReasonFailed || !strings.Contains(b.Error, "full") {
+			t.Fatalf("stored %+v", b)
+		}
+		if !slices.Equal(m.changed, []plane.BackendStatus{plane.StatusScheduled, plane.StatusTerminated}) {
+			t.Fatalf("metrics saw %v", m.changed)
 		}
 	})
 }
@@ -363,11 +383,9 @@ func TestWaitSettled(t *testing.T) {
 	st.backends["b"] = &plane.Backend{ID: "b", ProjectID: 1, Status: plane.StatusStarting}
 	go func() {
 		time.Sleep(20 * time.Millisecond) // after WaitSettled subscribed, as a rule; the re-read covers the rest
-		ready := &plane.Backend{ID: "b", ProjectID: 1, Status: plane.StatusReady}
-		st.mu.Lock()
-		st.backends["b"] = ready
-		st.mu.Unlock()
-		c.BackendChanged(ready)
+		if _, applied, err := c.ApplyBackendEvent(ctx, plane.BackendEvent{BackendID: "b", Status: plane.StatusReady}); err != nil || !applied {
+			t.Errorf("apply: %v, %v", applied, err)
+		}
 	}()
 	got, err := c.WaitSettled(ctx, &plane.Backend{ID: "b", Status: plane.StatusStarting})
 	if err != nil || got.Status != plane.StatusReady {
@@ -380,5 +398,43 @@ func TestWaitSettled(t *testing.T) {
 	got, err = c.WaitSettled(ctx, &plane.Backend{ID: "slow", Status: plane.StatusLoading})
 	if err != nil || got.Status != plane.StatusLoading {
 		t.Fatalf("WaitSettled timed out: %+v, %v", got, err)
+	}
+}
+
+func TestApplyBackendEvent(t *testing.T) {
+	ctx := context.Background()
+	c, st, _, m := newCore(t)
+	st.backends["b"] = &plane.Backend{ID: "b", ProjectID: 1, Status: plane.StatusStarting}
+	ch, cancel := c.Bus.Subscribe(plane.TopicProject(1))
+	defer cancel()
+	for _, tc := range []struct {
+		status  plane.BackendStatus
+		applied bool
+	}{
+		{plane.StatusReady, true},
+		{plane.StatusReady, false}, // a repeat: neither metrics nor the bus hear of it
+		{plane.StatusTerminated, true},
+		{plane.StatusReady, false}, // after the end
+	} {
+		b, applied, err := c.ApplyBackendEvent(ctx, plane.BackendEvent{BackendID: "b", Status: tc.status})
+		if err != nil || applied != tc.applied || b.Status == "" {
+			t.Fatalf("apply %s: %+v, %v, %v; want applied %v", tc.status, b, applied, err, tc.applied)
+		}
+	}
+	for _, want := range []plane.BackendStatus{plane.StatusReady, plane.StatusTerminated} {
+		if e := <-ch; e.Backend.Status != want {
+			t.Fatalf("bus: %s, want %s", e.Backend.Status, want)
+		}
+	}
+	select {
+	case e := <-ch:
+		t.Fatalf("bus carried a change not applied: %+v", e.Backend)
+	default:
+	}
+	if !slices.Equal(m.changed, []plane.BackendStatus{plane.StatusReady, plane.StatusTerminated}) {
+		t.Fatalf("metrics saw %v", m.changed)
+	}
+	if _, _, err := c.ApplyBackendEvent(ctx, plane.BackendEvent{BackendID: "nope", Status: plane.StatusReady}); plane.ErrorCodeOf(err) != plane.ENOTFOUND {
+		t.Fatalf("unknown backend: %v", err)
 	}
 }

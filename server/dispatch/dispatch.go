@@ -25,14 +25,23 @@ import (
 	"plane"
 )
 
+// Applier stores a backend's status change; applied is false for one the
+// store already had (or an older one).
+type Applier interface {
+	ApplyBackendEvent(ctx context.Context, ev plane.BackendEvent) (b *plane.Backend, applied bool, err error)
+}
+
 // Dispatcher connects the controller to its drones.
 type Dispatcher struct {
 	NC       *nats.Conn
 	Backends plane.BackendService
 	Drones   plane.DroneService
 	Logger   *slog.Logger
-	// OnBackend is called after every status change stored from the stream.
-	OnBackend func(*plane.Backend)
+	// Applier stores the status changes of the stream and of the liveness
+	// sweep: the controller core, which also records them in the metrics
+	// and publishes them on the event bus. Nil: Backends, which only
+	// stores them.
+	Applier Applier
 	// RequestTimeout bounds a request to a drone (default 5 s).
 	RequestTimeout time.Duration
 	Now            func() time.Time

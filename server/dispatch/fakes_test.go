@@ -266,3 +266,18 @@ func wait[T any](t *testing.T, ch <-chan T, what string) T {
 		panic("unreachable")
 	}
 }
+
+// notifier stores status changes in the store and calls fn with each one
+// it applied, as the controller core does when it publishes them.
+type notifier struct {
+	Applier
+	fn func(*plane.Backend)
+}
+
+func (n notifier) ApplyBackendEvent(ctx context.Context, ev plane.BackendEvent) (*plane.Backend, bool, error) {
+	b, applied, err := n.Applier.ApplyBackendEvent(ctx, ev)
+	if applied {
+		n.fn(b)
+	}
+	return b, applied, err
+}

@@ -103,17 +103,18 @@ func (d *Dispatcher) handleStatus(msg jetstream.Msg) {
 	}
 }
 
-// Apply records a status change and tells OnBackend.
+// Apply records a status change through the Applier.
 func (d *Dispatcher) Apply(ctx context.Context, ev plane.BackendEvent) (*plane.Backend, error) {
-	b, applied, err := d.Backends.ApplyBackendEvent(ctx, ev)
+	var a Applier = d.Backends
+	if d.Applier != nil {
+		a = d.Applier
+	}
+	b, applied, err := a.ApplyBackendEvent(ctx, ev)
 	if err != nil {
 		return nil, err
 	}
 	if applied && b.Status == plane.StatusTerminated {
 		d.stats.forget(b.ID)
-	}
-	if applied && d.OnBackend != nil {
-		d.OnBackend(b)
 	}
 	return b, nil
 }

@@ -55,17 +55,17 @@ func TestHandleStatus(t *testing.T) {
 			st.applyErr = tc.applyErr
 			d, _ := newDispatcher(st, nil)
 			var notified []*plane.Backend
-			d.OnBackend = func(b *plane.Backend) { notified = append(notified, b) }
+			d.Applier = notifier{st, func(b *plane.Backend) { notified = append(notified, b) }}
 			m := &jsMsg{data: msg(t, tc.data).Data}
 			d.handleStatus(m)
 			if len(m.settled) != 1 || m.settled[0] != tc.settled {
 				t.Errorf("settled %v, want [%s]", m.settled, tc.settled)
 			}
 			if tc.notified != (len(notified) == 1) || len(notified) > 1 {
-				t.Errorf("OnBackend called %d times, want notified=%v", len(notified), tc.notified)
+				t.Errorf("%d changes applied, want notified=%v", len(notified), tc.notified)
 			}
 			if tc.notified && notified[0].Status != plane.StatusReady {
-				t.Errorf("OnBackend got status %s", notified[0].Status)
+				t.Errorf("applied status %s", notified[0].Status)
 			}
 		})
 	}
@@ -79,7 +79,7 @@ func TestStatusConsumer(t *testing.T) {
 	st := newStore([]*plane.Backend{{ID: "a", DroneID: "d1", Status: plane.StatusStarting}}, nil)
 	d, _ := newDispatcher(st, nc)
 	notified := make(chan *plane.Backend, 10)
-	d.OnBackend = func(b *plane.Backend) { notified <- b }
+	d.Applier = notifier{st, func(b *plane.Backend) { notified <- b }}
 	if err := d.Open(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func TestStatusConsumer(t *testing.T) {
 	}
 	for _, want := range []plane.BackendStatus{plane.StatusReady, plane.StatusTerminated} {
 		if b := wait(t, notified, "status change"); b.Status != want {
-			t.Fatalf("OnBackend got %s, want %s", b.Status, want)
+			t.Fatalf("applied %s, want %s", b.Status, want)
 		}
 	}
 	cons, err := js.Consumer(t.Context(), plane.StreamStatus, plane.ConsumerStatus)
@@ -128,7 +128,7 @@ func TestStatusConsumer(t *testing.T) {
 	}
 	select {
 	case b := <-notified:
-		t.Errorf("unexpected OnBackend(%s)", b.Status)
+		t.Errorf("unexpected change to %s", b.Status)
 	default:
 	}
 }

@@ -30,7 +30,7 @@ func TestSweep(t *testing.T) {
 	})
 	d, _ := newDispatcher(st, nil)
 	var notified []string
-	d.OnBackend = func(b *plane.Backend) { notified = append(notified, b.ID) }
+	d.Applier = notifier{st, func(b *plane.Backend) { notified = append(notified, b.ID) }}
 	d.stats.add(plane.BackendStats{BackendID: "lost1"}, t0)
 
 	if err := d.Sweep(t.Context()); err != nil {
@@ -62,7 +62,7 @@ func TestSweep(t *testing.T) {
 		t.Errorf("a backend terminated before the sweep changed reason to %s", b.TerminationReason)
 	}
 	if len(notified) != 2 {
-		t.Errorf("OnBackend called for %v, want lost1 and lost2", notified)
+		t.Errorf("applied changes to %v, want lost1 and lost2", notified)
 	}
 	if _, ok := d.Stats("lost1"); ok {
 		t.Error("a lost backend kept its stats")
