@@ -163,10 +163,10 @@ var layoutRules = []layoutRule{
 		sourceOnly: true,
 	},
 	{
-		name: "server/controller (the use-cases) imports plane, the scheduler and the event bus of the repo: no HTTP, no SQL",
+		name: "server/controller (the use-cases) imports plane, auth, the scheduler and the event bus of the repo: no HTTP, no SQL",
 		pkgs: []string{"server/controller/..."},
 		allowed: func(pkg, imp string) bool {
-			return repoOnly(".", "server/scheduler", "server/bus")(pkg, imp) && !strings.HasPrefix(imp, "github.com/labstack/") &&
+			return repoOnly(".", "auth", "server/scheduler", "server/bus")(pkg, imp) && !strings.HasPrefix(imp, "github.com/labstack/") &&
 				imp != "database/sql" && !strings.HasPrefix(imp, "github.com/nats-io/")
 		},
 	},

@@ -18,6 +18,10 @@ const (
 // AllScopes is what a token gets unless told otherwise.
 var AllScopes = []Scope{ScopeBackendsRead, ScopeBackendsWrite, ScopeImagesRead, ScopeImagesWrite}
 
+// TokenLifetimeDays are the lifetimes a new token may have, in days,
+// besides none (a token that does not expire).
+var TokenLifetimeDays = []int{1, 7, 30, 90}
+
 // Valid reports whether s is a known scope.
 func (s Scope) Valid() bool {
 	for _, v := range AllScopes {

@@ -109,6 +109,10 @@ func New(cfg Config) *Server {
 		Store: store{cfg.Images, cfg.Backends, cfg.Drones}, Activity: cfg.Activity,
 		Dispatch: cfg.Dispatch, Bus: s.Bus, Metrics: s.metrics, WaitTimeout: cfg.WaitTimeout, Logger: cfg.Logger,
 		URLPattern: cfg.BackendURL, ConnectKey: cfg.ConnectKey, ConnectTokenTTL: cfg.ConnectTokenTTL,
+		Logins: cfg.LoginLimiter,
+	}
+	if cfg.Users != nil {
+		s.core.Accounts = accounts{cfg.Users, cfg.Teams, cfg.Projects, cfg.Tokens}
 	}
 	s.echo.HideBanner = true
 	s.echo.HidePort = true
@@ -124,6 +128,14 @@ type store struct {
 	plane.ImageService
 	plane.BackendService
 	plane.DroneService
+}
+
+// accounts is the services of Config as the controller core's account store.
+type accounts struct {
+	plane.UserService
+	plane.TeamService
+	plane.ProjectService
+	plane.TokenService
 }
 
 // ipExtractor finds a request's client address. Echo's default believes

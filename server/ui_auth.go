@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"math"
 	"net/http"
 	"net/url"
@@ -13,6 +14,7 @@ import (
 
 	"plane"
 	"plane/auth"
+	"plane/server/controller"
 	"plane/web"
 )
 
@@ -70,18 +72,7 @@ func (s *Server) handleSignup(c echo.Context) error {
 	ctx := c.Request().Context()
 	f := formValues(c, "name", "email")
 	next := c.FormValue("next")
-	pw := c.FormValue("password")
-	u := &plane.User{Name: strings.TrimSpace(f.Value("name"))}
-	var err error
-	if u.Email, err = plane.ValidateEmail(f.Value("email")); err == nil {
-		if err = plane.ValidatePassword(pw); err == nil {
-			if len(u.Name) > 100 {
-				err = plane.FieldErrorf("name", "use at most 100 characters")
-			} else if u.PasswordHash, err = auth.HashPassword(pw); err == nil {
-				err = s.Users.CreateUser(ctx, u)
-			}
-		}
-	}
+	u, err := s.core.SignUp(ctx, controller.SignUp{Name: f.Value("name"), Email: f.Value("email"), Password: c.FormValue("password")})
 	if err != nil {
 		if !formError(&f, err, "name", "email", "password") {
 			return err
@@ -95,7 +86,6 @@ func (s *Server) handleSignup(c echo.Context) error {
 	if err := s.signIn(c, u); err != nil {
 		return err
 	}
-	s.Logger.Info("user signed up", "user", u.ID, "admin", u.Admin)
 	return redirect(c, safeNext(next), "welcome")
 }
 
@@ -125,38 +115,20 @@ func (s *Server) handleLoginPage(c echo.Context) error {
 }
 
 func (s *Server) handleLogin(c echo.Context) error {
-	ctx := c.Request().Context()
 	f := formValues(c, "email")
 	next := c.FormValue("next")
-	email := strings.ToLower(strings.TrimSpace(f.Value("email")))
-	now := time.Now()
-	// Limit by address and by client, so neither one account nor one
-	// client can try passwords quickly.
-	keys := []string{"email:" + email, "ip:" + c.RealIP()}
-	for _, k := range keys {
-		if ok, wait := s.LoginLimiter.Allow(k, now); !ok {
-			f.Errors[""] = "Too many failed attempts. Try again in " + web.Duration(wait.Round(time.Second)) + "."
-			c.Response().Header().Set("Retry-After", itoaDur(wait))
-			return render(c, http.StatusTooManyRequests, web.Login(s.page(c, "Log in", ""), f, next))
-		}
-	}
-	u, err := s.Users.FindUserByEmail(ctx, email)
-	if err != nil && plane.ErrorCodeOf(err) != plane.ENOTFOUND {
-		return err
-	}
-	hash := ""
-	if u != nil {
-		hash = u.PasswordHash
-	}
-	if !auth.CheckPassword(hash, c.FormValue("password")) || u == nil {
-		for _, k := range keys {
-			s.LoginLimiter.Fail(k, now)
-		}
+	u, err := s.core.LogIn(c.Request().Context(), f.Value("email"), c.FormValue("password"), c.RealIP())
+	var many controller.TooManyAttempts
+	switch {
+	case errors.As(err, &many):
+		f.Errors[""] = "Too many failed attempts. Try again in " + web.Duration(many.Wait.Round(time.Second)) + "."
+		c.Response().Header().Set("Retry-After", itoaDur(many.Wait))
+		return render(c, http.StatusTooManyRequests, web.Login(s.page(c, "Log in", ""), f, next))
+	case plane.ErrorCodeOf(err) == plane.EUNAUTHORIZED:
 		f.Errors[""] = "Wrong email or password."
 		return render(c, http.StatusUnauthorized, web.Login(s.page(c, "Log in", ""), f, next))
-	}
-	for _, k := range keys {
-		s.LoginLimiter.Reset(k)
+	case err != nil:
+		return err
 	}
 	if err := s.signIn(c, u); err != nil {
 		return err
@@ -214,7 +186,7 @@ func (s *Server) findInvite(ctx context.Context, secret string) (*plane.Invite, 
 }
 
 func (s *Server) handleAcceptInvite(c echo.Context) error {
-	m, err := s.Teams.AcceptInvite(c.Request().Context(), auth.HashSecret(c.Param("secret")), currentUser(c).ID, time.Now())
+	m, err := s.core.AcceptInvite(c.Request().Context(), actor(c), c.Param("secret"))
 	if err != nil {
 		if code := plane.ErrorCodeOf(err); code == plane.ENOTFOUND || code == plane.ECONFLICT {
 			return render(c, http.StatusGone, web.InvitePage(s.page(c, "Join a team", ""),

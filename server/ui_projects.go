@@ -4,12 +4,10 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"plane"
-	"plane/auth"
 	"plane/web"
 )
 
@@ -120,45 +118,24 @@ func (s *Server) renderProjects(c echo.Context, status int, pf, tf web.Form) err
 }
 
 func (s *Server) handleCreateProject(c echo.Context) error {
-	ctx := c.Request().Context()
 	f := formValues(c, "team_id", "name")
 	f.Values["name"] = strings.TrimSpace(f.Value("name"))
 	teamID, _ := strconv.ParseInt(f.Value("team_id"), 10, 64)
-	var err error
-	if _, merr := s.Teams.FindMember(ctx, teamID, currentUser(c).ID); merr != nil {
-		if plane.ErrorCodeOf(merr) != plane.ENOTFOUND {
-			return merr
-		}
-		err = plane.FieldErrorf("team_id", "choose one of your teams")
-	}
-	p := &plane.Project{TeamID: teamID, Name: f.Value("name")}
-	if err == nil {
-		err = s.Projects.CreateProject(ctx, p)
-	}
+	p, err := s.core.CreateProject(c.Request().Context(), actor(c), teamID, f.Value("name"))
 	if err != nil {
 		if !formError(&f, err, "team_id", "name") {
 			return err
 		}
 		return s.renderProjects(c, http.StatusUnprocessableEntity, f, web.NewForm())
 	}
-	s.record(c, p.ID, plane.ActionProjectCreate, p.Name, "")
 	return redirect(c, web.ProjectPath(p.ID)+"/images", "")
 }
 
 func (s *Server) handleCreateTeam(c echo.Context) error {
 	f := formValues(c, "team_name")
-	name := strings.TrimSpace(f.Value("team_name"))
-	var err error
-	switch {
-	case name == "":
-		err = plane.FieldErrorf("team_name", "give the team a name")
-	case len(name) > 100:
-		err = plane.FieldErrorf("team_name", "use at most 100 characters")
-	default:
-		t := &plane.Team{Name: name}
-		if err = s.Teams.CreateTeam(c.Request().Context(), t, currentUser(c).ID); err == nil {
-			return redirect(c, web.TeamPath(t.ID), "team-created")
-		}
+	t, err := s.core.CreateTeam(c.Request().Context(), actor(c), f.Value("team_name"))
+	if err == nil {
+		return redirect(c, web.TeamPath(t.ID), "team-created")
 	}
 	if !formError(&f, err, "team_name") {
 		return err
@@ -188,22 +165,15 @@ func (s *Server) renderTeam(c echo.Context, status int, inviteURL string, f web.
 
 func (s *Server) handleCreateInvite(c echo.Context) error {
 	t := c.Get(teamKey).(*plane.Team)
-	role := plane.Role(c.FormValue("role"))
-	if !role.Valid() {
+	inv, err := s.core.InviteMember(c.Request().Context(), actor(c), t.ID, plane.Role(c.FormValue("role")))
+	if err != nil {
 		f := web.NewForm()
-		f.Errors[""] = "Choose the role owner or member."
+		if !formError(&f, err) {
+			return err
+		}
 		return s.renderTeam(c, http.StatusUnprocessableEntity, "", f)
 	}
-	secret, hash, err := auth.NewSecret()
-	if err != nil {
-		return err
-	}
-	now := time.Now()
-	inv := &plane.Invite{TeamID: t.ID, TokenHash: hash, Role: role, CreatedBy: currentUser(c).ID, CreatedAt: now, ExpiresAt: now.Add(plane.InviteTTL)}
-	if err := s.Teams.CreateInvite(c.Request().Context(), inv); err != nil {
-		return err
-	}
-	return s.renderTeam(c, http.StatusCreated, c.Scheme()+"://"+c.Request().Host+"/invites/"+secret, web.NewForm())
+	return s.renderTeam(c, http.StatusCreated, c.Scheme()+"://"+c.Request().Host+"/invites/"+inv.Secret, web.NewForm())
 }
 
 func (s *Server) handleSetRole(c echo.Context) error {
@@ -212,11 +182,10 @@ func (s *Server) handleSetRole(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	role := plane.Role(c.FormValue("role"))
-	if !role.Valid() {
-		return plane.FieldErrorf("role", "choose owner or member")
-	}
-	if err := s.Teams.SetMemberRole(c.Request().Context(), t.ID, uid, role); err != nil {
+	err = s.core.SetMemberRole(c.Request().Context(), actor(c), t.ID, uid, plane.Role(c.FormValue("role")))
+	if plane.ErrorCodeOf(err) == plane.EINVALID {
+		return err
+	} else if err != nil {
 		return s.teamFormError(c, err)
 	}
 	return redirect(c, web.TeamPath(t.ID), "member-saved")
@@ -228,7 +197,7 @@ func (s *Server) handleRemoveMember(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.Teams.RemoveMember(c.Request().Context(), t.ID, uid); err != nil {
+	if err := s.core.RemoveMember(c.Request().Context(), actor(c), t.ID, uid); err != nil {
 		return s.teamFormError(c, err)
 	}
 	if uid == currentUser(c).ID {
@@ -252,14 +221,13 @@ func (s *Server) handleProjectSettings(c echo.Context) error {
 
 func (s *Server) handleDeleteProject(c echo.Context) error {
 	p := currentProject(c)
-	if err := s.Projects.DeleteProject(c.Request().Context(), p.ID); err != nil {
+	if err := s.core.DeleteProject(c.Request().Context(), actor(c), p); err != nil {
 		f := web.NewForm()
 		if !formError(&f, err) {
 			return err
 		}
 		return render(c, http.StatusConflict, web.ProjectSettings(s.page(c, p.Name+" settings", "projects"), projectNav(c, "settings"), f))
 	}
-	s.Logger.Info("project deleted", "project", p.Name, "by", currentUser(c).Email)
 	return redirect(c, "/projects", "project-gone")
 }
 

@@ -2,7 +2,6 @@ package server
 
 import (
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -10,7 +9,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"plane"
-	"plane/auth"
+	"plane/server/controller"
 	"plane/web"
 )
 
@@ -30,18 +29,9 @@ func (s *Server) handleTokensPage(c echo.Context) error {
 // newTokenForm is the create form: every scope, no expiry.
 func newTokenForm() web.Form {
 	f := web.NewForm()
-	f.Values["scopes"] = scopeNames(plane.AllScopes)
+	f.Values["scopes"] = controller.ScopeNames(plane.AllScopes)
 	f.Values["expires"] = "never"
 	return f
-}
-
-// scopeNames lists scopes the way the form and the activity log show them.
-func scopeNames(scopes []plane.Scope) string {
-	names := make([]string, len(scopes))
-	for i, sc := range scopes {
-		names[i] = string(sc)
-	}
-	return strings.Join(names, " ")
 }
 
 // renderTokens shows the tokens page; v brings a token just created.
@@ -56,36 +46,6 @@ func (s *Server) renderTokens(c echo.Context, status int, f web.Form, v web.Toke
 	return render(c, status, web.Tokens(s.page(c, p.Name+" API tokens", "projects"), v))
 }
 
-// tokenForm reads the create form into a token record.
-func tokenForm(f web.Form, scopes []string, now time.Time) (*plane.Token, error) {
-	tok := &plane.Token{ID: auth.NewTokenID(), Name: strings.TrimSpace(f.Value("name")), CreatedAt: now.UTC()}
-	switch {
-	case tok.Name == "":
-		return nil, plane.FieldErrorf("name", "give the token a name, such as the app that uses it")
-	case len(tok.Name) > maxTokenName:
-		return nil, plane.FieldErrorf("name", "use at most %d characters", maxTokenName)
-	}
-	for _, v := range scopes {
-		sc := plane.Scope(v)
-		if !sc.Valid() {
-			return nil, plane.FieldErrorf("scopes", "unknown scope %q", v)
-		}
-		tok.Scopes = append(tok.Scopes, sc)
-	}
-	if len(tok.Scopes) == 0 {
-		return nil, plane.FieldErrorf("scopes", "tick at least one scope")
-	}
-	if exp := f.Value("expires"); exp != "never" {
-		if !slices.ContainsFunc(web.TokenExpiries, func(o web.Option) bool { return o.Value == exp }) {
-			return nil, plane.FieldErrorf("expires", "choose one of the offered lifetimes")
-		}
-		days, _ := strconv.Atoi(exp)
-		t := tok.CreatedAt.Add(time.Duration(days) * 24 * time.Hour)
-		tok.ExpiresAt = &t
-	}
-	return tok, nil
-}
-
 func (s *Server) handleCreateTokenForm(c echo.Context) error {
 	p := currentProject(c)
 	f := formValues(c, "name", "expires")
@@ -93,59 +53,29 @@ func (s *Server) handleCreateTokenForm(c echo.Context) error {
 	if err != nil {
 		return plane.Errorf(plane.EINVALID, "unreadable form: %v", err)
 	}
-	scopes := params["scopes"]
-	f.Values["scopes"] = strings.Join(scopes, " ")
-	tok, err := tokenForm(f, scopes, time.Now())
-	var signed string
-	if err == nil {
-		tok.ProjectID = p.ID
-		signed, err = s.issueToken(tok)
+	in := controller.TokenInput{Name: f.Value("name"), Scopes: params["scopes"]}
+	f.Values["scopes"] = strings.Join(in.Scopes, " ")
+	if exp := f.Value("expires"); exp != "never" {
+		days, err := strconv.Atoi(exp)
+		if err != nil || days == 0 {
+			days = -1 // not one of the offered lifetimes
+		}
+		in.LifetimeDays = days
 	}
-	if err == nil {
-		err = s.Tokens.CreateToken(c.Request().Context(), tok)
-	}
+	tok, err := s.core.CreateToken(c.Request().Context(), actor(c), p.ID, in)
 	if err != nil {
 		if !formError(&f, err, "name", "scopes", "expires") {
 			return err
 		}
 		return s.renderTokens(c, http.StatusUnprocessableEntity, f, web.TokensView{})
 	}
-	s.record(c, p.ID, plane.ActionTokenCreate, tok.Name, tokenDetail(tok))
-	return s.renderTokens(c, http.StatusCreated, newTokenForm(), web.TokensView{Signed: signed, SignedName: tok.Name})
-}
-
-// issueToken signs tok with the controller's key: the one key signs API
-// tokens and connect tokens, and the Authenticator holds its public half.
-func (s *Server) issueToken(tok *plane.Token) (string, error) {
-	if s.ConnectKey == nil {
-		return "", plane.Errorf(plane.EUNAVAILABLE, "this controller has no key to sign API tokens with")
-	}
-	return (&auth.Issuer{Key: s.ConnectKey}).IssueAPIToken(tok)
-}
-
-// tokenDetail describes a new token for the activity log.
-func tokenDetail(tok *plane.Token) string {
-	d := scopeNames(tok.Scopes)
-	if tok.ExpiresAt != nil {
-		d += ", expires " + web.Time(*tok.ExpiresAt)
-	}
-	return d
+	return s.renderTokens(c, http.StatusCreated, newTokenForm(), web.TokensView{Signed: tok.Signed, SignedName: tok.Token.Name})
 }
 
 func (s *Server) handleRevokeTokenForm(c echo.Context) error {
-	ctx := c.Request().Context()
 	p := currentProject(c)
-	id := c.Param("id")
-	tok, err := s.Tokens.FindTokenByID(ctx, id)
-	if err == nil && tok.ProjectID != p.ID {
-		err = plane.Errorf(plane.ENOTFOUND, "token %q not found", id)
-	}
-	if err == nil {
-		err = s.Tokens.RevokeToken(ctx, tok.ID)
-	}
-	if err != nil {
+	if _, err := s.core.RevokeToken(c.Request().Context(), actor(c), p.ID, c.Param("id")); err != nil {
 		return err
 	}
-	s.record(c, p.ID, plane.ActionTokenRevoke, tok.Name, "")
 	return redirect(c, web.ProjectPath(p.ID)+"/tokens", "token-revoked")
 }

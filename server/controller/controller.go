@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"plane"
+	"plane/auth"
 	"plane/server/scheduler"
 )
 
@@ -76,7 +77,12 @@ type Core struct {
 	ConnectTokenTTL time.Duration
 	// WaitTimeout bounds WaitSettled (default DefaultWaitTimeout).
 	WaitTimeout time.Duration
-	Logger      *slog.Logger
+	// Accounts holds users, teams, projects and API tokens (nil: a
+	// controller that serves only the API; their use-cases are
+	// unavailable). Logins limits failed logins (required with Accounts).
+	Accounts Accounts
+	Logins   *auth.Limiter
+	Logger   *slog.Logger
 }
 
 // DefaultWaitTimeout bounds how long a spawn with "wait": true blocks.
