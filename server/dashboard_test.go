@@ -41,10 +41,13 @@ type dash struct {
 	requests []string // subjects the fake drones were sent
 }
 
+// The minimum cost: tests hash many passwords. Set once, before any test
+// runs, as some run in parallel.
+func init() { auth.BcryptCost = 4 }
+
 // newDash starts a controller's HTTP side; edits change its config first.
 func newDash(t testing.TB, edits ...func(*server.Config)) *dash {
 	t.Helper()
-	auth.BcryptCost = 4 // the minimum: tests hash many passwords
 	ctx := context.Background()
 	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "plane.db"))
 	if err != nil {

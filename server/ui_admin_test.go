@@ -151,6 +151,7 @@ func (b *browser) stream(path string) func() string {
 
 // The drones table is sent at once and again every two seconds.
 func TestAdminDronesStream(t *testing.T) {
+	t.Parallel() // it waits more than it works
 	d, admin, _ := adminDash(t)
 	next := admin.stream("/admin/drones/stream")
 	if ev := next(); !strings.HasPrefix(ev, "event: rows\n") || !strings.Contains(ev, `data-drone="d1"`) || !strings.Contains(ev, `name="_csrf"`) {

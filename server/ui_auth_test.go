@@ -195,6 +195,7 @@ func TestLoginRateLimit(t *testing.T) {
 // escape it by sending a new X-Forwarded-For (or X-Real-IP) with each try.
 // Only a configured proxy is believed about the client's address.
 func TestLoginRateLimitClientAddress(t *testing.T) {
+	t.Parallel() // it waits more than it works
 	tests := []struct {
 		name    string
 		trusted []string // TrustedProxies

@@ -52,6 +52,7 @@ func verifyChain(t *testing.T, b plane.CertBundle, root *x509.Certificate) {
 // the bucket waits for it, then orders *.<zone> and <zone> in one order with
 // External Account Binding, both TXT values being served at once.
 func TestIssueWildcard(t *testing.T) {
+	t.Parallel() // each test has its own CA, NATS and DNS; the time is spent waiting
 	hmac := base64.RawURLEncoding.EncodeToString([]byte("an-hmac-key-of-32-bytes-for-eab!"))
 	e := newTestEnv(t, certtest.Options{EAB: map[string]string{"kid-1": hmac}})
 	d := e.startDrone(t, "drone-a", func(c *Config) { c.EABKeyID, c.EABHMAC = "kid-1", hmac })
@@ -109,6 +110,7 @@ func TestIssueWildcard(t *testing.T) {
 // TestOneOrderForTwoDrones: two drones need a certificate at once; one
 // orders, and the other gets the same certificate through the bucket.
 func TestOneOrderForTwoDrones(t *testing.T) {
+	t.Parallel() // each test has its own CA, NATS and DNS; the time is spent waiting
 	e := newTestEnv(t, certtest.Options{})
 	MustCreateBucket(t, e.NC)
 	a := e.startDrone(t, "drone-a", nil)
@@ -149,6 +151,7 @@ func TestOneOrderForTwoDrones(t *testing.T) {
 // first while it orders a new one, and replaces each in the bucket (an
 // update at the revision it read).
 func TestReplacesStoredCertificate(t *testing.T) {
+	t.Parallel() // each test has its own CA, NATS and DNS; the time is spent waiting
 	now := time.Now()
 	day := 24 * time.Hour
 	for _, tc := range []struct {
@@ -163,6 +166,7 @@ func TestReplacesStoredCertificate(t *testing.T) {
 		{"apex only", []string{testZone}, now.Add(-day), now.Add(80 * day), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			e := newTestEnv(t, certtest.Options{})
 			kv := MustCreateBucket(t, e.NC)
 			old := selfSigned(t, tc.names, tc.notBefore, tc.until)
@@ -205,6 +209,7 @@ func TestReplacesStoredCertificate(t *testing.T) {
 // attempt fails, shows in Status and is retried after a backoff; once it
 // accepts them, the certificate is issued and the error is gone.
 func TestOrderFailureBacksOff(t *testing.T) {
+	t.Parallel() // each test has its own CA, NATS and DNS; the time is spent waiting
 	e := newTestEnv(t, certtest.Options{})
 	MustCreateBucket(t, e.NC)
 	e.Ctrl.setRefuse("TXT updates are refused by the test")
@@ -238,6 +243,7 @@ func TestOrderFailureBacksOff(t *testing.T) {
 // wakes up when the renewal time of its certificate comes, orders a new one
 // and hands it to OnCert, reusing its ACME account key.
 func TestRenewsWhenDue(t *testing.T) {
+	t.Parallel()                                                    // each test has its own CA, NATS and DNS; the time is spent waiting
 	e := newTestEnv(t, certtest.Options{Validity: 7 * time.Second}) // renewed at a third of its lifetime left
 	kv := MustCreateBucket(t, e.NC)
 	d := e.startDrone(t, "drone-a", nil)

@@ -181,6 +181,7 @@ func floodConns(t *testing.T, addr string, n int) []net.Conn {
 }
 
 func TestProxyFDExhaustion(t *testing.T) {
+	t.Parallel() // it waits more than it works
 	t.Run("no cap: accept fails, backs off, recovers", func(t *testing.T) {
 		c := startFDChild(t, -1)
 		c.waitHealth(t, "the first health report", func(h string) bool { return h == "" })

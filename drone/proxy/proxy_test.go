@@ -1030,6 +1030,7 @@ func TestProxyRemovedRouteClosesUpstream(t *testing.T) {
 }
 
 func TestProxyTokens(t *testing.T) {
+	t.Parallel() // it waits more than it works
 	e, b := newEnvWithB1(t, false)
 	e.route("b2", b, false)
 	c, _ := e.client()

@@ -332,6 +332,11 @@ func (cn *conn) awaitResponse(u *upstream, ex *exchange) error {
 			next = deadline
 		}
 		_ = u.conn.SetReadDeadline(next)
+		// A client that left before this deadline was set woke nobody:
+		// the watcher says so first, then wakes the wait (watchClient).
+		if w != nil && w.gone() {
+			return errClient
+		}
 		_, err := u.br.Peek(1)
 		if err == nil {
 			_ = u.conn.SetReadDeadline(deadline)
@@ -365,10 +370,12 @@ func (cn *conn) watchClient(u *upstream) *watcher {
 	_ = cn.c.SetReadDeadline(time.Time{})
 	go func() {
 		_, err := cn.br.Peek(1)
-		if err != nil && !cn.stopRead.Load() {
-			_ = u.conn.SetReadDeadline(time.Now()) // wake the wait for the response
-		}
 		w.done <- err
+		if err != nil && !cn.stopRead.Load() {
+			// Wake the wait for the response. After the send: a wait that
+			// sets its deadline after this one checks done first.
+			_ = u.conn.SetReadDeadline(time.Now())
+		}
 	}()
 	return w
 }

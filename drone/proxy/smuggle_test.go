@@ -50,6 +50,7 @@ func newRecorderEnv(t *testing.T, cfg Config) *recorderEnv {
 // TestProxyVectors runs the corpus of the security review's findings and
 // the cases around them (proxytest.Vectors) against the proxy.
 func TestProxyVectors(t *testing.T) {
+	t.Parallel() // it waits more than it works
 	e := newRecorderEnv(t, Config{})
 	for _, v := range proxytest.Vectors {
 		t.Run(v.Name, func(t *testing.T) {
@@ -102,6 +103,7 @@ func TestProxyNoReplayOfPOST(t *testing.T) {
 // backend that never answers ends when its client leaves, so the backend's
 // connection count drops and the idle limit can stop it.
 func TestProxyHungBackendClientLeaves(t *testing.T) {
+	t.Parallel() // it waits more than it works
 	for _, req := range []string{
 		"GET " + proxytest.PathHang + " HTTP/1.1\r\nHost: b1.plane.localhost\r\n\r\n",
 		"POST " + proxytest.PathHang + " HTTP/1.1\r\nHost: b1.plane.localhost\r\nContent-Length: 5\r\n\r\nhello",
@@ -136,6 +138,7 @@ func TestProxyResponseTimeout(t *testing.T) {
 // client connections, the kept-alive backend connections close once idle
 // for UpstreamIdleTimeout; a terminated backend's close at once.
 func TestProxyUpstreamIdleExpiry(t *testing.T) {
+	t.Parallel() // it waits more than it works
 	e := newRecorderEnv(t, Config{UpstreamIdleTimeout: 300 * time.Millisecond})
 	const clients = 20
 	var conns []*rawConn
@@ -377,4 +380,27 @@ func TestProxyBodyTimeout(t *testing.T) {
 		reqs := e.rec.Requests()
 		return len(reqs) == 1 && strings.HasPrefix(reqs[0].Err, "body:")
 	})
+}
+
+// TestProxyClientGoneBeforeWatch: clients that leave before the proxy
+// starts watching them (their requests still wait on a hung backend) end
+// their exchanges all the same. The watcher finds each end at once, racing
+// the wait that it must wake: a wake that came before the wait set its
+// deadline was lost (with -race, this test failed every time).
+func TestProxyClientGoneBeforeWatch(t *testing.T) {
+	t.Parallel() // it waits more than it works
+	e := newRecorderEnv(t, Config{})
+	const clients = 100
+	var conns []*rawConn
+	for range clients {
+		rc := e.dial()
+		rc.send("GET " + proxytest.PathHang + " HTTP/1.1\r\nHost: b1.plane.localhost\r\n\r\n")
+		conns = append(conns, rc)
+	}
+	waitFor(t, "the requests to reach the backend", func() bool { return e.rec.OpenConns() == clients })
+	for _, rc := range conns {
+		rc.c.Close()
+	}
+	e.waitIdle("b1", "the clients left")
+	waitFor(t, "the proxy to close its backend connections", func() bool { return e.rec.OpenConns() == 0 })
 }

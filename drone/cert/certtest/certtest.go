@@ -19,6 +19,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -49,18 +50,25 @@ type Pebble struct {
 	orders       atomic.Int64
 }
 
+var pebbleEnv sync.Once
+
 // StartPebble builds Pebble as its main does, with the VA resolving every
 // name (for DNS-01 challenges) through the DNS server at dnsAddr.
 //
-// It sets Pebble's environment variables for the test (no validation
-// delays, no rejected nonces, no reused authorizations, so that every order
-// sets its TXT values), so the test must not be parallel.
+// It sets Pebble's environment variables for the whole test process, the
+// same for every Pebble (no validation delays, no rejected nonces, no
+// reused authorizations, so that every order sets its TXT values): tests
+// may run their Pebbles in parallel.
 func StartPebble(tb testing.TB, dnsAddr string, opts Options) *Pebble {
 	tb.Helper()
-	// Pebble reads these once, when the VA and WFE are built.
-	tb.Setenv("PEBBLE_VA_NOSLEEP", "1")
-	tb.Setenv("PEBBLE_WFE_NONCEREJECT", "0")
-	tb.Setenv("PEBBLE_AUTHZREUSE", "0")
+	pebbleEnv.Do(func() {
+		// Pebble reads these when the VA and WFE are built.
+		for k, v := range map[string]string{"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0", "PEBBLE_AUTHZREUSE": "0"} {
+			if err := os.Setenv(k, v); err != nil {
+				panic(err)
+			}
+		}
+	})
 
 	var out io.Writer = io.Discard
 	if testing.Verbose() {
