@@ -11,9 +11,22 @@ type DroneStatus string
 const (
 	DroneReady    DroneStatus = "ready"    // heartbeat fresh, accepts backends
 	DroneDraining DroneStatus = "draining" // heartbeat fresh, accepts no new backends
-	DroneLost     DroneStatus = "lost"     // no heartbeat for DroneLostAfter
-	DroneStopped  DroneStatus = "stopped"  // said goodbye
+	// DroneUnreachable: silent for the unreachable limit. It takes no new
+	// backends; its backends keep their status and their names, as the
+	// drone may well serve them still (a network blip, a restart).
+	DroneUnreachable DroneStatus = "unreachable"
+	DroneLost        DroneStatus = "lost"    // silent for the lost limit: its backends are terminated
+	DroneStopped     DroneStatus = "stopped" // said goodbye
 )
+
+// Valid reports whether s is a known drone status.
+func (s DroneStatus) Valid() bool {
+	switch s {
+	case DroneReady, DroneDraining, DroneUnreachable, DroneLost, DroneStopped:
+		return true
+	}
+	return false
+}
 
 // Drone is one machine's agent as last reported by its heartbeat.
 type Drone struct {
@@ -37,12 +50,16 @@ type Drone struct {
 }
 
 // Heartbeat timing: drones beat every HeartbeatInterval; a drone whose last
-// beat is older than DroneStaleAfter gets no new backends, and one silent for
-// DroneLostAfter is lost, with its backends.
+// beat is older than DroneStaleAfter gets no new backends. One silent for
+// the unreachable limit (DefaultDroneUnreachableAfter, a controller flag)
+// is shown unreachable; only one silent for the lost limit
+// (DefaultDroneLostAfter) is lost, with its backends: unreachable is not
+// dead, and a drone back before then finds every backend as it was.
 const (
-	HeartbeatInterval = 2 * time.Second
-	DroneStaleAfter   = 3 * HeartbeatInterval
-	DroneLostAfter    = 15 * HeartbeatInterval
+	HeartbeatInterval            = 2 * time.Second
+	DroneStaleAfter              = 3 * HeartbeatInterval
+	DefaultDroneUnreachableAfter = 15 * time.Second
+	DefaultDroneLostAfter        = 2 * time.Minute
 )
 
 // DroneService stores drones.

@@ -13,13 +13,17 @@ import (
 
 // Backend is the API's view of a backend.
 type Backend struct {
-	ID                string                  `json:"id"`
-	Key               string                  `json:"key"`
-	Image             string                  `json:"image"`
-	Status            plane.BackendStatus     `json:"status"`
-	Spawned           bool                    `json:"spawned"` // a spawn started it (not found by its key)
-	URL               string                  `json:"url"`
-	Drone             string                  `json:"drone"`
+	ID      string              `json:"id"`
+	Key     string              `json:"key"`
+	Image   string              `json:"image"`
+	Status  plane.BackendStatus `json:"status"`
+	Spawned bool                `json:"spawned"` // a spawn started it (not found by its key)
+	URL     string              `json:"url"`
+	Drone   string              `json:"drone"`
+	// DroneUnreachable: the backend is live, but its drone has not been
+	// heard from for a while; it keeps its status (and may well serve its
+	// users) until the drone is back or declared lost.
+	DroneUnreachable  bool                    `json:"drone_unreachable"`
 	User              string                  `json:"user"`
 	StatusHistory     []plane.StatusChange    `json:"status_history"`
 	TerminationReason plane.TerminationReason `json:"termination_reason"`
@@ -43,6 +47,13 @@ type Backends struct {
 // Images is the answer of GET /api/v1/images.
 type Images struct {
 	Images []*plane.Image `json:"images"`
+}
+
+// Drones is the answer of GET /api/v1/drones: every drone the controller
+// has heard of, by ID. POST /api/v1/drones/{id}/drain and .../undrain
+// answer the one drone as a plane.Drone.
+type Drones struct {
+	Drones []plane.Drone `json:"drones"`
 }
 
 // TerminateRequest is the body of POST /api/v1/backends/{id}/terminate.

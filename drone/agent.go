@@ -11,7 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -84,6 +86,9 @@ type Agent struct {
 	cfg Config
 	log *slog.Logger
 	out *outbox
+	// started and logSeq make the ids of log lines (forwardLogs).
+	started string
+	logSeq  atomic.Uint64
 
 	mu       sync.Mutex
 	backends map[string]*backend // live backends
@@ -133,6 +138,7 @@ func New(cfg Config) (*Agent, error) {
 		cfg:      cfg,
 		log:      log,
 		out:      newOutbox(cfg.NATS, cfg.Store, log),
+		started:  strconv.FormatInt(time.Now().UnixNano(), 36),
 		backends: map[string]*backend{},
 	}, nil
 }

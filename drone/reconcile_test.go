@@ -314,6 +314,29 @@ func TestOutbox(t *testing.T) {
 		}
 		h.waitPending(0)
 	})
+	t.Run("log lines wait with them, status changes first", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t, withoutStreams())
+		h.start()
+		h.mustSpawn(spec("a"))
+		h.waitPending(len(toReady))
+		c := h.rt.Container("a")
+		for _, line := range []string{"one", "two", "three"} {
+			c.Log("stdout", line)
+		}
+		h.waitPending(len(toReady) + 3)
+		dronetest.CreateStreams(t, h.js)
+		h.mustTerminate("a", true)
+		if got := statuses(h.lifecycle("a")); !slices.Equal(got, readyAndStop) {
+			t.Errorf("statuses = %v, want %v", got, readyAndStop)
+		}
+		for i, l := range h.logLines("a", 3) {
+			if want := []string{"one", "two", "three"}[i]; l.Text != want {
+				t.Errorf("log line %d = %q, want %q", i, l.Text, want)
+			}
+		}
+		h.waitPending(0)
+	})
 	t.Run("sent again after a lost acknowledgement", func(t *testing.T) {
 		t.Parallel()
 		h := newHarness(t)

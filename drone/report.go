@@ -171,7 +171,7 @@ func (a *Agent) readyBackends() []*backend {
 // maxLogLine bounds one forwarded log line; longer lines are cut.
 const maxLogLine = 16 << 10
 
-// forwardLogs publishes the container's output, line by line, to the logs
+// forwardLogs queues the container's output, line by line, for the logs
 // stream until the container's output ends.
 func (a *Agent) forwardLogs(ctx context.Context, backendID, containerID string) {
 	subject := plane.SubjectBackendLogs(backendID)
@@ -180,9 +180,16 @@ func (a *Agent) forwardLogs(ctx context.Context, backendID, containerID string) 
 			line = line[:maxLogLine]
 		}
 		data, _ := json.Marshal(plane.LogLine{BackendID: backendID, Time: time.Now(), Stream: stream, Text: line})
-		if err := a.cfg.NATS.Publish(subject, data); err != nil {
-			a.log.Debug("publish log line", "backend", backendID, "err", err)
+		// Through the outbox, like status changes: a line written while
+		// NATS is away waits for it. The id lets the stream drop a line
+		// published twice (an acknowledgement lost); the agent's start
+		// keeps ids apart across restarts.
+		id := backendID + "." + a.started + "." + strconv.FormatUint(a.logSeq.Add(1), 36)
+		if _, err := a.cfg.Store.Enqueue(ctx, subject, id, data); err != nil {
+			a.log.Warn("queue log line", "backend", backendID, "err", err)
+			return
 		}
+		a.out.notify()
 	})
 	if err != nil && ctx.Err() == nil {
 		a.log.Warn("follow logs", "backend", backendID, "err", err)

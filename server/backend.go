@@ -28,6 +28,9 @@ func (s *Server) BackendResponse(b *plane.Backend, spawned bool) api.Backend {
 		TerminationReason: b.TerminationReason, ExitCode: b.ExitCode, Error: b.Error,
 		Limits: b.Limits, CreatedAt: b.CreatedAt,
 	}
+	if b.Status.Live() {
+		out.DroneUnreachable = s.core.DroneUnreachable(context.Background(), b.DroneID)
+	}
 	if st, ok := s.core.Stats(b.ID); ok && b.Status.Live() {
 		out.Connections, out.CPUPercent, out.MemoryBytes = st.Connections, st.CPUPercent, st.MemoryBytes
 		if !st.LastActivity.IsZero() {

@@ -122,7 +122,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		for _, d := range ds {
 			counts[d.Status]++
 		}
-		for _, st := range []plane.DroneStatus{plane.DroneReady, plane.DroneDraining, plane.DroneLost, plane.DroneStopped} {
+		for _, st := range []plane.DroneStatus{plane.DroneReady, plane.DroneDraining, plane.DroneUnreachable, plane.DroneLost, plane.DroneStopped} {
 			ch <- prometheus.MustNewConstMetric(dronesDesc, prometheus.GaugeValue, float64(counts[st]), string(st))
 		}
 	}

@@ -32,9 +32,13 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 
 func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	const synopsis = "admin token create --data DIR --project NAME --name NAME [--scopes a,b] [--expires 720h]\n" +
-		"       plane admin user create --data DIR --email EMAIL [--name NAME] [--admin] [--password-stdin]"
+		"       plane admin user create --data DIR --email EMAIL [--name NAME] [--admin] [--password-stdin]\n" +
+		"       plane admin project create --data DIR --name NAME"
 	if len(args) >= 2 && args[0] == "token" && args[1] == "create" {
 		return runAdminTokenCreate(ctx, args[2:], stdout, stderr)
+	}
+	if len(args) >= 2 && args[0] == "project" && args[1] == "create" {
+		return runAdminProjectCreate(ctx, args[2:], stdout, stderr)
 	}
 	if len(args) >= 2 && args[0] == "user" && args[1] == "create" {
 		return runAdminUserCreate(ctx, args[2:], os.Stdin, stdout, stderr)
@@ -87,7 +91,7 @@ func runAdminTokenCreate(ctx context.Context, args []string, stdout, stderr io.W
 	defer db.Close()
 	p, err := db.FindProjectByName(ctx, *project)
 	if err != nil {
-		return fmt.Errorf("project %q: %s (plane dev creates %q on its first start)", *project, plane.ErrorMessageOf(err), plane.DefaultProject)
+		return fmt.Errorf("project %q: %s (the controller creates %q on its first start; plane admin project create makes others)", *project, plane.ErrorMessageOf(err), plane.DefaultProject)
 	}
 	tok.ProjectID = p.ID
 	key, err := auth.LoadOrCreateKey(*data)
@@ -102,6 +106,31 @@ func runAdminTokenCreate(ctx context.Context, args []string, stdout, stderr io.W
 		return err
 	}
 	fmt.Fprintln(stdout, signed)
+	return nil
+}
+
+// runAdminProjectCreate creates a project straight in the store; the
+// first admin's personal team owns it, as it owns project default.
+func runAdminProjectCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("admin project create", "Create a project and print its id.", stderr)
+	data := fs.String("data", "./.plane", "the controller's data folder")
+	name := fs.String("name", "", "the project's name (required)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if strings.TrimSpace(*name) == "" {
+		return usageError{"--name is required"}
+	}
+	db, err := sqlite.Open(ctx, filepath.Join(*data, "controller.db"))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	p := &plane.Project{Name: strings.TrimSpace(*name)}
+	if err := db.CreateProject(ctx, p); err != nil {
+		return fmt.Errorf("create project %q: %s", p.Name, plane.ErrorMessageOf(err))
+	}
+	fmt.Fprintln(stdout, p.ID)
 	return nil
 }
 

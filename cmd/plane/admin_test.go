@@ -88,3 +88,35 @@ func TestAdminUserCreate(t *testing.T) {
 		t.Fatalf("%d users, %v; want 3", len(users), err)
 	}
 }
+
+func TestAdminProjectCreate(t *testing.T) {
+	data := t.TempDir()
+	ctx := context.Background()
+	create := func(args ...string) (string, error) {
+		var out bytes.Buffer
+		err := runAdminProjectCreate(ctx, append([]string{"--data", data}, args...), &out, &out)
+		return out.String(), err
+	}
+	for _, tt := range []struct {
+		args    []string
+		want    string // the output, or the error's text
+		wantErr bool
+	}{
+		{[]string{"--name", " web "}, "1\n", false},
+		{nil, "--name is required", true},
+		{[]string{"--name", "  "}, "--name is required", true},
+	} {
+		out, err := create(tt.args...)
+		if tt.wantErr != (err != nil) || (err != nil && !strings.Contains(err.Error(), tt.want)) || (err == nil && out != tt.want) {
+			t.Errorf("create %q: output %q, err %v; want %q", tt.args, out, err, tt.want)
+		}
+	}
+	db, err := sqlite.Open(ctx, filepath.Join(data, "controller.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if p, err := db.FindProjectByName(ctx, "web"); err != nil || p.ID != 1 {
+		t.Fatalf("project web: %+v, %v", p, err)
+	}
+}

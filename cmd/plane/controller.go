@@ -45,12 +45,24 @@ type ControllerConfig struct {
 	// TrustedProxies: reverse proxies whose X-Forwarded-For names the
 	// client (for the login limiter); none: the TCP peer is the client.
 	TrustedProxies []netip.Prefix
-	Logger         *slog.Logger
+	// DroneUnreachableAfter and DroneLostAfter: how long a drone may be
+	// silent before it takes no new backends (its backends stay as they
+	// are) and before its backends are terminated as lost. Defaults:
+	// plane.DefaultDroneUnreachableAfter, plane.DefaultDroneLostAfter.
+	DroneUnreachableAfter, DroneLostAfter time.Duration
+	// NATSReplicas: copies JetStream keeps of each stream and bucket (0:
+	// dispatch.DefaultReplicas, from the NATS servers known).
+	NATSReplicas int
+	Logger       *slog.Logger
+	// TakeOverCluster replaces another cluster's claim on the NATS instead
+	// of refusing to start (see claimCluster).
+	TakeOverCluster bool
 }
 
 // Controller is a running controller: store, NATS link, API server.
 type Controller struct {
 	cfg      ControllerConfig
+	Cluster  plane.ClusterIdentity // of the store, claimed in NATS
 	DB       *sqlite.DB
 	NATS     *natsserver.Server // embedded server, if any
 	NC       *nats.Conn
@@ -66,9 +78,11 @@ func OpenController(ctx context.Context, cfg ControllerConfig) (c *Controller, e
 		cfg.Logger = slog.Default()
 	}
 	c = &Controller{cfg: cfg}
+	// "return nil, err" clears c before this runs: close what was opened.
+	opened := c
 	defer func() {
 		if err != nil {
-			c.Close()
+			opened.Close()
 		}
 	}()
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
@@ -96,6 +110,12 @@ func OpenController(ctx context.Context, cfg ControllerConfig) (c *Controller, e
 	if c.NC, err = connectNATS(url, cfg.NATSCreds, "plane-controller"); err != nil {
 		return nil, err
 	}
+	// Before anything else touches the NATS (streams, the status consumer,
+	// heartbeats, reconciliation) or serves: a controller of another
+	// cluster would end every backend of this one's drones.
+	if err := c.claimCluster(ctx, url); err != nil {
+		return nil, err
+	}
 	// One key signs API tokens and connect tokens; drones fetch its public
 	// half over NATS to verify connect tokens.
 	pub := key.Public().(ed25519.PublicKey)
@@ -103,7 +123,8 @@ func OpenController(ctx context.Context, cfg ControllerConfig) (c *Controller, e
 	if c.Bus, err = bus.NewNATS(c.NC, cfg.Logger); err != nil {
 		return nil, err
 	}
-	c.Dispatch = &dispatch.Dispatcher{NC: c.NC, Backends: c.DB, Drones: c.DB, ConnectKey: pub, Logger: cfg.Logger}
+	c.Dispatch = &dispatch.Dispatcher{NC: c.NC, Backends: c.DB, Drones: c.DB, ConnectKey: pub, Logger: cfg.Logger,
+		UnreachableAfter: cfg.DroneUnreachableAfter, LostAfter: cfg.DroneLostAfter, Replicas: cfg.NATSReplicas}
 	c.Server = server.New(server.Config{
 		Projects: c.DB, Images: c.DB, Backends: c.DB, Drones: c.DB, Tokens: c.DB,
 		Users: c.DB, Teams: c.DB, Activity: c.DB,
@@ -130,8 +151,38 @@ func OpenController(ctx context.Context, cfg ControllerConfig) (c *Controller, e
 	if err := c.Server.Open(cfg.HTTPAddr); err != nil {
 		return nil, err
 	}
-	cfg.Logger.Info("controller listening", "http", c.Server.Addr(), "nats", redactURL(url))
+	cfg.Logger.Info("controller listening", "http", c.Server.Addr(), "nats", redactURL(url), "cluster", c.Cluster.ID)
 	return c, nil
+}
+
+// claimCluster claims the NATS at url for the store's cluster, or says
+// which cluster owns it.
+func (c *Controller) claimCluster(ctx context.Context, url string) error {
+	id, err := c.DB.ClusterIdentity(ctx)
+	if err != nil {
+		return err
+	}
+	dir, err := filepath.Abs(c.cfg.DataDir)
+	if err != nil {
+		dir = c.cfg.DataDir
+	}
+	host, _ := os.Hostname() // only for the messages of other clusters' controllers
+	// The bucket starts with the replica count the streams get; the
+	// dispatcher opens after the claim, so it cannot say.
+	replicas := c.cfg.NATSReplicas
+	if replicas <= 0 {
+		replicas = dispatch.DefaultReplicas(c.NC)
+	}
+	if _, err := claimCluster(ctx, c.NC, clusterClaim{
+		Identity: id, Host: host, DataDir: dir, NATSURL: redactURL(url), Embedded: c.NATS != nil,
+		Replicas: replicas,
+		TakeOver: c.cfg.TakeOverCluster,
+		Logger:   c.cfg.Logger,
+	}); err != nil {
+		return err
+	}
+	c.Cluster = id
+	return nil
 }
 
 func (c *Controller) ready(ctx context.Context) error {
@@ -141,7 +192,7 @@ func (c *Controller) ready(ctx context.Context) error {
 	if !c.NC.IsConnected() {
 		return errors.New("NATS is not connected")
 	}
-	return nil
+	return c.Dispatch.CheckWrite(ctx)
 }
 
 // Close stops serving and releases everything, in reverse order.
@@ -281,8 +332,11 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs.StringVar(&cfg.Domain, "domain", "", "cluster domain: backends are at https://<id>.<domain>/ (required)")
 	dnsFlags(fs, &cfg, "")
 	trustedProxiesFlag(fs, &cfg)
+	faultFlags(fs, &cfg)
 	backendURL := fs.String("backend-url", "", "backend URL pattern with {id}; default https://{id}.<domain>/")
 	fs.DurationVar(&cfg.ConnectTokenTTL, "connect-token-ttl", plane.DefaultConnectTokenTTL, "how long a backend's connect URL works")
+	fs.BoolVar(&cfg.TakeOverCluster, "take-over-cluster", false,
+		"claim the NATS for this data folder's cluster even though another cluster owns it: the backends on that cluster's drones will be ended")
 	log, err := parseWithLogger(fs, args, stderr)
 	if err != nil {
 		return err
@@ -303,6 +357,11 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	defer c.Close()
+	// As plane dev: a newcomer's first token and the first admin's
+	// dashboard find a project to work in.
+	if _, err := c.EnsureProject(ctx, plane.DefaultProject); err != nil {
+		return fmt.Errorf("create project %s: %w", plane.DefaultProject, err)
+	}
 	<-ctx.Done()
 	log.Info("shutting down")
 	return nil

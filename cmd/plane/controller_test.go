@@ -49,14 +49,7 @@ func TestControllerNATSErrorRedacted(t *testing.T) {
 // is narrowed to 0700, the store is 0600, and the NATS password it was
 // given is not logged.
 func TestControllerDataFolder(t *testing.T) {
-	ns, err := startNATS("127.0.0.1:0", t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-	})
+	ns := mustStartNATS(t)
 	data := filepath.Join(t.TempDir(), "plane")
 	if err := os.Mkdir(data, 0o755); err != nil {
 		t.Fatal(err)

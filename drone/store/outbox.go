@@ -51,13 +51,20 @@ func (s *Store) enqueue(ctx context.Context, tx *sql.Tx, subject, msgID string, 
 	return seq, nil
 }
 
-// Pending returns up to limit queued messages, oldest first; all of them
-// when limit <= 0.
+// logSubjects matches the subjects of log lines (plane.SubjectBackendLogs),
+// which queue behind every status change.
+const logSubjects = "plane.backend.%.logs"
+
+// Pending returns up to limit queued messages, all status changes before
+// any log line and each kind oldest first; all of them when limit <= 0.
+// The order within a subject is the order of Enqueue.
 func (s *Store) Pending(ctx context.Context, limit int) ([]OutboxMsg, error) {
 	if limit <= 0 {
 		limit = -1 // sqlite: no limit
 	}
-	rows, err := s.read.QueryContext(ctx, `SELECT seq, subject, msg_id, data, created_at FROM outbox ORDER BY seq LIMIT ?`, limit)
+	rows, err := s.read.QueryContext(ctx, `
+		SELECT seq, subject, msg_id, data, created_at FROM outbox
+		ORDER BY subject LIKE ?, seq LIMIT ?`, logSubjects, limit)
 	if err != nil {
 		return nil, fmt.Errorf("pending messages: %w", err)
 	}
@@ -83,13 +90,40 @@ func (s *Store) Pending(ctx context.Context, limit int) ([]OutboxMsg, error) {
 // Ack removes a message the stream has acknowledged. Acknowledging a message
 // twice, or one that does not exist, is not an error: a publisher that
 // crashed between publish and Ack may ack again after a restart.
-func (s *Store) Ack(ctx context.Context, seq int64) error {
+func (s *Store) Ack(ctx context.Context, seqs ...int64) error {
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE seq = ?`, seq)
+		for _, seq := range seqs {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE seq = ?`, seq); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("ack messages %v: %w", seqs, err)
+	}
+	return nil
+}
+
+// TrimLogs drops the oldest queued log lines past the newest keep, so that
+// a long outage with chatty backends does not fill the disk (the logs
+// stream keeps only the newest lines of each backend anyway). Status
+// changes are never dropped. It returns how many lines it dropped.
+func (s *Store) TrimLogs(ctx context.Context, keep int) (int, error) {
+	var n int64
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `
+			DELETE FROM outbox WHERE subject LIKE ? AND seq NOT IN (
+				SELECT seq FROM outbox WHERE subject LIKE ? ORDER BY seq DESC LIMIT ?)`,
+			logSubjects, logSubjects, keep)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("ack message %d: %w", seq, err)
+		return 0, fmt.Errorf("trim queued log lines: %w", err)
 	}
-	return nil
+	return int(n), nil
 }

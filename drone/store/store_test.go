@@ -184,6 +184,53 @@ func TestDeleteTerminatedBefore(t *testing.T) {
 	}
 }
 
+// Status changes come out before log lines, each kind in its order;
+// TrimLogs drops the oldest lines past a count and never a status change.
+func TestOutboxLogs(t *testing.T) {
+	s, _ := MustOpen(t)
+	ctx := context.Background()
+	enqueue := func(subject, id string) int64 {
+		t.Helper()
+		seq, err := s.Enqueue(ctx, subject, id, []byte(id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return seq
+	}
+	logs, status := plane.SubjectBackendLogs("b1"), plane.SubjectBackendStatus("b1")
+	l1, s1, l2, s2, l3 := enqueue(logs, "l1"), enqueue(status, "s1"), enqueue(logs, "l2"), enqueue(status, "s2"), enqueue(logs, "l3")
+	pending, err := s.Pending(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := seqsOf(pending), []int64{s1, s2, l1, l2, l3}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("pending = %v, want %v (status changes first)", got, want)
+	}
+	for _, tc := range []struct {
+		keep, dropped int
+		left          []int64
+	}{
+		{keep: 5, dropped: 0, left: []int64{s1, s2, l1, l2, l3}},
+		{keep: 2, dropped: 1, left: []int64{s1, s2, l2, l3}},
+		{keep: 0, dropped: 2, left: []int64{s1, s2}},
+	} {
+		n, err := s.TrimLogs(ctx, tc.keep)
+		if err != nil || n != tc.dropped {
+			t.Fatalf("TrimLogs(%d) = %d, %v; want %d dropped", tc.keep, n, err, tc.dropped)
+		}
+		pending, _ = s.Pending(ctx, 0)
+		if got := seqsOf(pending); !reflect.DeepEqual(got, tc.left) {
+			t.Fatalf("after TrimLogs(%d): %v, want %v", tc.keep, got, tc.left)
+		}
+	}
+	if err := s.Ack(ctx, s1, s2); err != nil {
+		t.Fatal(err)
+	}
+	if pending, _ = s.Pending(ctx, 0); len(pending) != 0 {
+		t.Fatalf("after acking both: %v", seqsOf(pending))
+	}
+}
+
 func TestOutbox(t *testing.T) {
 	s, _ := MustOpen(t)
 	ctx := context.Background()

@@ -9,13 +9,14 @@ package controller
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"plane"
 	"plane/auth"
-	"plane/server/scheduler"
 )
 
 // Store is what the core reads and writes of the store (server/sqlite);
@@ -55,8 +56,9 @@ type Dispatcher interface {
 
 // Metrics records what the core does (Prometheus, in server).
 type Metrics interface {
-	// Spawned counts a spawn that started a backend ("spawned") or found
-	// no drone ("unavailable").
+	// Spawned counts a spawn, once, that started a backend ("spawned") or
+	// placed none: no drone could take it, or none it tried did
+	// ("unavailable").
 	Spawned(outcome string)
 	// BackendChanged observes a backend's new state (phase latencies).
 	BackendChanged(b *plane.Backend)
@@ -82,7 +84,13 @@ type Core struct {
 	// unavailable). Logins limits failed logins (required with Accounts).
 	Accounts Accounts
 	Logins   *auth.Limiter
-	Logger   *slog.Logger
+	// AvoidRefused is how long spawns try a drone last after it did not
+	// take a backend (default DefaultAvoidRefused).
+	AvoidRefused time.Duration
+	Logger       *slog.Logger
+
+	placer placer
+	drones droneStatuses // DroneUnreachable's cache (drone.go)
 }
 
 // DefaultWaitTimeout bounds how long a spawn with "wait": true blocks.
@@ -107,8 +115,11 @@ type Spawned struct {
 
 // Spawn returns the live backend of the project that holds req.Key, or
 // places and starts a new one on the least loaded drone. A drone that does
-// not take it leaves the backend failed (so that it frees its key) and the
-// spawn unavailable.
+// not take it leaves that backend failed, which frees its key. When the
+// drone did not answer or had no room (EUNAVAILABLE), the spawn places a new
+// backend, with the same key, on the next drone, trying at most
+// maxSpawnAttempts drones: the caller gets the backend that was finally
+// placed, or unavailable with what each drone said.
 func (c *Core) Spawn(ctx context.Context, actor plane.Actor, projectID int64, req plane.SpawnRequest) (Spawned, error) {
 	img, err := c.Store.FindImage(ctx, projectID, req.Image)
 	if plane.ErrorCodeOf(err) == plane.ENOTFOUND {
@@ -121,35 +132,88 @@ func (c *Core) Spawn(ctx context.Context, actor plane.Actor, projectID int64, re
 			return Spawned{Backend: b}, err
 		}
 	}
-	drone, err := c.pickDrone(ctx)
-	if err != nil {
-		c.spawned("unavailable")
-		return Spawned{}, err
-	}
-	b, created, err := c.Store.CreateBackend(ctx, newBackend(projectID, img, req, drone.ID))
-	if err != nil || !created {
-		// Not created: a concurrent spawn took the key first; b is its backend.
-		return Spawned{Backend: b}, err
-	}
-	c.spawned("spawned")
-	c.backendChanged(b)
-	c.Record(ctx, actor, b.ProjectID, plane.ActionBackendSpawn, b.ID, "image "+b.Image)
+	var (
+		tried    []string       // the drones that did not take it, in order
+		refusals []string       // what each said
+		last     *plane.Backend // the last backend this spawn created
+	)
+	for {
+		drone, r, err := c.reserveDrone(ctx, tried)
+		if err != nil {
+			return Spawned{}, c.unplaced(ctx, actor, last, tried, refusals, err)
+		}
+		b, created, err := c.Store.CreateBackend(ctx, newBackend(projectID, img, req, drone.ID))
+		c.placer.release(r, err == nil && created)
+		if err != nil || !created {
+			// Not created: a concurrent spawn took the key first (after
+			// this one's failed backend freed it); b is its backend.
+			if last != nil {
+				c.Record(ctx, actor, last.ProjectID, plane.ActionBackendSpawn, last.ID, spawnDetail(last.Image, tried))
+			}
+			return Spawned{Backend: b}, err
+		}
+		last = b
+		c.backendChanged(b)
 
-	spec := plane.SpawnSpec{
-		BackendID: b.ID, Key: b.Key, ImageRef: img.Ref, PullPolicy: img.PullPolicy, Port: img.Port,
-		Env: b.Env, User: b.User, Limits: b.Limits, Public: img.Public, AllowBearer: img.AllowBearer,
-	}
-	if err := c.Dispatch.Spawn(ctx, drone.ID, spec); err != nil {
+		spec := plane.SpawnSpec{
+			BackendID: b.ID, Key: b.Key, ImageRef: img.Ref, PullPolicy: img.PullPolicy, Port: img.Port,
+			Env: b.Env, User: b.User, Limits: b.Limits, Public: img.Public, AllowBearer: img.AllowBearer,
+		}
+		err = c.Dispatch.Spawn(ctx, drone.ID, spec)
+		if err == nil {
+			c.placer.accepted(drone.ID)
+			c.spawned("spawned")
+			c.Record(ctx, actor, b.ProjectID, plane.ActionBackendSpawn, b.ID, spawnDetail(b.Image, tried))
+			return Spawned{Backend: b, New: true, Public: img.Public}, nil
+		}
 		// Record why, so the backend does not stay scheduled and frees its key.
 		msg := fmt.Sprintf("drone %s did not accept the backend: %s", drone.ID, plane.ErrorMessageOf(err))
 		ev := plane.BackendEvent{BackendID: b.ID, DroneID: drone.ID, Status: plane.StatusTerminated, Time: time.Now(), Reason: plane.ReasonFailed, Error: msg}
 		if _, _, aerr := c.ApplyBackendEvent(context.WithoutCancel(ctx), ev); aerr != nil {
 			c.logger().Error("record failed dispatch", "backend", b.ID, "err", aerr)
 		}
-		c.logger().Warn("dispatch failed", "backend", b.ID, "drone", drone.ID, "err", err)
-		return Spawned{}, plane.Errorf(plane.EUNAVAILABLE, "%s", msg)
+		c.logger().Warn("dispatch failed", "backend", b.ID, "drone", drone.ID, "attempt", len(tried)+1, "err", err)
+		tried, refusals = append(tried, drone.ID), append(refusals, msg)
+		// Only a drone that did not answer, or had no room, is worth
+		// passing over; a deadline of the caller's also reads as "did not
+		// answer", but is no fault of the drone's.
+		if plane.ErrorCodeOf(err) != plane.EUNAVAILABLE || ctx.Err() != nil {
+			return Spawned{}, c.unplaced(ctx, actor, last, tried, refusals, nil)
+		}
+		c.placer.refuse(drone.ID, time.Now().Add(c.avoidRefused()))
+		if len(tried) >= maxSpawnAttempts {
+			return Spawned{}, c.unplaced(ctx, actor, last, tried, refusals, nil)
+		}
 	}
-	return Spawned{Backend: b, New: true, Public: img.Public}, nil
+}
+
+// unplaced ends a spawn that placed no backend: it found no drone (pickErr)
+// or the drones it tried did not take it (refusals, then pickErr when no
+// other drone could be tried).
+func (c *Core) unplaced(ctx context.Context, actor plane.Actor, last *plane.Backend, tried, refusals []string, pickErr error) error {
+	c.spawned("unavailable")
+	if last != nil {
+		c.Record(ctx, actor, last.ProjectID, plane.ActionBackendSpawn, last.ID, spawnDetail(last.Image, tried))
+	}
+	switch {
+	case len(refusals) == 0:
+		return pickErr
+	case pickErr == nil || errors.Is(pickErr, errAllTried):
+	case plane.ErrorCodeOf(pickErr) != plane.EUNAVAILABLE:
+		return pickErr
+	default:
+		refusals = append(refusals, plane.ErrorMessageOf(pickErr))
+	}
+	return plane.Errorf(plane.EUNAVAILABLE, "%s", strings.Join(refusals, "; "))
+}
+
+// spawnDetail is the activity log's detail of a spawn: the image, and the
+// drones that did not take it.
+func spawnDetail(image string, refusedBy []string) string {
+	if len(refusedBy) == 0 {
+		return "image " + image
+	}
+	return fmt.Sprintf("image %s (refused by %s)", image, strings.Join(refusedBy, ", "))
 }
 
 func (c *Core) spawned(outcome string) {
@@ -165,18 +229,6 @@ func (c *Core) liveBackendWithKey(ctx context.Context, projectID int64, key stri
 		return nil, err
 	}
 	return bs[0], nil
-}
-
-func (c *Core) pickDrone(ctx context.Context) (*plane.Drone, error) {
-	drones, err := c.Store.FindDrones(ctx)
-	if err != nil {
-		return nil, err
-	}
-	live, err := c.Store.CountLiveBackendsByDrone(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return scheduler.Pick(drones, live, time.Now(), nil)
 }
 
 // newBackend combines the request with the image's defaults.

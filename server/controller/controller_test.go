@@ -3,6 +3,7 @@ package controller_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -25,6 +26,11 @@ type fakeStore struct {
 	drones   []*plane.Drone
 	log      map[plane.Action]string // the last entry of each action: "actor target detail"
 	next     int
+	// delay slows counting and inserting, so that concurrent spawns
+	// overlap between the read of the load and the insert.
+	delay time.Duration
+	// onCreate, when set, runs at the start of every CreateBackend.
+	onCreate func()
 }
 
 func newStore() *fakeStore {
@@ -105,14 +111,29 @@ func (s *fakeStore) FindBackends(_ context.Context, f plane.BackendFilter) ([]*p
 	return out, nil
 }
 
+// CreateBackend stores b, unless a live backend of the project holds its
+// key: that one is returned instead, as the real store does.
 func (s *fakeStore) CreateBackend(_ context.Context, b *plane.Backend) (*plane.Backend, bool, error) {
+	if s.onCreate != nil {
+		s.onCreate()
+	}
+	time.Sleep(s.delay)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if b.Key != "" {
+		for _, h := range s.backends {
+			if h.ProjectID == b.ProjectID && h.Key == b.Key && h.Status.Live() {
+				cp := *h
+				return &cp, false, nil
+			}
+		}
+	}
 	s.next++
-	b.ID = "b" + string(rune('0'+s.next))
+	b.ID = fmt.Sprintf("b%d", s.next)
 	b.Status = plane.StatusScheduled
 	s.backends[b.ID] = b
-	return b, true, nil
+	cp := *b
+	return &cp, true, nil
 }
 
 // ApplyBackendEvent moves a live backend to a later status; anything else
@@ -134,11 +155,56 @@ func (s *fakeStore) ApplyBackendEvent(_ context.Context, ev plane.BackendEvent) 
 }
 
 func (s *fakeStore) CountLiveBackendsByDrone(context.Context) (map[string]int, error) {
-	return map[string]int{}, nil
+	s.mu.Lock()
+	counts := map[string]int{}
+	for _, b := range s.backends {
+		if b.Status.Live() && b.DroneID != "" {
+			counts[b.DroneID]++
+		}
+	}
+	s.mu.Unlock()
+	// Slow after the read, as a real read would be: the counts may be
+	// stale by the time the caller sees them.
+	time.Sleep(s.delay)
+	return counts, nil
 }
 
-func (s *fakeStore) FindDrones(context.Context) ([]*plane.Drone, error) { return s.drones, nil }
+func (s *fakeStore) FindDrones(context.Context) ([]*plane.Drone, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.drones), nil
+}
 
+// liveByDrone counts the live backends on each drone.
+func (s *fakeStore) liveByDrone() map[string]int {
+	counts, _ := s.CountLiveBackendsByDrone(context.Background())
+	return counts
+}
+
+// addLive stores n ready backends on drone, as load placed earlier.
+func (s *fakeStore) addLive(drone string, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range n {
+		id := fmt.Sprintf("old-%s-%d", drone, i)
+		s.backends[id] = &plane.Backend{ID: id, ProjectID: 1, DroneID: drone, Status: plane.StatusReady}
+	}
+}
+
+func (s *fakeStore) addBackend(b *plane.Backend) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.backends[b.ID] = b
+}
+
+// backend returns a copy of the stored backend id (nil if none).
+func (s *fakeStore) backend(id string) *plane.Backend {
+	b, err := s.FindBackendByID(context.Background(), id)
+	if err != nil {
+		return nil
+	}
+	return b
+}
 func (s *fakeStore) FindDroneByID(_ context.Context, id string) (*plane.Drone, error) {
 	for _, d := range s.drones {
 		if d.ID == id {
@@ -171,14 +237,36 @@ func (s *fakeStore) activity(action plane.Action) string {
 }
 
 type fakeDrones struct {
-	refuse  error
-	spawned []plane.SpawnSpec
-	stopped []plane.TerminateRequest
+	mu     sync.Mutex
+	refuse error // every drone's answer
+	// refuseOn: the answer of a drone to a spawn (over refuse); onSpawn,
+	// when set, runs before a drone answers.
+	refuseOn map[string]error
+	onSpawn  func(droneID string)
+	spawned  []plane.SpawnSpec
+	sentTo   []string // the drone of each spawn sent, in order
+	stopped  []plane.TerminateRequest
 }
 
-func (d *fakeDrones) Spawn(_ context.Context, _ string, spec plane.SpawnSpec) error {
+func (d *fakeDrones) Spawn(_ context.Context, droneID string, spec plane.SpawnSpec) error {
+	if d.onSpawn != nil {
+		d.onSpawn(droneID)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	d.spawned = append(d.spawned, spec)
+	d.sentTo = append(d.sentTo, droneID)
+	if err, ok := d.refuseOn[droneID]; ok {
+		return err
+	}
 	return d.refuse
+}
+
+// sent returns the drones spawns were sent to, in order.
+func (d *fakeDrones) sent() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.sentTo)
 }
 
 func (d *fakeDrones) Terminate(_ context.Context, _ string, req plane.TerminateRequest) error {
@@ -202,12 +290,22 @@ func (d *fakeDrones) Logs(context.Context, string, bool, func(plane.LogLine) err
 }
 
 type fakeMetrics struct {
+	mu       sync.Mutex
 	outcomes []string
 	changed  []plane.BackendStatus
 }
 
-func (m *fakeMetrics) Spawned(o string)                { m.outcomes = append(m.outcomes, o) }
-func (m *fakeMetrics) BackendChanged(b *plane.Backend) { m.changed = append(m.changed, b.Status) }
+func (m *fakeMetrics) Spawned(o string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.outcomes = append(m.outcomes, o)
+}
+
+func (m *fakeMetrics) BackendChanged(b *plane.Backend) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.changed = append(m.changed, b.Status)
+}
 
 func newCore(t *testing.T) (*controller.Core, *fakeStore, *fakeDrones, *fakeMetrics) {
 	st, dr, m := newStore(), &fakeDrones{}, &fakeMetrics{}

@@ -2,6 +2,8 @@ package controller
 
 import (
 	"context"
+	"sync"
+	"time"
 
 	"plane"
 )
@@ -22,4 +24,39 @@ func (c *Core) Drain(ctx context.Context, actor plane.Actor, droneID string, dra
 	}
 	c.logger().Info("drone drain", "drone", d.ID, "draining", draining, "by", actor.Name)
 	return d, nil
+}
+
+// droneStatusTTL is how long DroneUnreachable trusts the drone list it read.
+const droneStatusTTL = time.Second
+
+// droneStatuses caches which drones are unreachable, for the answers that
+// flag a backend whose drone is not heard from.
+type droneStatuses struct {
+	mu          sync.Mutex
+	read        time.Time
+	unreachable map[string]bool
+}
+
+// DroneUnreachable reports whether drone id is unreachable: its backends
+// keep their status, but nobody has heard from their drone for a while.
+// It reads the drone list at most once a second; on a store failure it
+// says false (the status is then all the answer shows).
+func (c *Core) DroneUnreachable(ctx context.Context, id string) bool {
+	s := &c.drones
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if now := time.Now(); now.Sub(s.read) >= droneStatusTTL {
+		ds, err := c.Store.FindDrones(ctx)
+		if err != nil {
+			c.logger().Warn("read drones", "err", err)
+			return false
+		}
+		s.read, s.unreachable = now, map[string]bool{}
+		for _, d := range ds {
+			if d.Status == plane.DroneUnreachable {
+				s.unreachable[d.ID] = true
+			}
+		}
+	}
+	return s.unreachable[id]
 }

@@ -42,6 +42,15 @@ type Dispatcher struct {
 	// and publishes them on the event bus. Nil: Backends, which only
 	// stores them.
 	Applier Applier
+	// UnreachableAfter and LostAfter are how long a drone may be silent
+	// before it is unreachable (no new backends; its backends stay as they
+	// are) and lost (its backends are terminated). Defaults:
+	// plane.DefaultDroneUnreachableAfter and plane.DefaultDroneLostAfter.
+	UnreachableAfter, LostAfter time.Duration
+	// Replicas is how many copies JetStream keeps of the status and logs
+	// streams and the certificate bucket (0: DefaultReplicas); an existing
+	// stream's count is never lowered.
+	Replicas int
 	// RequestTimeout bounds a request to a drone (default 5 s).
 	RequestTimeout time.Duration
 	Now            func() time.Time
@@ -58,6 +67,7 @@ type Dispatcher struct {
 	stats statsRing
 	proto protocols
 	acme  acmeState
+	recon reconcileState
 }
 
 // Open creates the streams and the durable consumer, and starts consuming
@@ -67,6 +77,9 @@ func (d *Dispatcher) Open(ctx context.Context) error {
 		d.Logger = slog.Default()
 	}
 	d.Logger = d.Logger.With("component", "dispatch")
+	if err := d.setLimits(); err != nil {
+		return err
+	}
 	if d.RequestTimeout == 0 {
 		d.RequestTimeout = 5 * time.Second
 	}
@@ -119,4 +132,33 @@ func (d *Dispatcher) Close() {
 		d.stop()
 	}
 	d.wg.Wait()
+}
+
+// setLimits fills in the silence limits and checks them.
+func (d *Dispatcher) setLimits() error {
+	if d.UnreachableAfter <= 0 {
+		d.UnreachableAfter = plane.DefaultDroneUnreachableAfter
+	}
+	if d.LostAfter <= 0 {
+		d.LostAfter = plane.DefaultDroneLostAfter
+	}
+	if d.UnreachableAfter < plane.DroneStaleAfter || d.LostAfter <= d.UnreachableAfter {
+		return fmt.Errorf("drone silence limits: unreachable after %s (at least %s), lost after %s: want unreachable < lost",
+			d.UnreachableAfter, plane.DroneStaleAfter, d.LostAfter)
+	}
+	return nil
+}
+
+// DefaultReplicas is the replica count for a connection to nc's cluster:
+// the number of servers it knows of (those of its URL and those the
+// cluster announced), at most 3.
+func DefaultReplicas(nc *nats.Conn) int {
+	return min(max(len(nc.Servers()), 1), 3)
+}
+
+func (d *Dispatcher) replicas() int {
+	if d.Replicas > 0 {
+		return d.Replicas
+	}
+	return DefaultReplicas(d.NC)
 }

@@ -194,6 +194,17 @@ func (l *logBuffer) String() string {
 	return l.buf.String()
 }
 
+// count is how many log lines contain substr.
+func (l *logBuffer) count(substr string) int {
+	n := 0
+	for _, line := range strings.Split(l.String(), "\n") {
+		if strings.Contains(line, substr) {
+			n++
+		}
+	}
+	return n
+}
+
 func (l *logBuffer) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
 
 // t0 is the tests' fixed clock.

@@ -10,8 +10,8 @@ import (
 	"plane"
 )
 
-// handleHeartbeat records a drone's heartbeat, then stops the backends it
-// runs that the store holds terminated. A heartbeat that does not decode,
+// handleHeartbeat records a drone's heartbeat, then reconciles what it runs
+// with the store (reconcile.go). A heartbeat that does not decode,
 // or speaks a protocol version this controller does not, is ignored.
 func (d *Dispatcher) handleHeartbeat(m *nats.Msg) {
 	hb, err := plane.Decode[plane.Heartbeat](m.Data)
@@ -25,7 +25,7 @@ func (d *Dispatcher) handleHeartbeat(m *nats.Msg) {
 	if err := d.Drones.UpsertDrone(ctx, droneOf(hb, d.Now())); err != nil {
 		d.Logger.Error("record heartbeat", "drone", hb.DroneID, "err", err)
 	}
-	if err := d.stopUnknown(ctx, hb); err != nil {
+	if err := d.reconcile(ctx, hb); err != nil {
 		d.Logger.Error("compare drone backends", "drone", hb.DroneID, "err", err)
 	}
 }

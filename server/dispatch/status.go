@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -14,8 +15,10 @@ import (
 // before it redelivers a status change.
 const statusAckWait = 30 * time.Second
 
-// EnsureStreams creates or updates the status and logs streams.
-func EnsureStreams(ctx context.Context, js jetstream.JetStream) error {
+// EnsureStreams creates or updates the status and logs streams and the
+// certificate and cluster buckets, each with replicas copies, or more when it has more
+// already: a replica count is never lowered.
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, replicas int) error {
 	for _, cfg := range []jetstream.StreamConfig{
 		{
 			Name:       plane.StreamStatus,
@@ -33,17 +36,42 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream) error {
 			Discard:           jetstream.DiscardOld,
 		},
 	} {
+		r, err := keepReplicas(ctx, js, cfg.Name, replicas)
+		if err != nil {
+			return err
+		}
+		cfg.Replicas = r
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
-			return fmt.Errorf("create stream %s: %w", cfg.Name, err)
+			return fmt.Errorf("create stream %s with %d replicas: %w", cfg.Name, r, err)
 		}
 	}
-	// The cluster certificate travels to every drone through this bucket.
-	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: plane.CertBucket, History: 1, Storage: jetstream.FileStorage,
-	}); err != nil {
-		return fmt.Errorf("create bucket %s: %w", plane.CertBucket, err)
+	// The cluster certificate travels to every drone through one bucket;
+	// the cluster's claim (made before this runs) is in the other.
+	for _, bucket := range []string{plane.CertBucket, plane.ClusterBucket} {
+		r, err := keepReplicas(ctx, js, "KV_"+bucket, replicas)
+		if err != nil {
+			return err
+		}
+		if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: bucket, History: 1, Storage: jetstream.FileStorage, Replicas: r,
+		}); err != nil {
+			return fmt.Errorf("create bucket %s with %d replicas: %w", bucket, r, err)
+		}
 	}
 	return nil
+}
+
+// keepReplicas is the replica count for stream name: want, or the stream's
+// own count when it has more.
+func keepReplicas(ctx context.Context, js jetstream.JetStream, name string, want int) (int, error) {
+	want = max(want, 1)
+	s, err := js.Stream(ctx, name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return want, nil
+	} else if err != nil {
+		return 0, fmt.Errorf("look up stream %s: %w", name, err)
+	}
+	return max(want, s.CachedInfo().Config.Replicas), nil
 }
 
 // consumeStatus creates the streams and the durable status consumer, and
@@ -54,7 +82,7 @@ func (d *Dispatcher) consumeStatus(ctx context.Context) error {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	d.js = js
-	if err := EnsureStreams(ctx, js); err != nil {
+	if err := EnsureStreams(ctx, js, d.replicas()); err != nil {
 		return err
 	}
 	cons, err := js.CreateOrUpdateConsumer(ctx, plane.StreamStatus, jetstream.ConsumerConfig{
@@ -117,4 +145,21 @@ func (d *Dispatcher) Apply(ctx context.Context, ev plane.BackendEvent) (*plane.B
 		d.stats.forget(b.ID)
 	}
 	return b, nil
+}
+
+// CheckWrite writes to JetStream (the cluster bucket's probe key), for the
+// controller's readiness: without a JetStream that takes writes, status
+// changes and logs wait on the drones.
+func (d *Dispatcher) CheckWrite(ctx context.Context) error {
+	if d.js == nil {
+		return errors.New("JetStream: not open")
+	}
+	kv, err := d.js.KeyValue(ctx, plane.ClusterBucket)
+	if err != nil {
+		return fmt.Errorf("JetStream: %w", err)
+	}
+	if _, err := kv.Put(ctx, plane.ClusterProbeKey, []byte(d.Now().UTC().Format(time.RFC3339Nano))); err != nil {
+		return fmt.Errorf("JetStream cannot take a write: %w", err)
+	}
+	return nil
 }

@@ -29,15 +29,38 @@ func (d *Dispatcher) sweepLoop(ctx context.Context) {
 	}
 }
 
-// Sweep runs one pass of the lost-drone check.
+// Sweep runs one pass over the drones: one silent for UnreachableAfter is
+// marked unreachable (it gets no new backends), one silent for LostAfter is
+// lost, and its live backends are terminated as lost, which frees their
+// keys.
 func (d *Dispatcher) Sweep(ctx context.Context) error {
+	if d.UnreachableAfter <= 0 || d.LostAfter <= 0 {
+		if err := d.setLimits(); err != nil {
+			return err
+		}
+	}
 	drones, err := d.Drones.FindDrones(ctx)
 	if err != nil {
 		return err
 	}
 	now := d.Now()
 	for _, dr := range drones {
-		if dr.Status == plane.DroneLost || now.Sub(dr.LastHeartbeat) < plane.DroneLostAfter {
+		silent := now.Sub(dr.LastHeartbeat)
+		switch {
+		case dr.Status == plane.DroneLost:
+			continue
+		case silent < d.UnreachableAfter:
+			continue
+		case silent < d.LostAfter:
+			if dr.Status == plane.DroneReady || dr.Status == plane.DroneDraining {
+				// Its backends keep their status and names: the drone may
+				// serve them still, and one back in time finds them as
+				// they were.
+				d.Logger.Warn("drone unreachable", "drone", dr.ID, "last_heartbeat", dr.LastHeartbeat, "lost_in", (d.LostAfter - silent).Round(time.Second))
+				if err := d.Drones.SetDroneStatus(ctx, dr.ID, plane.DroneUnreachable); err != nil {
+					return err
+				}
+			}
 			continue
 		}
 		d.Logger.Warn("drone lost", "drone", dr.ID, "last_heartbeat", dr.LastHeartbeat)

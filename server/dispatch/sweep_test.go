@@ -7,9 +7,10 @@ import (
 	"plane"
 )
 
-// A drone silent for plane.DroneLostAfter is marked lost and its live
-// backends terminated as lost; fresh drones and their backends, and drones
-// already lost, are left alone.
+// A drone silent for the unreachable limit is marked unreachable and its
+// backends are left as they are; one silent for the lost limit is marked
+// lost and its live backends terminated as lost; fresh drones and their
+// backends, and drones already lost, are left alone.
 func TestSweep(t *testing.T) {
 	drone := func(id string, silent time.Duration, status plane.DroneStatus) *plane.Drone {
 		return &plane.Drone{ID: id, Status: status, LastHeartbeat: t0.Add(-silent)}
@@ -21,12 +22,16 @@ func TestSweep(t *testing.T) {
 		{ID: "lost2", DroneID: "lost", Status: plane.StatusScheduled},
 		{ID: "lost3", DroneID: "lost", Status: plane.StatusTerminated, TerminationReason: plane.ReasonIdle},
 		{ID: "gone1", DroneID: "gone", Status: plane.StatusReady},
+		{ID: "away1", DroneID: "away", Status: plane.StatusReady},
+		{ID: "away2", DroneID: "away-draining", Status: plane.StatusReady},
 	}, []*plane.Drone{
 		drone("fresh", time.Second, plane.DroneReady),
-		drone("stale", plane.DroneStaleAfter, plane.DroneReady),      // unreachable: no new backends, but not lost
-		drone("lost", plane.DroneLostAfter, plane.DroneDraining),     // silent exactly long enough
-		drone("gone", 2*plane.DroneLostAfter, plane.DroneLost),       // swept before
-		drone("stopped", 2*plane.DroneLostAfter, plane.DroneStopped), // said goodbye, then went silent
+		drone("stale", plane.DroneStaleAfter, plane.DroneReady),                              // unreachable: no new backends, but not lost
+		drone("away", plane.DefaultDroneUnreachableAfter, plane.DroneReady),                  // unreachable, not dead
+		drone("away-draining", plane.DefaultDroneLostAfter-time.Second, plane.DroneDraining), // just before lost
+		drone("lost", plane.DefaultDroneLostAfter, plane.DroneUnreachable),                   // silent exactly long enough
+		drone("gone", 2*plane.DefaultDroneLostAfter, plane.DroneLost),                        // swept before
+		drone("stopped", 2*plane.DefaultDroneLostAfter, plane.DroneStopped),                  // said goodbye, then went silent
 	})
 	d, _ := newDispatcher(st, nil)
 	var notified []string
@@ -38,6 +43,7 @@ func TestSweep(t *testing.T) {
 	}
 	for id, want := range map[string]plane.DroneStatus{
 		"fresh": plane.DroneReady, "stale": plane.DroneReady, "lost": plane.DroneLost,
+		"away": plane.DroneUnreachable, "away-draining": plane.DroneUnreachable,
 		"gone": plane.DroneLost, "stopped": plane.DroneLost,
 	} {
 		if got := st.drone(t, id).Status; got != want {
@@ -46,6 +52,7 @@ func TestSweep(t *testing.T) {
 	}
 	for id, want := range map[string]plane.BackendStatus{
 		"fresh1": plane.StatusReady, "stale1": plane.StatusReady, "gone1": plane.StatusReady,
+		"away1": plane.StatusReady, "away2": plane.StatusReady,
 		"lost1": plane.StatusTerminated, "lost2": plane.StatusTerminated, "lost3": plane.StatusTerminated,
 	} {
 		b := st.backend(t, id)

@@ -11,18 +11,19 @@ import (
 )
 
 // Pick chooses the drone for a new backend: among the drones that are ready,
-// not draining, heard from within plane.DroneStaleAfter and below their
-// capacity (when they declare one), the least loaded one. Load is live
+// not draining, heard from within plane.DroneStaleAfter, below their
+// capacity (when they declare one) and not in exclude, the least loaded one. Load is live
 // backends over capacity, or the live count for a drone without a capacity.
 // Ties are broken at random so that equal drones share the work; rnd may be
 // nil (a *rand.Rand is not safe for concurrent use, the package source is).
 //
 // live maps drone IDs to their live backend count; the store's count is used
 // rather than the heartbeat's because it includes backends scheduled since
-// the last beat.
+// the last beat. exclude (may be nil) holds the drones the caller passes over,
+// such as those that just refused this backend.
 //
 // With no candidate, Pick returns a plane.EUNAVAILABLE error that says why.
-func Pick(drones []*plane.Drone, live map[string]int, now time.Time, rnd *rand.Rand) (*plane.Drone, error) {
+func Pick(drones []*plane.Drone, live map[string]int, exclude map[string]bool, now time.Time, rnd *rand.Rand) (*plane.Drone, error) {
 	var (
 		best     *plane.Drone
 		bestLive int
@@ -37,6 +38,9 @@ func Pick(drones []*plane.Drone, live map[string]int, now time.Time, rnd *rand.R
 		why.total++
 		n := live[d.ID]
 		switch {
+		case exclude[d.ID]:
+			why.excluded++
+			continue
 		case d.Status == plane.DroneLost:
 			why.lost++
 			continue
@@ -46,10 +50,10 @@ func Pick(drones []*plane.Drone, live map[string]int, now time.Time, rnd *rand.R
 		case d.Status == plane.DroneDraining || d.Draining:
 			why.draining++
 			continue
-		case d.Status != plane.DroneReady:
+		case d.Status != plane.DroneReady && d.Status != plane.DroneUnreachable:
 			why.other++
 			continue
-		case now.Sub(d.LastHeartbeat) > plane.DroneStaleAfter:
+		case d.Status == plane.DroneUnreachable || now.Sub(d.LastHeartbeat) > plane.DroneStaleAfter:
 			why.stale++
 			if age := now.Sub(d.LastHeartbeat); why.freshest == 0 || age < why.freshest {
 				why.freshest = age
@@ -99,6 +103,7 @@ type reasons struct {
 	total                                       int
 	lost, stopped, draining, other, stale, full int
 	proxy                                       int           // whose proxy cannot accept connections
+	excluded                                    int           // passed over by the caller
 	freshest                                    time.Duration // youngest heartbeat among stale drones
 }
 
@@ -120,6 +125,7 @@ func (r reasons) message() string {
 	add(r.lost, "lost")
 	add(r.stopped, "stopped")
 	add(r.other, "not ready")
+	add(r.excluded, "excluded")
 	if len(parts) == 1 {
 		switch {
 		case r.draining == r.total:
@@ -140,6 +146,8 @@ func (r reasons) message() string {
 			return prefix + plural(r.total, "the drone is stopped", "all %d drones are stopped")
 		case r.other == r.total:
 			return prefix + plural(r.total, "the drone is not ready", "none of the %d drones is ready")
+		case r.excluded == r.total:
+			return prefix + plural(r.total, "the drone is excluded", "all %d drones are excluded")
 		}
 	}
 	return prefix + fmt.Sprintf("of %d drones, ", r.total) + strings.Join(parts, ", ")

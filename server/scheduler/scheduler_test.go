@@ -33,11 +33,12 @@ func beatAgo(age time.Duration) func(*plane.Drone) {
 
 func TestPick(t *testing.T) {
 	tests := []struct {
-		name   string
-		drones []*plane.Drone
-		live   map[string]int
-		want   string // drone ID; empty when no drone fits
-		errHas string // part of the error message
+		name    string
+		drones  []*plane.Drone
+		live    map[string]int
+		exclude map[string]bool
+		want    string // drone ID; empty when no drone fits
+		errHas  string // part of the error message
 	}{
 		{name: "no drones", errHas: "no drones registered"},
 		{name: "only nil", drones: []*plane.Drone{nil}, errHas: "no drones registered"},
@@ -60,10 +61,20 @@ func TestPick(t *testing.T) {
 			live: map[string]int{"c": 100}, want: "c"},
 		{name: "skips stale", drones: []*plane.Drone{drone("a", 0, beatAgo(plane.DroneStaleAfter+time.Millisecond)), drone("b", 0)},
 			live: map[string]int{"b": 100}, want: "b"},
+		{name: "skips unreachable, even with a fresh heartbeat on record", drones: []*plane.Drone{drone("a", 0, status(plane.DroneUnreachable)), drone("b", 0)},
+			live: map[string]int{"b": 100}, want: "b"},
+		{name: "only unreachable", drones: []*plane.Drone{drone("a", 0, status(plane.DroneUnreachable), beatAgo(20*time.Second))},
+			errHas: "no heartbeat from the drone for 20 s"},
 		{name: "skips a drone whose proxy cannot accept", drones: []*plane.Drone{drone("a", 0, proxyDown), drone("b", 0)},
 			live: map[string]int{"b": 100}, want: "b"},
 		{name: "only proxies that cannot accept", drones: []*plane.Drone{drone("a", 0, proxyDown)},
 			errHas: "the drone's proxy cannot accept connections"},
+		{name: "skips excluded, even the least loaded", drones: []*plane.Drone{drone("a", 0), drone("b", 0), drone("c", 0)},
+			live: map[string]int{"b": 5, "c": 9}, exclude: map[string]bool{"a": true}, want: "b"},
+		{name: "excluding an unknown drone changes nothing", drones: []*plane.Drone{drone("a", 0), drone("b", 0)},
+			live: map[string]int{"b": 1}, exclude: map[string]bool{"zz": true}, want: "a"},
+		{name: "an excluded drone is only excluded", drones: []*plane.Drone{drone("a", 0, status(plane.DroneLost)), drone("b", 1)},
+			live: map[string]int{"b": 1}, exclude: map[string]bool{"a": true}, errHas: "of 2 drones, 1 full, 1 excluded"},
 		{name: "heartbeat exactly at the limit is fresh", drones: []*plane.Drone{drone("a", 0, beatAgo(plane.DroneStaleAfter))}, want: "a"},
 		{name: "heartbeat from the future is fresh", drones: []*plane.Drone{drone("a", 0, beatAgo(-time.Minute))}, want: "a"},
 
@@ -75,6 +86,10 @@ func TestPick(t *testing.T) {
 		{name: "all full", drones: []*plane.Drone{drone("a", 1), drone("b", 2), drone("c", 3)},
 			live: map[string]int{"a": 1, "b": 2, "c": 3}, errHas: "all 3 drones are full"},
 		{name: "all lost", drones: []*plane.Drone{drone("a", 1, status(plane.DroneLost))}, errHas: "the drone is lost"},
+		{name: "one excluded", drones: []*plane.Drone{drone("a", 1)}, exclude: map[string]bool{"a": true},
+			errHas: "the drone is excluded"},
+		{name: "all excluded", drones: []*plane.Drone{drone("a", 1), drone("b", 1)}, exclude: map[string]bool{"a": true, "b": true},
+			errHas: "all 2 drones are excluded"},
 		{name: "unknown status", drones: []*plane.Drone{drone("a", 1, status("")), drone("b", 1, status("weird"))},
 			errHas: "none of the 2 drones is ready"},
 		{name: "mixed", drones: []*plane.Drone{
@@ -86,7 +101,7 @@ func TestPick(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := scheduler.Pick(tt.drones, tt.live, now, rand.New(rand.NewPCG(1, 2)))
+			got, err := scheduler.Pick(tt.drones, tt.live, tt.exclude, now, rand.New(rand.NewPCG(1, 2)))
 			if tt.want != "" {
 				if err != nil {
 					t.Fatalf("err = %v, want drone %s", err, tt.want)
@@ -111,10 +126,11 @@ func TestPick(t *testing.T) {
 
 func TestPickSpreadsTies(t *testing.T) {
 	tests := []struct {
-		name   string
-		drones []*plane.Drone
-		live   map[string]int
-		tied   []string
+		name    string
+		drones  []*plane.Drone
+		live    map[string]int
+		exclude map[string]bool
+		tied    []string
 	}{
 		{name: "equal counts", drones: []*plane.Drone{drone("a", 0), drone("b", 0), drone("c", 0)},
 			live: map[string]int{"a": 1, "b": 1, "c": 2}, tied: []string{"a", "b"}},
@@ -122,6 +138,8 @@ func TestPickSpreadsTies(t *testing.T) {
 			live: map[string]int{"a": 1, "b": 2, "c": 6}, tied: []string{"a", "b"}},
 		{name: "all empty", drones: []*plane.Drone{drone("a", 5), drone("b", 5), drone("c", 5), drone("d", 0)},
 			tied: []string{"a", "b", "c", "d"}},
+		{name: "an excluded drone takes no share", drones: []*plane.Drone{drone("a", 0), drone("b", 0), drone("c", 0)},
+			exclude: map[string]bool{"b": true}, tied: []string{"a", "c"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -129,7 +147,7 @@ func TestPickSpreadsTies(t *testing.T) {
 			counts := map[string]int{}
 			const draws = 4000
 			for range draws {
-				d, err := scheduler.Pick(tt.drones, tt.live, now, rnd)
+				d, err := scheduler.Pick(tt.drones, tt.live, tt.exclude, now, rnd)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -154,7 +172,7 @@ func TestPickSpreadsTies(t *testing.T) {
 		drones := []*plane.Drone{drone("a", 0), drone("b", 0)}
 		seen := map[string]bool{}
 		for range 200 {
-			d, err := scheduler.Pick(drones, nil, now, nil)
+			d, err := scheduler.Pick(drones, nil, nil, now, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

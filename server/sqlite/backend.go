@@ -115,8 +115,12 @@ func (db *DB) CreateBackend(ctx context.Context, b *plane.Backend) (*plane.Backe
 }
 
 // ApplyBackendEvent moves a backend forward to e.Status and records the move
-// in its history at e.Time. Backward and repeated moves change nothing and
-// return the backend as stored, with applied == false.
+// in its history at e.Time. Backward and repeated moves do not move the
+// backend and return it as stored, with applied == false; but a step the
+// history lacks (a redelivered `loading` that arrives after `starting`) is
+// recorded in it, in time order, so that the history stays complete. A
+// step dated after the backend's latest one (a late `ready` after it was
+// terminated) contradicts the history and is left out.
 func (db *DB) ApplyBackendEvent(ctx context.Context, e plane.BackendEvent) (*plane.Backend, bool, error) {
 	if err := e.Validate(); err != nil {
 		return nil, false, err
@@ -129,7 +133,18 @@ func (db *DB) ApplyBackendEvent(ctx context.Context, e plane.BackendEvent) (*pla
 			return err
 		}
 		if !b.Status.CanMoveTo(e.Status) {
-			return nil
+			if e.Status == b.Status {
+				return nil
+			}
+			_, err := tx.ExecContext(ctx, `
+				INSERT OR IGNORE INTO backend_status_history (backend_id, status, time_ms)
+				SELECT ?, ?, ? WHERE ? <= (SELECT MAX(time_ms) FROM backend_status_history WHERE backend_id = ?)`,
+				b.ID, e.Status, toMS(orNow(e.Time)), toMS(orNow(e.Time)), b.ID)
+			if err != nil {
+				return fmt.Errorf("apply backend event: %w", err)
+			}
+			b, err = findBackendByID(ctx, tx, e.BackendID)
+			return err
 		}
 		next := *b
 		next.Status = e.Status

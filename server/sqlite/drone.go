@@ -28,7 +28,7 @@ func (db *DB) UpsertDrone(ctx context.Context, d *plane.Drone) error {
 			d.Status = plane.DroneDraining
 		}
 	}
-	if !validDroneStatus(d.Status) {
+	if !d.Status.Valid() {
 		return plane.FieldErrorf("status", "unknown drone status %q", d.Status)
 	}
 	images := d.Images
@@ -92,7 +92,7 @@ func (db *DB) FindDrones(ctx context.Context) ([]*plane.Drone, error) {
 
 // SetDroneStatus sets a drone's status until its next heartbeat.
 func (db *DB) SetDroneStatus(ctx context.Context, id string, status plane.DroneStatus) error {
-	if !validDroneStatus(status) {
+	if !status.Valid() {
 		return plane.FieldErrorf("status", "unknown drone status %q", status)
 	}
 	res, err := db.write.ExecContext(ctx, `UPDATE drones SET status = ? WHERE id = ?`, status, id)
@@ -120,14 +120,6 @@ func (db *DB) SetDroneDraining(ctx context.Context, id string, draining bool) er
 		return fmt.Errorf("set drone %q draining: %w", id, err)
 	}
 	return rowAffected(res, "drone %q not found", id)
-}
-
-func validDroneStatus(s plane.DroneStatus) bool {
-	switch s {
-	case plane.DroneReady, plane.DroneDraining, plane.DroneLost, plane.DroneStopped:
-		return true
-	}
-	return false
 }
 
 func scanDrone(s scanner) (*plane.Drone, error) {

@@ -17,7 +17,10 @@ const userColumns = `id, email, name, admin, password_hash, created_at`
 // CreateUser stores u with a personal team it owns, and sets its ID and
 // CreatedAt (when zero). The first user of the instance becomes its admin:
 // counting and inserting in one write transaction keeps two concurrent
-// sign-ups from both being first.
+// sign-ups from both being first. The first user also becomes the owner of
+// every team nobody belongs to: those of the projects made before any user
+// (project default, and those of plane admin project create), so that they
+// show in the dashboard.
 func (db *DB) CreateUser(ctx context.Context, u *plane.User) error {
 	email, err := plane.ValidateEmail(u.Email)
 	if err != nil {
@@ -38,7 +41,16 @@ func (db *DB) CreateUser(ctx context.Context, u *plane.User) error {
 			email, u.Name, admin, u.PasswordHash, toMS(created)).Scan(&id); err != nil {
 			return err
 		}
-		_, err := insertTeam(ctx, tx, personalTeamName(u.Name, email), id, created)
+		if _, err := insertTeam(ctx, tx, personalTeamName(u.Name, email), id, created); err != nil {
+			return err
+		}
+		if users > 0 {
+			return nil
+		}
+		_, err := tx.ExecContext(ctx, `
+			INSERT INTO team_members (team_id, user_id, role, created_at)
+			SELECT id, ?, ?, ? FROM teams WHERE id NOT IN (SELECT team_id FROM team_members)`,
+			id, plane.RoleOwner, toMS(created))
 		return err
 	})
 	switch {

@@ -198,3 +198,30 @@ func TestAccountsMigration(t *testing.T) {
 		t.Fatalf("users after roll back: %d, %v", n, err)
 	}
 }
+
+// Projects made before any user (project default, plane admin project
+// create) have teams nobody belongs to: the first user owns them, so they
+// show in the dashboard; later users do not get them.
+func TestFirstUserOwnsMemberlessTeams(t *testing.T) {
+	ctx := context.Background()
+	db := MustOpenDB(t)
+	def := MustCreateProject(t, db, plane.DefaultProject)
+	ann := mustCreateUser(t, db, "ann@example.com")
+	later := MustCreateProject(t, db, "later") // a team of its own, nobody in it
+	bob := mustCreateUser(t, db, "bob@example.com")
+	for _, tc := range []struct {
+		user    *plane.User
+		project *plane.Project
+		member  bool
+	}{
+		{ann, def, true}, {bob, def, false}, {ann, later, false}, {bob, later, false},
+	} {
+		m, err := db.FindMember(ctx, tc.project.TeamID, tc.user.ID)
+		if got := err == nil; got != tc.member {
+			t.Errorf("%s in the team of %s: %v (%v), want %v", tc.user.Email, tc.project.Name, got, err, tc.member)
+		}
+		if tc.member && m.Role != plane.RoleOwner {
+			t.Errorf("%s is %s of %s's team, want owner", tc.user.Email, m.Role, tc.project.Name)
+		}
+	}
+}

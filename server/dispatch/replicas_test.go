@@ -1,0 +1,143 @@
+package dispatch
+
+import (
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"plane"
+)
+
+// startNATSCluster runs three clustered nats-servers with JetStream and
+// connects to the first.
+func startNATSCluster(t *testing.T) *nats.Conn {
+	t.Helper()
+	var ports []int
+	for range 3 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+		ln.Close()
+	}
+	var routes []string
+	for _, p := range ports {
+		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
+	}
+	var servers []*server.Server
+	for i, p := range ports {
+		opts := &server.Options{
+			ServerName: fmt.Sprintf("n%d", i+1), Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
+			NoLog: true, NoSigs: true,
+			Cluster: server.ClusterOpts{Name: "plane-test", Host: "127.0.0.1", Port: p},
+			Routes:  server.RoutesFromStr(fmt.Sprintf("%s,%s,%s", routes[0], routes[1], routes[2])),
+		}
+		ns, err := server.NewServer(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go ns.Start()
+		t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+		servers = append(servers, ns)
+	}
+	for _, ns := range servers {
+		if !ns.ReadyForConnections(10 * time.Second) {
+			t.Fatal("nats-server not ready")
+		}
+	}
+	nc, err := nats.Connect(servers[0].ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// Streams and the certificate bucket get the replica count asked for, and
+// keep a higher one they have; the default follows the servers the
+// connection knows of.
+func TestEnsureStreamsReplicas(t *testing.T) {
+	t.Parallel() // the cluster's election takes seconds of waiting
+	nc := startNATSCluster(t)
+	deadline := time.Now().Add(10 * time.Second)
+	for DefaultReplicas(nc) != 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("DefaultReplicas = %d with servers %v, want 3", DefaultReplicas(nc), nc.Servers())
+		}
+		time.Sleep(20 * time.Millisecond) // the cluster's servers are announced to the client as they join
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replicas := func() map[string]int {
+		t.Helper()
+		out := map[string]int{}
+		for _, name := range []string{plane.StreamStatus, plane.StreamLogs, "KV_" + plane.CertBucket, "KV_" + plane.ClusterBucket} {
+			s, err := js.Stream(t.Context(), name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[name] = s.CachedInfo().Config.Replicas
+		}
+		return out
+	}
+	// JetStream's meta leader may still be in election: retry creating.
+	for {
+		err = EnsureStreams(t.Context(), js, 3)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for name, r := range replicas() {
+		if r != 3 {
+			t.Errorf("%s has %d replicas, want 3", name, r)
+		}
+	}
+	if err := EnsureStreams(t.Context(), js, 1); err != nil {
+		t.Fatal(err)
+	}
+	for name, r := range replicas() {
+		if r != 3 {
+			t.Errorf("after asking for 1: %s has %d replicas, want 3 kept", name, r)
+		}
+	}
+}
+
+// CheckWrite, the controller's readiness, fails when JetStream cannot take
+// a write.
+func TestCheckWrite(t *testing.T) {
+	nc := startNATS(t)
+	st := newStore(nil, nil)
+	d, _ := newDispatcher(st, nc)
+	if err := d.CheckWrite(t.Context()); err == nil {
+		t.Fatal("CheckWrite before Open succeeded")
+	}
+	if err := d.Open(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.Close)
+	if err := d.CheckWrite(t.Context()); err != nil {
+		t.Fatalf("CheckWrite: %v", err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteKeyValue(t.Context(), plane.ClusterBucket); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.CheckWrite(t.Context()); err == nil {
+		t.Fatal("CheckWrite succeeded without its bucket")
+	}
+}

@@ -1,0 +1,80 @@
+package sqlite_test
+
+import (
+	"context"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"plane"
+	"plane/server/sqlite"
+)
+
+// A store makes its cluster identity once: the next call, a reopened store
+// and a second store on the same file all get the same one; another file
+// gets another.
+func TestClusterIdentity(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "plane.db")
+	db, err := sqlite.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := db.ClusterIdentity(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := plane.ValidateClusterID(first.ID); err != nil {
+		t.Fatalf("identity %+v: %v", first, err)
+	}
+	if first.CreatedAt.IsZero() {
+		t.Fatalf("identity %+v: no creation time", first)
+	}
+	again, err := db.ClusterIdentity(ctx)
+	if err != nil || again != first {
+		t.Fatalf("second call: %+v, %v; want %+v", again, err, first)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	reopened, err := mustOpenPath(t, path).ClusterIdentity(ctx)
+	if err != nil || reopened != first {
+		t.Fatalf("after reopen: %+v, %v; want %+v", reopened, err, first)
+	}
+
+	other, err := MustOpenDB(t).ClusterIdentity(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if other.ID == first.ID {
+		t.Fatalf("two stores share the identity %q", other.ID)
+	}
+}
+
+// Controllers that share a fresh store and start at once agree on one
+// identity.
+func TestClusterIdentityConcurrentFirstStart(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "plane.db")
+	dbs := []*sqlite.DB{mustOpenPath(t, path), mustOpenPath(t, path), mustOpenPath(t, path)}
+	ids := make([]plane.ClusterIdentity, len(dbs))
+	errs := make([]error, len(dbs))
+	var wg sync.WaitGroup
+	for i, db := range dbs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ids[i], errs[i] = db.ClusterIdentity(ctx)
+		}()
+	}
+	wg.Wait()
+	for i := range dbs {
+		if errs[i] != nil {
+			t.Fatalf("store %d: %v", i, errs[i])
+		}
+		if ids[i] != ids[0] {
+			t.Fatalf("store %d got %+v, store 0 %+v", i, ids[i], ids[0])
+		}
+	}
+}
