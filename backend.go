@@ -94,6 +94,10 @@ type Backend struct {
 
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
+
+	// DroneUnreachable is not stored: readers that show a live backend set
+	// it when its drone has not been heard from for a while.
+	DroneUnreachable bool `json:"-"`
 }
 
 // BackendEvent is a status change of a backend as reported by its drone (or

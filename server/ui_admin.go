@@ -109,6 +109,7 @@ func (s *Server) adminBackendRows(ctx context.Context, f plane.BackendFilter) (w
 	if err != nil {
 		return web.AdminBackendsView{}, err
 	}
+	s.core.MarkUnreachable(ctx, bs...)
 	ps, err := s.Projects.FindProjects(ctx)
 	if err != nil {
 		return web.AdminBackendsView{}, err

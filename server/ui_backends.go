@@ -47,6 +47,7 @@ func (s *Server) loadProjectBackend(next echo.HandlerFunc) echo.HandlerFunc {
 		if b.ProjectID != currentProject(c).ID {
 			return notFound
 		}
+		s.core.MarkUnreachable(c.Request().Context(), b)
 		c.Set(backendKey, b)
 		return next(c)
 	}
@@ -88,6 +89,7 @@ func (s *Server) renderBackends(c echo.Context, status int, form web.Form) error
 	if err != nil {
 		return err
 	}
+	s.core.MarkUnreachable(ctx, bs...)
 	imgs, err := s.Images.FindImages(ctx, p.ID)
 	if err != nil {
 		return err
@@ -117,6 +119,7 @@ func (s *Server) handleBackendsStream(c echo.Context) error {
 		if err != nil {
 			return "", err
 		}
+		s.core.MarkUnreachable(ctx, bs...)
 		return renderString(ctx, web.BackendRows(base, bs, time.Now()))
 	})
 }
@@ -288,6 +291,9 @@ func (s *Server) handleBackendStream(c echo.Context) error {
 	}
 	// Read again now that changes are subscribed to, so none falls between.
 	b, err := s.Backends.FindBackendByID(ctx, b.ID)
+	if err == nil {
+		s.core.MarkUnreachable(ctx, b)
+	}
 	if err != nil || sendPanels(b) != nil {
 		return nil
 	}

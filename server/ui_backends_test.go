@@ -220,3 +220,32 @@ func TestBackendPage(t *testing.T) {
 		t.Errorf("unknown backend: %d", p.status())
 	}
 }
+
+// A live backend whose drone is unreachable keeps its status, flagged; a
+// terminated one is not flagged.
+func TestBackendOfUnreachableDrone(t *testing.T) {
+	d, b, pr, base := spawnedProject(t)
+	if p := b.post(base+"/backends", url.Values{"image": {"demo"}}); p.status() != http.StatusSeeOther {
+		t.Fatalf("spawn: %d", p.status())
+	}
+	if err := d.db.SetDroneStatus(context.Background(), "d1", plane.DroneUnreachable); err != nil {
+		t.Fatal(err)
+	}
+	list := b.get(base + "/backends")
+	if st := list.text(testid("backend-status")); st != "scheduled" || list.Find(testid("backend-drone-unreachable")).Length() != 1 {
+		t.Fatalf("status %q, %d unreachable flags", st, list.Find(testid("backend-drone-unreachable")).Length())
+	}
+	bs, err := d.db.FindBackends(context.Background(), plane.BackendFilter{ProjectID: &pr.ID})
+	if err != nil || len(bs) != 1 {
+		t.Fatalf("%d backends, %v", len(bs), err)
+	}
+	if page := b.get(base + "/backends/" + bs[0].ID); page.Find(testid("backend-drone-unreachable")).Length() != 1 {
+		t.Error("the backend's page does not flag its unreachable drone")
+	}
+	if _, _, err := d.s.Core().ApplyBackendEvent(context.Background(), plane.BackendEvent{BackendID: bs[0].ID, DroneID: "d1", Status: plane.StatusTerminated, Reason: plane.ReasonLost, Time: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if list := b.get(base + "/backends"); list.Find(testid("backend-drone-unreachable")).Length() != 0 {
+		t.Error("a terminated backend is flagged")
+	}
+}

@@ -66,6 +66,7 @@ func TestViewsGolden(t *testing.T) {
 		{"rows-empty", BackendRows("/projects/7", nil, t0)},
 		{"rows", BackendRows("/projects/7", []*plane.Backend{backendAt(plane.StatusReady), backendAt(plane.StatusTerminated)}, t0.Add(90*time.Second))},
 		{"status-ready", StatusPanel("tok", "/projects/7/backends/abc123def456gh", backendAt(plane.StatusReady))},
+		{"status-unreachable", StatusBadge(func() *plane.Backend { b := backendAt(plane.StatusReady); b.DroneUnreachable = true; return b }())},
 		{"status-terminated", StatusPanel("tok", "/projects/7/backends/abc123def456gh", backendAt(plane.StatusTerminated))},
 		{"stats-idle", StatsPanel(StatsView{Live: true, Known: true, Connections: 0, MaxIdle: 30, IdleDeadline: ptr(t0.Add(time.Hour)), Now: t0, CPUPercent: 1.5, MemoryBytes: 3 << 20, MemoryLimit: 256 << 20, CPUHistory: []float64{0, 1.5, 3}, MemHistory: []float64{1, 2}})},
 		{"stats-ended", StatsPanel(StatsView{})},

@@ -60,3 +60,11 @@ func (c *Core) DroneUnreachable(ctx context.Context, id string) bool {
 	}
 	return s.unreachable[id]
 }
+
+// MarkUnreachable sets DroneUnreachable on the live backends among bs whose
+// drone is unreachable, for the pages that show them.
+func (c *Core) MarkUnreachable(ctx context.Context, bs ...*plane.Backend) {
+	for _, b := range bs {
+		b.DroneUnreachable = b.Status.Live() && c.DroneUnreachable(ctx, b.DroneID)
+	}
+}
