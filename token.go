@@ -2,6 +2,7 @@ package plane
 
 import (
 	"context"
+	"slices"
 	"time"
 )
 
@@ -13,23 +14,27 @@ const (
 	ScopeBackendsWrite Scope = "backends:write"
 	ScopeImagesRead    Scope = "images:read"
 	ScopeImagesWrite   Scope = "images:write"
+	// ScopeAdmin reaches the whole instance (drones), not only the token's
+	// project: only the controller's machine makes such tokens (plane admin
+	// token create --scopes admin), never the dashboard.
+	ScopeAdmin Scope = "admin"
 )
 
-// AllScopes is what a token gets unless told otherwise.
+// AllScopes is what a token gets unless told otherwise, and what a project's
+// member may tick in the dashboard.
 var AllScopes = []Scope{ScopeBackendsRead, ScopeBackendsWrite, ScopeImagesRead, ScopeImagesWrite}
+
+// AdminScopes are the scopes of the instance's operators, left out of
+// AllScopes.
+var AdminScopes = []Scope{ScopeAdmin}
 
 // TokenLifetimeDays are the lifetimes a new token may have, in days,
 // besides none (a token that does not expire).
 var TokenLifetimeDays = []int{1, 7, 30, 90}
 
-// Valid reports whether s is a known scope.
+// Valid reports whether s is a known scope, of AllScopes or AdminScopes.
 func (s Scope) Valid() bool {
-	for _, v := range AllScopes {
-		if v == s {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(AllScopes, s) || slices.Contains(AdminScopes, s)
 }
 
 // Token is an API token's record; the signed token itself is shown once at

@@ -87,6 +87,25 @@ func (c *Client) Images(ctx context.Context) ([]*plane.Image, error) {
 	return out.Images, err
 }
 
+// Drones lists every drone; it takes a token with the admin scope.
+func (c *Client) Drones(ctx context.Context) ([]plane.Drone, error) {
+	var out Drones
+	err := c.Do(ctx, http.MethodGet, "/api/v1/drones", nil, &out)
+	return out.Drones, err
+}
+
+// Drain stops new placements on a drone or, with draining false, resumes
+// them, and returns the drone as the drain left it; it takes a token with
+// the admin scope.
+func (c *Client) Drain(ctx context.Context, id string, draining bool) (plane.Drone, error) {
+	verb := "/undrain"
+	if draining {
+		verb = "/drain"
+	}
+	var d plane.Drone
+	return d, c.Do(ctx, http.MethodPost, "/api/v1/drones/"+url.PathEscape(id)+verb, nil, &d)
+}
+
 // Logs calls fn with each of a backend's log lines; with follow, until the
 // backend terminates or ctx ends.
 func (c *Client) Logs(ctx context.Context, id string, follow bool, fn func(plane.LogLine)) error {

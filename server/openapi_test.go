@@ -317,6 +317,8 @@ func TestOpenAPISchemasMatchStructs(t *testing.T) {
 		{"TerminateRequest", api.TerminateRequest{}, false},
 		{"Connect", api.Connect{}, true},
 		{"ConnectRequest", api.ConnectRequest{}, false},
+		{"Drone", plane.Drone{}, true},
+		{"DroneList", api.Drones{}, true},
 	} {
 		t.Run(tc.schema, func(t *testing.T) {
 			sch := obj(t, schemas[tc.schema], tc.schema)
@@ -402,6 +404,7 @@ func TestOpenAPIEnums(t *testing.T) {
 		{"TerminationReason", enumOf(t, obj(t, schemas["TerminationReason"], "TerminationReason")), reasons},
 		{"Backend.termination_reason", enumOf(t, obj(t, obj(t, obj(t, schemas["Backend"], "Backend")["properties"], "props")["termination_reason"], "termination_reason")), append([]string{""}, reasons...)},
 		{"PullPolicy", enumOf(t, obj(t, schemas["PullPolicy"], "PullPolicy")), sortedStrings(plane.PullIfNotPresent, plane.PullAlways, plane.PullNever)},
+		{"DroneStatus", enumOf(t, obj(t, schemas["DroneStatus"], "DroneStatus")), sortedStrings(plane.DroneReady, plane.DroneDraining, plane.DroneUnreachable, plane.DroneLost, plane.DroneStopped)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if !slices.Equal(tc.got, tc.want) {

@@ -230,6 +230,11 @@ func (s *Server) routes() {
 	api.GET("/backends/:id/events", s.handleBackendEvents, rd)
 	api.GET("/backends/:id/logs", s.handleBackendLogs, rd)
 
+	admin := s.requireScope(plane.ScopeAdmin)
+	api.GET("/drones", s.handleListDrones, admin)
+	api.POST("/drones/:id/drain", s.handleDrain(true), admin)
+	api.POST("/drones/:id/undrain", s.handleDrain(false), admin)
+
 	if s.Users != nil {
 		s.dashboardRoutes()
 	}

@@ -4,14 +4,18 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"plane"
+	"plane/api"
 	"plane/auth"
 	"plane/server/sqlite"
 )
@@ -33,7 +37,15 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	const synopsis = "admin token create --data DIR --project NAME --name NAME [--scopes a,b] [--expires 720h]\n" +
 		"       plane admin user create --data DIR --email EMAIL [--name NAME] [--admin] [--password-stdin]\n" +
-		"       plane admin project create --data DIR --name NAME"
+		"       plane admin project create --data DIR --name NAME\n" +
+		"       plane admin drones [--url URL] [--token TOKEN] [--json]\n" +
+		"       plane admin drones drain|undrain [--url URL] [--token TOKEN] ID"
+	if len(args) >= 1 && args[0] == "drones" {
+		if len(args) >= 2 && (args[1] == "drain" || args[1] == "undrain") {
+			return runAdminDrain(ctx, args[1] == "drain", args[2:], stdout, stderr)
+		}
+		return runAdminDrones(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) >= 2 && args[0] == "token" && args[1] == "create" {
 		return runAdminTokenCreate(ctx, args[2:], stdout, stderr)
 	}
@@ -57,7 +69,7 @@ func runAdminTokenCreate(ctx context.Context, args []string, stdout, stderr io.W
 	data := fs.String("data", "./.plane", "the controller's data folder")
 	project := fs.String("project", plane.DefaultProject, "project the token belongs to")
 	name := fs.String("name", "", "a name for the token (required)")
-	scopes := fs.String("scopes", "", "comma-separated scopes; default all: "+joinScopes(plane.AllScopes))
+	scopes := fs.String("scopes", "", "comma-separated scopes; default all: "+joinScopes(plane.AllScopes)+" ("+joinScopes(plane.AdminScopes)+", for the drones API, only when named)")
 	expires := fs.Duration("expires", 0, "lifetime of the token, e.g. 720h; 0 = never expires")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -71,7 +83,7 @@ func runAdminTokenCreate(ctx context.Context, args []string, stdout, stderr io.W
 		for _, s := range strings.Split(*scopes, ",") {
 			sc := plane.Scope(strings.TrimSpace(s))
 			if !sc.Valid() {
-				return usageError{fmt.Sprintf("--scopes: unknown scope %q (known: %s)", sc, joinScopes(plane.AllScopes))}
+				return usageError{fmt.Sprintf("--scopes: unknown scope %q (known: %s)", sc, joinScopes(append(slices.Clone(plane.AllScopes), plane.AdminScopes...)))}
 			}
 			tok.Scopes = append(tok.Scopes, sc)
 		}
@@ -132,6 +144,79 @@ func runAdminProjectCreate(ctx context.Context, args []string, stdout, stderr io
 	}
 	fmt.Fprintln(stdout, p.ID)
 	return nil
+}
+
+// runAdminDrones lists the drones through the API, with a token of the
+// admin scope: unlike the other admin commands it needs no access to the
+// controller's data, only to its URL.
+func runAdminDrones(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("admin drones", "List the drones: status, address, backends, version, last heartbeat. The token needs the admin scope (plane admin token create --scopes admin).", stderr)
+	parse := clientFlags(fs)
+	asJSON := fs.Bool("json", false, "print the API's JSON answer")
+	c, _, err := parse(args, false)
+	if err != nil {
+		return err
+	}
+	ds, err := c.Drones(ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(stdout, api.Drones{Drones: ds})
+	}
+	now := time.Now()
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTATUS\tADDRESS\tBACKENDS\tVERSION\tHEARTBEAT")
+	for _, d := range ds {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%s\n", d.ID, d.Status, d.Address, d.Backends, d.Capacity, d.Version, heartbeatAge(now, d.LastHeartbeat))
+	}
+	return tw.Flush()
+}
+
+// heartbeatAge says how long ago a drone last beat, to the second.
+func heartbeatAge(now, beat time.Time) string {
+	if beat.IsZero() {
+		return "never"
+	}
+	return max(0, now.Sub(beat)).Round(time.Second).String() + " ago"
+}
+
+// runAdminDrain drains a drone (it takes no new backends) or undrains it.
+func runAdminDrain(ctx context.Context, draining bool, args []string, stdout, stderr io.Writer) error {
+	verb, synopsis := "undrain", "Let a drone take new backends again."
+	if draining {
+		verb, synopsis = "drain", "Drain a drone: it takes no new backends, and those it runs go on until they end."
+	}
+	fs := newFlagSet("admin drones "+verb, synopsis+" The token needs the admin scope.", stderr)
+	_ = clientFlags(fs)
+	c, id, err := parseDroneArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	d, err := c.Drain(ctx, id, draining)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s %s (%s)\n", verb+"ed", d.ID, d.Status)
+	return nil
+}
+
+// parseDroneArgs parses the flags of clientFlags and one drone ID. The
+// parser of clientFlags checks a backend ID, which a drone's (a DNS label,
+// with inner '-') need not be, so the ID is read here.
+func parseDroneArgs(fs *flag.FlagSet, args []string) (*api.Client, string, error) {
+	if err := parseFlags(fs, args); err != nil {
+		return nil, "", err
+	}
+	if fs.NArg() != 1 {
+		return nil, "", usageError{fmt.Sprintf("plane %s takes one drone ID", fs.Name())}
+	}
+	id := fs.Arg(0)
+	if err := plane.ValidateDroneID(id); err != nil {
+		return nil, "", usageError{plane.ErrorMessageOf(err)}
+	}
+	c, err := newAPIClient(fs.Lookup("url").Value.String(), fs.Lookup("token").Value.String())
+	return c, id, err
 }
 
 // passwordEnv holds the password of admin user create when it is not read

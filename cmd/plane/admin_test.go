@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +13,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"plane"
 	"plane/auth"
 	"plane/server/sqlite"
 )
@@ -118,5 +121,101 @@ func TestAdminProjectCreate(t *testing.T) {
 	defer db.Close()
 	if p, err := db.FindProjectByName(ctx, "web"); err != nil || p.ID != 1 {
 		t.Fatalf("project web: %+v, %v", p, err)
+	}
+}
+
+// The drones commands, end to end: an admin token made on the controller's
+// machine lists, drains and undrains a real drone through the API.
+func TestAdminDrones(t *testing.T) {
+	c := newCluster(t, clusterOpts{})
+	ctx := context.Background()
+	run := func(args ...string) (string, error) {
+		var out bytes.Buffer
+		err := runAdmin(ctx, args, &out, &out)
+		return out.String(), err
+	}
+	out, err := run("token", "create", "--data", c.ctrlCfg.DataDir, "--name", "ops", "--scopes", "admin")
+	if err != nil {
+		t.Fatalf("admin token create --scopes admin: %v %s", err, out)
+	}
+	flags := []string{"--url", c.api, "--token", strings.TrimSpace(out)}
+
+	out, err = run(append([]string{"drones"}, flags...)...)
+	if err != nil {
+		t.Fatalf("admin drones: %v %s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 || strings.Join(strings.Fields(lines[0]), " ") != "ID STATUS ADDRESS BACKENDS VERSION HEARTBEAT" {
+		t.Fatalf("admin drones printed %q", out)
+	}
+	if f := strings.Fields(lines[1]); len(f) != 7 || f[0] != c.droneID || f[1] != "ready" || f[2] != "127.0.0.1" || !strings.HasPrefix(f[3], "0/") || f[6] != "ago" {
+		t.Errorf("drone row %q", lines[1])
+	}
+
+	out, err = run(append(append([]string{"drones", "drain"}, flags...), c.droneID)...)
+	if err != nil || out != "drained "+c.droneID+" (draining)\n" {
+		t.Fatalf("admin drones drain: %q, %v", out, err)
+	}
+	if d, err := c.ctrl.DB.FindDroneByID(ctx, c.droneID); err != nil || !d.Draining {
+		t.Fatalf("after drain: %+v, %v", d, err)
+	}
+	// The drone itself took it, and keeps it across a restart.
+	if draining, err := c.drone.Store.Draining(ctx); err != nil || !draining {
+		t.Errorf("the drone's store says draining %v, %v", draining, err)
+	}
+	if status, body := c.call(http.MethodPost, "/api/v1/backends", map[string]any{"image": "demo"}); status != http.StatusServiceUnavailable {
+		t.Errorf("spawn on the drained drone: %d %s", status, body)
+	}
+
+	out, err = run(append(append([]string{"drones", "undrain"}, flags...), c.droneID)...)
+	if err != nil || out != "undrained "+c.droneID+" (ready)\n" {
+		t.Fatalf("admin drones undrain: %q, %v", out, err)
+	}
+	if draining, err := c.drone.Store.Draining(ctx); err != nil || draining {
+		t.Errorf("after undrain the drone's store says draining %v, %v", draining, err)
+	}
+
+	// A project's token is no admin's.
+	if out, err := run("drones", "--url", c.api, "--token", c.token); plane.ErrorCodeOf(err) != plane.EFORBIDDEN {
+		t.Errorf("admin drones with a project token: %v %s", err, out)
+	}
+	if _, err := run(append(append([]string{"drones", "drain"}, flags...), "nope")...); plane.ErrorCodeOf(err) != plane.ENOTFOUND {
+		t.Errorf("drain an unknown drone: %v", err)
+	}
+}
+
+// The drones commands' arguments, against a fake controller: a drone ID
+// may hold a '-', which a backend ID may not.
+func TestAdminDronesArgs(t *testing.T) {
+	var paths []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		paths = append(paths, r.Method+" "+r.URL.Path)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"id": "drone-1", "status": "draining", "draining": true}`))
+	}))
+	t.Cleanup(srv.Close)
+	run := func(args ...string) (string, error) {
+		var out bytes.Buffer
+		err := runAdmin(context.Background(), args, &out, &out)
+		return out.String(), err
+	}
+	if out, err := run("drones", "drain", "--url", srv.URL, "--token", "x", "drone-1"); err != nil || out != "drained drone-1 (draining)\n" {
+		t.Errorf("drain drone-1: %q, %v", out, err)
+	}
+	if len(paths) != 1 || paths[0] != "POST /api/v1/drones/drone-1/drain" {
+		t.Errorf("requests %q", paths)
+	}
+	for _, args := range [][]string{
+		{"drones", "drain", "--url", srv.URL, "--token", "x"},
+		{"drones", "undrain", "--url", srv.URL, "--token", "x", "a", "b"},
+		{"drones", "drain", "--url", srv.URL, "--token", "x", "Bad_ID"},
+		{"drones", "--url", srv.URL, "--token", "x", "extra"},
+	} {
+		if _, err := run(args...); !errors.As(err, new(usageError)) {
+			t.Errorf("%q: %v, want a usage error", args, err)
+		}
+	}
+	if len(paths) != 1 {
+		t.Errorf("usage errors reached the controller: %q", paths)
 	}
 }

@@ -292,6 +292,7 @@ func TestTokens(t *testing.T) {
 		{controller.TokenInput{Name: strings.Repeat("n", 101), Scopes: all}, "name"},
 		{controller.TokenInput{Name: "ci"}, "scopes"},
 		{controller.TokenInput{Name: "ci", Scopes: []string{"admin"}}, "scopes"},
+		{controller.TokenInput{Name: "ci", Scopes: append([]string{string(plane.ScopeAdmin)}, all...)}, "scopes"},
 		{controller.TokenInput{Name: "ci", Scopes: all, LifetimeDays: 2}, "expires"},
 		{controller.TokenInput{Name: "ci", Scopes: all, LifetimeDays: -1}, "expires"},
 	} {
@@ -301,6 +302,11 @@ func TestTokens(t *testing.T) {
 	}
 	if len(acc.tokens) != 0 {
 		t.Fatalf("refused tokens stored: %d", len(acc.tokens))
+	}
+	// The admin scope is valid (the command line makes such tokens) but not
+	// the dashboard's to give.
+	if _, err := c.CreateToken(ctx, alice, 1, controller.TokenInput{Name: "ops", Scopes: []string{"admin"}}); !strings.Contains(plane.ErrorMessageOf(err), "plane admin token create --scopes admin") {
+		t.Errorf("admin token: %v, want a pointer to plane admin token create", err)
 	}
 	nt, err := c.CreateToken(ctx, alice, 1, controller.TokenInput{Name: " ci ", Scopes: all, LifetimeDays: 7})
 	if err != nil || nt.Signed == "" || nt.Token.Name != "ci" || nt.Token.ExpiresAt == nil ||

@@ -66,6 +66,11 @@ func newToken(projectID int64, in TokenInput, now time.Time) (*plane.Token, erro
 		if !sc.Valid() {
 			return nil, plane.FieldErrorf("scopes", "unknown scope %q", v)
 		}
+		// An admin token reaches every project's drones: the operators make
+		// them where they hold the controller's data, not a project member.
+		if slices.Contains(plane.AdminScopes, sc) {
+			return nil, plane.FieldErrorf("scopes", "scope %q is not for project tokens: make one on the controller's machine with plane admin token create --scopes %s", v, v)
+		}
 		tok.Scopes = append(tok.Scopes, sc)
 	}
 	if len(tok.Scopes) == 0 {
