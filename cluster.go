@@ -21,6 +21,9 @@ const (
 	// ClusterProbeKey is written by a controller's readiness check: a
 	// JetStream that cannot take it cannot take a status change either.
 	ClusterProbeKey = "probe"
+	// ClusterLeaseKey is held by the controller that runs the cluster's
+	// singleton duties (the liveness sweep, reconciliation).
+	ClusterLeaseKey = "lease"
 
 	// ClusterIDLen is the length of generated cluster IDs: 128 random bits
 	// in lowercase hex.

@@ -51,6 +51,11 @@ type Dispatcher struct {
 	// streams and the certificate bucket (0: DefaultReplicas); an existing
 	// stream's count is never lowered.
 	Replicas int
+	// HolderID names this controller in the cluster's lease (lease.go);
+	// default: random. LeaseTTL is how long the lease lasts unrenewed
+	// (default DefaultLeaseTTL).
+	HolderID string
+	LeaseTTL time.Duration
 	// RequestTimeout bounds a request to a drone (default 5 s).
 	RequestTimeout time.Duration
 	Now            func() time.Time
@@ -68,6 +73,10 @@ type Dispatcher struct {
 	proto protocols
 	acme  acmeState
 	recon reconcileState
+	lease lease
+	// leasing: Open took part in the lease; without it (a dispatcher
+	// driven by tests) the singleton duties always run.
+	leasing bool
 }
 
 // Open creates the streams and the durable consumer, and starts consuming
@@ -89,9 +98,24 @@ func (d *Dispatcher) Open(ctx context.Context) error {
 	if d.ConnectKey != nil && len(d.ConnectKey) != ed25519.PublicKeySize {
 		return fmt.Errorf("connect key: %d bytes, want %d", len(d.ConnectKey), ed25519.PublicKeySize)
 	}
+	if d.HolderID == "" {
+		d.HolderID = newHolderID()
+	}
+	if d.LeaseTTL <= 0 {
+		d.LeaseTTL = DefaultLeaseTTL
+	}
 	if err := d.consumeStatus(ctx); err != nil {
 		return err
 	}
+	kv, err := d.js.KeyValue(ctx, plane.ClusterBucket)
+	if err != nil {
+		return fmt.Errorf("open bucket %s: %w", plane.ClusterBucket, err)
+	}
+	// A first try before serving: a lone controller leads at once.
+	if err := d.renewLease(ctx, kv); err != nil {
+		d.Logger.Warn("cluster lease", "err", err)
+	}
+	d.leasing = true
 	handlers := map[string]nats.MsgHandler{
 		plane.SubjectHeartbeat:       d.handleHeartbeat,
 		plane.SubjectBackendStatsAll: d.handleStats,
@@ -115,6 +139,7 @@ func (d *Dispatcher) Open(ctx context.Context) error {
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	d.stop = cancel
 	d.wg.Go(func() { d.sweepLoop(sctx) })
+	d.wg.Go(func() { d.leaseLoop(sctx, kv) })
 	return nil
 }
 
@@ -162,3 +187,7 @@ func (d *Dispatcher) replicas() int {
 	}
 	return DefaultReplicas(d.NC)
 }
+
+// singleton reports whether this controller runs the cluster's singleton
+// duties now: it holds the lease (or takes no part in one).
+func (d *Dispatcher) singleton() bool { return !d.leasing || d.Leader() }

@@ -25,6 +25,9 @@ func (d *Dispatcher) handleHeartbeat(m *nats.Msg) {
 	if err := d.Drones.UpsertDrone(ctx, droneOf(hb, d.Now())); err != nil {
 		d.Logger.Error("record heartbeat", "drone", hb.DroneID, "err", err)
 	}
+	if !d.singleton() {
+		return // the controller that holds the lease reconciles
+	}
 	if err := d.reconcile(ctx, hb); err != nil {
 		d.Logger.Error("compare drone backends", "drone", hb.DroneID, "err", err)
 	}

@@ -21,8 +21,10 @@ func (d *Dispatcher) sweepLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := d.Sweep(ctx); err != nil && ctx.Err() == nil {
-				d.Logger.Error("sweep drones", "err", err)
+			if d.singleton() { // else the lease's holder sweeps
+				if err := d.Sweep(ctx); err != nil && ctx.Err() == nil {
+					d.Logger.Error("sweep drones", "err", err)
+				}
 			}
 			d.stats.prune(d.Now().Add(-statsStaleAfter))
 		}
