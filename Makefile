@@ -4,7 +4,7 @@ GO ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 export CGO_ENABLED := 1
 
-.PHONY: build run test test-go fuzz audit e2e screenshots test-images generate vendor bench fmt vet tidy clean
+.PHONY: build run test test-go test-cluster fuzz audit e2e screenshots test-images generate vendor bench fmt vet tidy clean
 
 build:
 	$(GO) build -trimpath -ldflags "-X main.Version=$(VERSION)" -o bin/plane ./cmd/plane
@@ -18,15 +18,24 @@ test-images:
 run: build test-images
 	bin/plane dev --image demo=plane-demo:latest
 
-# Go tests first, then the browser tests; sub-makes keep that order under -j.
+# Go tests first, then the multi-host scenarios, then the browser tests;
+# sub-makes keep that order under -j.
 test: build test-images
 	@$(MAKE) --no-print-directory test-go
+	@$(MAKE) --no-print-directory test-cluster
 	@$(MAKE) --no-print-directory e2e
 
 test-go:
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 30m ./...
 	@$(MAKE) --no-print-directory fuzz
+
+# The multi-host fault scenarios (test/cluster, docs/testing-cluster.md):
+# three nats-servers, a controller and three drones, each in a network
+# namespace of its own, partitioned and killed. They need root; go test ./...
+# skips them unless PLANE_CLUSTER_TESTS=1, which this target sets.
+test-cluster: test-images
+	PLANE_CLUSTER_TESTS=1 $(GO) test -count=1 -timeout 15m -v ./test/cluster/
 
 # The proxy's fuzzers, each for a bounded time (go test runs one -fuzz
 # target at a time). FuzzProxyForward is the differential test: what a

@@ -113,7 +113,16 @@ func OpenController(ctx context.Context, cfg ControllerConfig) (c *Controller, e
 	// Before anything else touches the NATS (streams, the status consumer,
 	// heartbeats, reconciliation) or serves: a controller of another
 	// cluster would end every backend of this one's drones.
-	if err := c.claimCluster(ctx, url); err != nil {
+	// A refusal is final; JetStream not ready yet (a NATS cluster starting
+	// with the controller) is worth waiting for.
+	claim := func() error {
+		err := c.claimCluster(ctx, url)
+		if _, owned := errors.AsType[*clusterOwnedError](err); owned {
+			return dispatch.Final(err)
+		}
+		return err
+	}
+	if err := dispatch.RetryJetStream(ctx, cfg.Logger, "claim the cluster", claim); err != nil {
 		return nil, err
 	}
 	// One key signs API tokens and connect tokens; drones fetch its public

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,6 +32,9 @@ type DroneConfig struct {
 	NATSURL   string
 	NATSCreds string
 	IP        string
+	// PublishIP is where Docker publishes backends' ports and the proxy
+	// dials them; empty: docker.DefaultPublishIP (127.0.0.1).
+	PublishIP string
 	ProxyAddr string // where the HTTP proxy listens (":0" works)
 	// Proxy limits: open client connections (0: from the descriptor
 	// limit; < 0: none) and the wait for a backend's response head.
@@ -71,11 +75,13 @@ type Drone struct {
 }
 
 // OpenDrone starts a drone; Close stops it without stopping its backends.
-func OpenDrone(ctx context.Context, cfg DroneConfig) (d *Drone, err error) {
+func OpenDrone(ctx context.Context, cfg DroneConfig) (_ *Drone, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	d = &Drone{cfg: cfg}
+	// Not the named result: a failed start returns nil, and this one still
+	// has to be closed.
+	d := &Drone{cfg: cfg}
 	defer func() {
 		if err != nil {
 			d.Close()
@@ -93,7 +99,16 @@ func OpenDrone(ctx context.Context, cfg DroneConfig) (d *Drone, err error) {
 			return nil, err
 		}
 	}
-	if d.Runtime, err = docker.New(ctx); err != nil {
+	var rc docker.Config
+	if cfg.PublishIP != "" {
+		if rc.PublishIP, err = netip.ParseAddr(cfg.PublishIP); err != nil {
+			return nil, usageError{fmt.Sprintf("--publish-ip %q: %v", cfg.PublishIP, err)}
+		}
+		if rc.PublishIP.IsUnspecified() {
+			return nil, usageError{fmt.Sprintf("--publish-ip %q: want one address (this one would publish backends on every interface)", cfg.PublishIP)}
+		}
+	}
+	if d.Runtime, err = docker.Open(ctx, rc); err != nil {
 		return nil, err
 	}
 	if d.Store, err = store.Open(filepath.Join(cfg.DataDir, "drone.db")); err != nil {
@@ -288,6 +303,7 @@ func droneFlags(fs *flag.FlagSet, cfg *DroneConfig) {
 	fs.StringVar(&cfg.ID, "id", "", "drone ID (a DNS label); default: from <data>/drone-id, else the host name")
 	fs.StringVar(&cfg.IP, "ip", "127.0.0.1", "IP address that backend host names resolve to")
 	fs.StringVar(&cfg.ProxyAddr, "proxy", "127.0.0.1:9090", "address of the drone's HTTP proxy")
+	fs.StringVar(&cfg.PublishIP, "publish-ip", docker.DefaultPublishIP.String(), "the address Docker publishes backends' ports on and the drone's proxy dials (a drone in its own network namespace, or a multi-homed machine, needs the address its Docker publishes on)")
 	fs.StringVar(&cfg.Domain, "domain", "plane.localhost", "cluster domain: the proxy serves <backend-id>.<domain>")
 	fs.StringVar(&cfg.HTTPSAddr, "https", "", "address of the HTTPS proxy; empty: HTTP only")
 	fs.IntVar(&cfg.ProxyMaxConns, "proxy-max-conns", 0, "most open client connections of the proxy, past which it answers 503; 0 = sized from the file-descriptor limit, -1 = no limit")

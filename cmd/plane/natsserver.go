@@ -55,6 +55,14 @@ func connectNATS(url, creds, name string) (*nats.Conn, error) {
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.RetryOnFailedConnect(false),
+		// A connection cut off by the network (no FIN, no RST) is noticed
+		// within 15 s and replaced. With the client's default of one ping
+		// per 2 minutes, a drone back from a partition kept its old
+		// connection, whose server-to-drone side waited out TCP's
+		// backed-off retransmission timer: requests to the drone timed out
+		// for up to a minute after the heal while its heartbeats got through.
+		nats.PingInterval(5 * time.Second),
+		nats.MaxPingsOutstanding(2),
 	}
 	if creds != "" {
 		opts = append(opts, nats.UserCredentials(creds))

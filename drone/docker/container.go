@@ -17,10 +17,6 @@ import (
 	"github.com/moby/moby/client"
 )
 
-// loopback is where backend ports are published: only the drone's proxy,
-// on the same machine, connects to them.
-var loopback = netip.MustParseAddr("127.0.0.1")
-
 // cleanupTimeout bounds the removal of a container whose start failed, which
 // runs even when the caller's context is done.
 const cleanupTimeout = 30 * time.Second
@@ -39,9 +35,10 @@ type ContainerSpec struct {
 // Container is a started backend container.
 type Container struct {
 	ID string
-	// Address is "127.0.0.1:<host port>", where its port is published; ""
-	// when the process exited before Start could see the port (Wait then
-	// returns its exit code).
+	// Address is "<publish IP>:<host port>", where its port is published
+	// (127.0.0.1 by default, see Config.PublishIP); "" when the process
+	// exited before Start could see the port (Wait then returns its exit
+	// code).
 	Address string
 }
 
@@ -51,13 +48,13 @@ type ContainerState struct {
 	BackendID  string // from the LabelBackend label
 	Running    bool
 	ExitCode   int
-	Address    string    // "127.0.0.1:<host port>" while running, else ""
+	Address    string    // "<publish IP>:<host port>" while running, else ""
 	FinishedAt time.Time // zero while running, or if it never ran
 }
 
 // Start creates the container named ContainerNamePrefix+spec.BackendID,
 // labelled with the backend and drone IDs, with spec's port published on
-// 127.0.0.1 on a port the kernel picks, and starts it. It returns once the
+// the runtime's publish IP on a port the kernel picks, and starts it. It returns once the
 // process runs; whether it answers is the caller's business. A container that
 // fails to start is removed; one whose process started and already exited is
 // kept, with an empty Address, so that its exit code and logs can be read.
@@ -87,7 +84,7 @@ func (r *Runtime) Start(ctx context.Context, spec ContainerSpec) (Container, err
 			Labels:       map[string]string{LabelBackend: spec.BackendID, LabelDrone: spec.DroneID},
 		},
 		HostConfig: &container.HostConfig{
-			PortBindings: network.PortMap{port: {{HostIP: loopback}}},
+			PortBindings: network.PortMap{port: {{HostIP: r.publishIP}}},
 			Resources:    res,
 		},
 	})
@@ -116,7 +113,7 @@ func (r *Runtime) startCreated(ctx context.Context, id string, port network.Port
 	if err != nil {
 		return Container{}, fmt.Errorf("inspect: %w", err)
 	}
-	addr := address(in.Container.NetworkSettings, port)
+	addr := r.address(in.Container.NetworkSettings, port)
 	if addr == "" {
 		if s := in.Container.State; s != nil && !s.Running {
 			// It started and already exited: that is the backend's failure,
@@ -128,8 +125,9 @@ func (r *Runtime) startCreated(ctx context.Context, id string, port network.Port
 	return Container{ID: id, Address: addr}, nil
 }
 
-// address finds where port is published on the loopback, or "".
-func address(ns *container.NetworkSettings, port network.Port) string {
+// address finds where port is published, or "". A binding on every
+// interface (not one of ours) is reached on the publish IP.
+func (r *Runtime) address(ns *container.NetworkSettings, port network.Port) string {
 	if ns == nil {
 		return ""
 	}
@@ -137,18 +135,23 @@ func address(ns *container.NetworkSettings, port network.Port) string {
 		if b.HostPort == "" {
 			continue
 		}
-		ip := b.HostIP
-		if !ip.IsValid() || ip.IsUnspecified() {
-			ip = loopback
-		}
-		return net.JoinHostPort(ip.String(), b.HostPort)
+		return net.JoinHostPort(r.hostIP(b.HostIP).String(), b.HostPort)
 	}
 	return ""
 }
 
+// hostIP is where a port bound on ip is reached: ip itself, or the publish
+// IP for a binding on every interface.
+func (r *Runtime) hostIP(ip netip.Addr) netip.Addr {
+	if !ip.IsValid() || ip.IsUnspecified() {
+		return r.publishIP
+	}
+	return ip.Unmap()
+}
+
 // anyAddress finds the first published port, for containers whose spec is
 // not at hand: a backend container publishes only one.
-func anyAddress(ns *container.NetworkSettings) string {
+func (r *Runtime) anyAddress(ns *container.NetworkSettings) string {
 	if ns == nil {
 		return ""
 	}
@@ -158,7 +161,7 @@ func anyAddress(ns *container.NetworkSettings) string {
 	}
 	slices.SortFunc(ports, func(a, b network.Port) int { return int(a.Num()) - int(b.Num()) })
 	for _, p := range ports {
-		if a := address(ns, p); a != "" {
+		if a := r.address(ns, p); a != "" {
 			return a
 		}
 	}
@@ -229,7 +232,7 @@ func (r *Runtime) Inspect(ctx context.Context, id string) (ContainerState, error
 		st.FinishedAt = parseDockerTime(s.FinishedAt)
 	}
 	if st.Running {
-		st.Address = anyAddress(in.NetworkSettings)
+		st.Address = r.anyAddress(in.NetworkSettings)
 	}
 	return st, nil
 }
@@ -259,11 +262,7 @@ func (r *Runtime) List(ctx context.Context, droneID string) ([]ContainerState, e
 			st := ContainerState{ID: c.ID, BackendID: c.Labels[LabelBackend], Running: true}
 			for _, p := range c.Ports {
 				if p.PublicPort != 0 {
-					ip := p.IP
-					if !ip.IsValid() || ip.IsUnspecified() {
-						ip = loopback
-					}
-					st.Address = net.JoinHostPort(ip.String(), fmt.Sprint(p.PublicPort))
+					st.Address = net.JoinHostPort(r.hostIP(p.IP).String(), fmt.Sprint(p.PublicPort))
 					break
 				}
 			}

@@ -3,13 +3,15 @@
 //
 // Every container it creates carries the labels LabelBackend and LabelDrone,
 // so that a restarted drone finds its containers again (List), and publishes
-// its one port on 127.0.0.1 only: the drone's proxy is the way in.
+// its one port on one address only (Config.PublishIP, 127.0.0.1 by default):
+// the drone's proxy is the way in.
 package docker
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -33,9 +35,26 @@ const ContainerNamePrefix = "plane-"
 // start-up rather than hanging it.
 const pingTimeout = 10 * time.Second
 
+// DefaultPublishIP is where backend ports are published unless
+// Config.PublishIP says otherwise: only the drone's proxy, on the same
+// machine, connects to them.
+var DefaultPublishIP = netip.MustParseAddr("127.0.0.1")
+
+// Config configures a Runtime.
+type Config struct {
+	// PublishIP is the address the daemon publishes backend ports on, and so
+	// the host of every container Address the drone's proxy dials; the zero
+	// value is DefaultPublishIP. A drone that reaches its daemon's published
+	// ports through another address (a drone in a network namespace of its
+	// own, a multi-homed machine) sets it. It must be one address, not
+	// 0.0.0.0 or ::, which would publish backends on every interface.
+	PublishIP netip.Addr
+}
+
 // Runtime drives one Docker daemon. It is safe for concurrent use.
 type Runtime struct {
-	client *client.Client
+	client    *client.Client
+	publishIP netip.Addr
 
 	mu sync.Mutex
 	// prevCPU holds each container's last CPU sample, so that Stats can
@@ -46,7 +65,19 @@ type Runtime struct {
 // New connects to the daemon that the DOCKER_HOST, DOCKER_API_VERSION,
 // DOCKER_CERT_PATH and DOCKER_TLS_VERIFY variables name (the local socket by
 // default), negotiates the API version and checks that the daemon answers.
-func New(ctx context.Context) (*Runtime, error) {
+// Its containers publish their ports on DefaultPublishIP.
+func New(ctx context.Context) (*Runtime, error) { return Open(ctx, Config{}) }
+
+// Open is New with a configuration.
+func Open(ctx context.Context, cfg Config) (*Runtime, error) {
+	ip := cfg.PublishIP
+	if !ip.IsValid() {
+		ip = DefaultPublishIP
+	}
+	ip = ip.Unmap()
+	if ip.IsUnspecified() {
+		return nil, fmt.Errorf("publish address %s: want one address (this one would publish backends on every interface)", ip)
+	}
 	c, err := client.New(client.FromEnv)
 	if err != nil {
 		return nil, fmt.Errorf("docker client: %w", err)
@@ -57,7 +88,7 @@ func New(ctx context.Context) (*Runtime, error) {
 		c.Close()
 		return nil, unreachable(c.DaemonHost(), err)
 	}
-	return &Runtime{client: c, prevCPU: map[string]container.CPUStats{}}, nil
+	return &Runtime{client: c, publishIP: ip, prevCPU: map[string]container.CPUStats{}}, nil
 }
 
 // unreachable turns a failed ping into one line that says what to do.
@@ -76,6 +107,9 @@ func unreachable(host string, err error) error {
 
 // Close releases the client's connections. Containers keep running.
 func (r *Runtime) Close() error { return r.client.Close() }
+
+// PublishIP is the address backend ports are published on.
+func (r *Runtime) PublishIP() netip.Addr { return r.publishIP }
 
 // APIVersion is the Engine API version negotiated with the daemon.
 func (r *Runtime) APIVersion() string { return r.client.ClientVersion() }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
+	"net/netip"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -162,6 +163,70 @@ func TestStart(t *testing.T) {
 	}
 	if want := (docker.ContainerState{ID: c.ID, BackendID: spec.BackendID, Running: true, Address: c.Address}); st != want {
 		t.Errorf("Inspect = %+v\nwant      %+v", st, want)
+	}
+}
+
+// TestStartPublishIP publishes on another loopback address, as a drone in a
+// network namespace of its own publishes on the address it reaches its
+// daemon through: the container answers there, and only there.
+func TestStartPublishIP(t *testing.T) {
+	dockertest.Runtime(t) // skips without Docker
+	ctx := context.Background()
+	ip := netip.MustParseAddr("127.0.0.2")
+	r, err := docker.Open(ctx, docker.Config{PublishIP: ip})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	if got := r.PublishIP(); got != ip {
+		t.Errorf("PublishIP() = %s, want %s", got, ip)
+	}
+	drone := "test-publish-" + randHex(4)
+	spec := demoSpec(nil)
+	spec.DroneID = drone
+	c, err := r.Start(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := r.Remove(context.Background(), c.ID); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	host, port, err := net.SplitHostPort(c.Address)
+	if err != nil || host != ip.String() {
+		t.Fatalf("Address = %q, want %s:<port>", c.Address, ip)
+	}
+	if body := waitHTTP(t, c.Address, "/healthz"); body != "ok" {
+		t.Errorf("/healthz on %s = %q", c.Address, body)
+	}
+	// Nothing listens on the default address's same port.
+	if conn, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", port), time.Second); err == nil {
+		conn.Close()
+		t.Errorf("127.0.0.1:%s accepts a connection: the port is published beyond %s", port, ip)
+	}
+	st, err := r.Inspect(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Address != c.Address {
+		t.Errorf("Inspect().Address = %q, want %q", st.Address, c.Address)
+	}
+	list, err := r.List(ctx, drone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 || list[0].Address != c.Address {
+		t.Errorf("List = %+v, want one container at %s", list, c.Address)
+	}
+}
+
+func TestOpenPublishIPUnspecified(t *testing.T) {
+	for _, ip := range []string{"0.0.0.0", "::"} {
+		_, err := docker.Open(context.Background(), docker.Config{PublishIP: netip.MustParseAddr(ip)})
+		if err == nil || !strings.Contains(err.Error(), "want one address") {
+			t.Errorf("Open(PublishIP %s) = %v, want a refusal", ip, err)
+		}
 	}
 }
 

@@ -1,7 +1,10 @@
 package dispatch
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"testing"
 	"time"
@@ -139,5 +142,42 @@ func TestCheckWrite(t *testing.T) {
 	}
 	if err := d.CheckWrite(t.Context()); err == nil {
 		t.Fatal("CheckWrite succeeded without its bucket")
+	}
+}
+
+func TestRetryJetStream(t *testing.T) {
+	boom, refused := errors.New("no quorum yet"), errors.New("refused")
+	for _, tc := range []struct {
+		name  string
+		fails int   // failures before success
+		final error // returned, wrapped in Final, on the first call
+		want  error
+		calls int
+	}{
+		{name: "at once", want: nil, calls: 1},
+		{name: "after two failures", fails: 2, want: nil, calls: 3},
+		{name: "a final error is not retried", final: refused, want: refused, calls: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			calls := 0
+			err := RetryJetStream(t.Context(), slog.New(slog.DiscardHandler), "test", func() error {
+				calls++
+				switch {
+				case tc.final != nil:
+					return Final(tc.final)
+				case calls <= tc.fails:
+					return boom
+				}
+				return nil
+			})
+			if err != tc.want || calls != tc.calls {
+				t.Fatalf("err %v after %d calls, want %v after %d", err, calls, tc.want, tc.calls)
+			}
+		})
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := RetryJetStream(ctx, slog.New(slog.DiscardHandler), "test", func() error { return boom }); err != boom {
+		t.Fatalf("cancelled: %v", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -82,7 +83,7 @@ func (d *Dispatcher) consumeStatus(ctx context.Context) error {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	d.js = js
-	if err := EnsureStreams(ctx, js, d.replicas()); err != nil {
+	if err := RetryJetStream(ctx, d.Logger, "create streams", func() error { return EnsureStreams(ctx, js, d.replicas()) }); err != nil {
 		return err
 	}
 	cons, err := js.CreateOrUpdateConsumer(ctx, plane.StreamStatus, jetstream.ConsumerConfig{
@@ -163,3 +164,38 @@ func (d *Dispatcher) CheckWrite(ctx context.Context) error {
 	}
 	return nil
 }
+
+// jetStreamSettle bounds RetryJetStream: how long a NATS cluster that has
+// just started may take to elect its JetStream leaders.
+const jetStreamSettle = 30 * time.Second
+
+// RetryJetStream runs f until it succeeds, fails with an error made by
+// Final, ctx ends or jetStreamSettle has passed, once a second: a
+// controller started with its NATS cluster finds JetStream unable to place
+// replicated streams until the servers have found each other, and should
+// wait rather than exit.
+func RetryJetStream(ctx context.Context, log *slog.Logger, what string, f func() error) error {
+	deadline := time.Now().Add(jetStreamSettle)
+	for {
+		err := f()
+		if fe, ok := errors.AsType[finalError](err); ok {
+			return fe.err
+		}
+		if err == nil || ctx.Err() != nil || !time.Now().Before(deadline) {
+			return err
+		}
+		log.Warn("JetStream not ready, retrying", "what", what, "err", err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// Final marks an error RetryJetStream must not retry.
+func Final(err error) error { return finalError{err} }
+
+type finalError struct{ err error }
+
+func (e finalError) Error() string { return e.err.Error() }
