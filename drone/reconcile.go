@@ -57,6 +57,9 @@ func (a *Agent) reconcile(ctx context.Context) error {
 			switch {
 			case rec.Status == plane.StatusTerminating:
 				b.finish(ctx, rec.Reason, &code, "")
+			case rec.Status.Rank() < plane.StatusReady.Rank() && c.FinishedAt.IsZero():
+				// Created, never started: the drone stopped in between.
+				b.fail(ctx, nil, "the drone stopped before the container started (status was %s): spawn it again", rec.Status)
 			case rec.Status.Rank() < plane.StatusReady.Rank():
 				b.fail(ctx, &code, "process exited with code %d before answering HTTP on port %d", code, rec.Spec.Port)
 			default:

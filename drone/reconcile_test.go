@@ -106,6 +106,14 @@ func TestReconcile(t *testing.T) {
 			reason:   plane.ReasonFailed, exit: ptr(1), errHas: "process exited with code 1 before answering HTTP on port 8080",
 		},
 		{
+			name:     "container created but never started while the drone was down",
+			behavior: dronetest.Behavior{NotReady: true},
+			before:   func(h *harness) { h.waitStatus(id, plane.StatusWaiting) },
+			down:     func(h *harness) { h.rt.Container(id).NeverStarted() },
+			want:     []plane.BackendStatus{plane.StatusLoading, plane.StatusStarting, plane.StatusWaiting, plane.StatusTerminated},
+			reason:   plane.ReasonFailed, errHas: "the drone stopped before the container started (status was waiting)",
+		},
+		{
 			name:     "terminating backend exited while the drone was down",
 			behavior: dronetest.Behavior{IgnoreSIGTERM: true},
 			before: func(h *harness) {

@@ -592,6 +592,16 @@ func (c *Container) ExitCode() int {
 	return c.exitCode
 }
 
+// NeverStarted puts the container in Docker's state of one created but not
+// started: not running, exit code 0, never finished. A drone killed between
+// create and start leaves such a container.
+func (c *Container) NeverStarted() {
+	c.exit(0)
+	c.mu.Lock()
+	c.finished = time.Time{}
+	c.mu.Unlock()
+}
+
 func (c *Container) exit(code int) {
 	c.mu.Lock()
 	if !c.running {
