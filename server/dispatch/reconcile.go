@@ -15,7 +15,8 @@ import (
 //     while the drone was away, or failed when a spawn request timed out
 //     after the drone had taken it) or unknown to it: the drone is told to
 //     stop it, once per zombieRetry however many heartbeats list it (a
-//     drone back from a partition delivers its queued heartbeats at once);
+//     drone back from a partition delivers its queued heartbeats at once),
+//     and again at the next heartbeat when the drone did not answer;
 //   - a phantom is live in the store but absent from every heartbeat of
 //     its drone for phantomAfter (and older than that): it is terminated as
 //     lost, which frees its key and its name.
@@ -69,6 +70,13 @@ func (r *reconcileState) askStop(id string, now time.Time) bool {
 	}
 	r.stopped[id] = now
 	return true
+}
+
+// forgetStop lets the next heartbeat ask zombie id to stop again.
+func (r *reconcileState) forgetStop(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.stopped, id)
 }
 
 // missed records that backend id was absent from a heartbeat at now and
@@ -157,6 +165,9 @@ func (d *Dispatcher) stopZombies(ctx context.Context, hb plane.Heartbeat, known 
 		go func() {
 			req := plane.TerminateRequest{BackendID: id, Hard: true, Reason: plane.ReasonLost}
 			if err := d.Terminate(context.Background(), hb.DroneID, req); err != nil {
+				// Not heard (a drone just back whose connection is not yet
+				// new): the next heartbeat asks again.
+				d.recon.forgetStop(id)
 				d.Logger.Warn("stop backend", "drone", hb.DroneID, "backend", id, "err", err)
 			}
 		}()

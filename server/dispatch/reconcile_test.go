@@ -157,3 +157,30 @@ func terminateRequests(t *testing.T, nc *nats.Conn, drone string) <-chan plane.T
 	}
 	return got
 }
+
+// A zombie whose drone did not answer the stop is asked again at the next
+// heartbeat, not only after zombieRetry.
+func TestZombieAskedAgainWhenUnanswered(t *testing.T) {
+	nc := startNATS(t)
+	st := newStore([]*plane.Backend{
+		{ID: "gone", DroneID: "d1", Status: plane.StatusTerminated, TerminationReason: plane.ReasonLost},
+	}, nil)
+	d, logs := newDispatcher(st, nc)
+	d.RequestTimeout = 50 * time.Millisecond
+	hb := heartbeat("d1")
+	hb.LiveBackends = []string{"gone"}
+	d.handleHeartbeat(msg(t, hb)) // nobody answers for d1 yet
+	deadline := time.Now().Add(5 * time.Second)
+	for logs.count("stop backend") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the unanswered stop was not logged")
+		}
+		time.Sleep(5 * time.Millisecond) // the request runs on a goroutine of its own
+	}
+	got := terminateRequests(t, nc, "d1")
+	hb.Time = hb.Time.Add(plane.HeartbeatInterval)
+	d.handleHeartbeat(msg(t, hb)) // same controller clock: well within zombieRetry
+	if req := wait(t, got, "the second terminate request"); req.BackendID != "gone" {
+		t.Fatalf("stopped %s", req.BackendID)
+	}
+}
