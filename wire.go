@@ -69,6 +69,15 @@ func SubjectBackendStats(id string) string  { return "plane.backend." + id + ".s
 // SubjectBackendStatsAll matches the stats of every backend.
 const SubjectBackendStatsAll = "plane.backend.*.stats"
 
+// SubjectBackendStatusLive carries a copy of each status change on core
+// NATS, beside the stream's (SubjectBackendStatus): it reaches the
+// controller at once even while the stream elects a leader. The stream's
+// copy is the one that counts; this one may be lost.
+func SubjectBackendStatusLive(id string) string { return SubjectBackendStatus(id) + ".live" }
+
+// SubjectBackendStatusLiveAll matches every backend's live status copies.
+const SubjectBackendStatusLiveAll = "plane.backend.*.status.live"
+
 // SpawnSpec asks a drone to start a backend (SubjectSpawn → Reply).
 type SpawnSpec struct {
 	BackendID  string            `json:"backend_id"`

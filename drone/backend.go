@@ -83,6 +83,11 @@ func (b *backend) emit(ctx context.Context, status plane.BackendStatus, mutate f
 		return
 	}
 	b.a.out.notify()
+	// A copy on core NATS reaches the controller at once, even while the
+	// stream elects a leader; the outbox's copy is the one that counts.
+	if err := b.a.cfg.NATS.Publish(plane.SubjectBackendStatusLive(b.id), data); err != nil {
+		b.log.Debug("publish live status", "status", status, "err", err)
+	}
 	b.a.route(&rec)
 	b.log.Debug("status", "status", status)
 }

@@ -2,6 +2,7 @@ package drone
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -45,6 +46,8 @@ const (
 	outboxRetryMax   = 5 * time.Second
 	outboxPublishTTL = 5 * time.Second
 	maxQueuedLogs    = 20000
+	// outboxRetryLeader bounds the wait while the stream elects a leader.
+	outboxRetryLeader = 250 * time.Millisecond
 )
 
 func (o *outbox) run(ctx context.Context) {
@@ -64,6 +67,11 @@ func (o *outbox) run(ctx context.Context) {
 			}
 			wait = backoff
 			backoff = min(backoff*2, outboxRetryMax)
+			if errors.Is(err, jetstream.ErrNoStreamResponse) {
+				// The stream is between leaders (one was lost): it fails
+				// fast and is back within seconds, so look again soon.
+				wait, backoff = min(wait, outboxRetryLeader), min(backoff, outboxRetryLeader)
+			}
 		} else {
 			backoff = outboxRetryMin
 		}

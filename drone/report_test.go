@@ -234,3 +234,37 @@ func heartbeatsEqual(a, b plane.Heartbeat) bool {
 	jb, _ := json.Marshal(b)
 	return string(ja) == string(jb)
 }
+
+// Each status change also goes out on core NATS, at once, for the
+// controller to apply while the stream may be electing a leader.
+func TestLiveStatusCopies(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	got := make(chan plane.BackendEvent, 20)
+	sub, err := h.nc.Subscribe(plane.SubjectBackendStatusLiveAll, func(m *nats.Msg) {
+		ev, err := plane.Decode[plane.BackendEvent](m.Data)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- ev
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	if err := h.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	h.start()
+	h.mustSpawn(spec("a"))
+	for _, want := range toReady {
+		select {
+		case ev := <-got:
+			if ev.BackendID != "a" || ev.Status != want {
+				t.Fatalf("live copy %s %s, want a %s", ev.BackendID, ev.Status, want)
+			}
+		case <-time.After(waitFor):
+			t.Fatalf("no live copy of %s", want)
+		}
+	}
+}

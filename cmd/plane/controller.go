@@ -133,7 +133,8 @@ func OpenController(ctx context.Context, cfg ControllerConfig) (c *Controller, e
 		return nil, err
 	}
 	c.Dispatch = &dispatch.Dispatcher{NC: c.NC, Backends: c.DB, Drones: c.DB, ConnectKey: pub, Logger: cfg.Logger,
-		UnreachableAfter: cfg.DroneUnreachableAfter, LostAfter: cfg.DroneLostAfter, Replicas: cfg.NATSReplicas}
+		UnreachableAfter: cfg.DroneUnreachableAfter, LostAfter: cfg.DroneLostAfter, Replicas: cfg.NATSReplicas,
+		HolderID: c.holderID()}
 	c.Server = server.New(server.Config{
 		Projects: c.DB, Images: c.DB, Backends: c.DB, Drones: c.DB, Tokens: c.DB,
 		Users: c.DB, Teams: c.DB, Activity: c.DB,
@@ -192,6 +193,18 @@ func (c *Controller) claimCluster(ctx context.Context, url string) error {
 	}
 	c.Cluster = id
 	return nil
+}
+
+// holderID names this controller in the cluster's lease: its host and data
+// folder, so that a controller restarted after a crash takes back its own
+// lease at once instead of waiting for it to expire.
+func (c *Controller) holderID() string {
+	host, _ := os.Hostname()
+	dir, err := filepath.Abs(c.cfg.DataDir)
+	if err != nil {
+		dir = c.cfg.DataDir
+	}
+	return host + ":" + dir
 }
 
 func (c *Controller) ready(ctx context.Context) error {

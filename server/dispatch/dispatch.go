@@ -133,6 +133,12 @@ func (d *Dispatcher) Open(ctx context.Context) error {
 		}
 		d.subs = append(d.subs, sub)
 	}
+	// One controller of the cluster applies each live copy.
+	sub, err := d.NC.QueueSubscribe(plane.SubjectBackendStatusLiveAll, plane.ConsumerStatus, d.handleLiveStatus)
+	if err != nil {
+		return fmt.Errorf("subscribe %s: %w", plane.SubjectBackendStatusLiveAll, err)
+	}
+	d.subs = append(d.subs, sub)
 	if err := d.NC.Flush(); err != nil {
 		return fmt.Errorf("subscribe: %w", err)
 	}

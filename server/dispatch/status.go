@@ -7,14 +7,20 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"plane"
 )
 
 // statusAckWait is how long the status stream waits for an acknowledgement
-// before it redelivers a status change.
-const statusAckWait = 30 * time.Second
+// before it redelivers a status change: one a controller took and then
+// died with comes back to another (or to it, restarted) this much later.
+// statusApplyTimeout, the bound of one apply, stays under it.
+const (
+	statusAckWait      = 5 * time.Second
+	statusApplyTimeout = 4 * time.Second
+)
 
 // EnsureStreams creates or updates the status and logs streams and the
 // certificate and cluster buckets, each with replicas copies, or more when it has more
@@ -115,7 +121,7 @@ func (d *Dispatcher) handleStatus(msg jetstream.Msg) {
 		_ = msg.Term()
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), statusApplyTimeout)
 	defer cancel()
 	if _, err := d.Apply(ctx, ev); err != nil {
 		if plane.ErrorCodeOf(err) == plane.ENOTFOUND {
@@ -199,3 +205,22 @@ func Final(err error) error { return finalError{err} }
 type finalError struct{ err error }
 
 func (e finalError) Error() string { return e.err.Error() }
+
+// handleLiveStatus applies the copy of a status change a drone sends on
+// core NATS beside the stream's. It arrives at once even while the stream
+// elects a new leader (a NATS server lost), so spawns that wait for ready
+// are not held up; the stream's copy, applied later, changes nothing, as
+// status only moves forward. A copy that cannot be applied is dropped: the
+// stream's is the one that counts.
+func (d *Dispatcher) handleLiveStatus(m *nats.Msg) {
+	ev, err := plane.Decode[plane.BackendEvent](m.Data)
+	if err != nil {
+		d.Logger.Debug("invalid live status message", "subject", m.Subject, "err", err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), statusApplyTimeout)
+	defer cancel()
+	if _, err := d.Apply(ctx, ev); err != nil {
+		d.Logger.Debug("apply live status change", "backend", ev.BackendID, "status", ev.Status, "err", err)
+	}
+}

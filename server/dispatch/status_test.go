@@ -132,3 +132,28 @@ func TestStatusConsumer(t *testing.T) {
 	default:
 	}
 }
+
+// The live copy of a status change, on core NATS, is applied at once; one
+// that does not decode is dropped.
+func TestLiveStatus(t *testing.T) {
+	nc := startNATS(t)
+	st := newStore([]*plane.Backend{{ID: "a", DroneID: "d1", Status: plane.StatusStarting}}, nil)
+	d, _ := newDispatcher(st, nc)
+	if err := d.Open(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.Close)
+	pub := connect(t, nc.ConnectedUrl())
+	for _, data := range [][]byte{[]byte("{garbage"), msg(t, event("a", plane.StatusReady)).Data} {
+		if err := pub.Publish(plane.SubjectBackendStatusLive("a"), data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for st.backend(t, "a").Status != plane.StatusReady {
+		if time.Now().After(deadline) {
+			t.Fatal("the live status copy was not applied")
+		}
+		time.Sleep(5 * time.Millisecond) // applied on the subscription's goroutine
+	}
+}

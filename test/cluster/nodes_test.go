@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"plane"
 	"plane/drone/docker"
@@ -103,15 +104,22 @@ type cluster struct {
 	net      *network
 	nats     []*host
 	natsURLs string
-	ctrlHost *host
-	ctrl     *proc
-	data     string // the controller's data folder
-	apiURL   string
-	token    string // project default's, all the project scopes
-	admin    string // the admin scope's, for the drones
-	drones   []*droneNode
-	rt       *docker.Runtime // the test's view of Docker
-	http     *http.Client
+	// natsProcs and natsStores are each nats-server's process and store
+	// folder, by the index of its host in nats; natsRoutes its --routes.
+	natsProcs  []*proc
+	natsStores []string
+	natsRoutes string
+	ctrlHost   *host
+	ctrl       *proc
+	ctrlArgs   []string // its command line, for a restart
+	data       string   // the controller's data folder
+	apiURL     string
+	token      string // project default's, all the project scopes
+	admin      string // the admin scope's, for the drones
+	drones     []*droneNode
+	rt         *docker.Runtime     // the test's view of Docker
+	js         jetstream.JetStream // the test's own JetStream client (jetStream)
+	http       *http.Client
 }
 
 // droneNode is one drone: its host, id, data folder and process.
@@ -191,18 +199,29 @@ func (c *cluster) startNATS() {
 		routes = append(routes, "nats://"+h.ip.String()+":6222")
 		urls = append(urls, "nats://"+h.ip.String()+":4222")
 	}
-	c.natsURLs = strings.Join(urls, ",")
-	procs := make([]*proc, len(c.nats))
-	for i, h := range c.nats {
-		procs[i] = c.net.run(h, "nats-"+h.name, nil, bin.nats,
-			"--server_name", h.name, "--addr", h.ip.String(), "--port", "4222", "--http_port", "8222",
-			"--cluster_name", c.net.prefix, "--cluster", "nats://"+h.ip.String()+":6222", "--routes", strings.Join(routes, ","),
-			"--jetstream", "--store_dir", c.t.TempDir())
+	c.natsURLs, c.natsRoutes = strings.Join(urls, ","), strings.Join(routes, ",")
+	c.natsProcs = make([]*proc, len(c.nats))
+	for range c.nats {
+		c.natsStores = append(c.natsStores, c.t.TempDir())
+	}
+	for i := range c.nats {
+		c.startNATSServer(i)
 	}
 	for i, h := range c.nats {
-		c.waitHTTP(procs[i], "http://"+h.ip.String()+":8222/healthz", 60*time.Second)
+		c.waitHTTP(c.natsProcs[i], "http://"+h.ip.String()+":8222/healthz", 60*time.Second)
 	}
 	c.waitMetaGroup()
+}
+
+// startNATSServer starts (or restarts, on the same store) the nats-server
+// of host c.nats[i]; it does not wait for it.
+func (c *cluster) startNATSServer(i int) {
+	c.t.Helper()
+	h := c.nats[i]
+	c.natsProcs[i] = c.net.run(h, "nats-"+h.name, nil, bin.nats,
+		"--server_name", h.name, "--addr", h.ip.String(), "--port", "4222", "--http_port", "8222",
+		"--cluster_name", c.net.prefix, "--cluster", "nats://"+h.ip.String()+":6222", "--routes", c.natsRoutes,
+		"--jetstream", "--store_dir", c.natsStores[i])
 }
 
 // waitMetaGroup waits until JetStream's meta group has a leader that
@@ -285,9 +304,16 @@ func (c *cluster) startController(opts clusterOpts) {
 		"--data", c.data, "--nats", c.natsURLs, "--domain", domain,
 		"--http", ip + ":8080", "--dns", ip + ":8053", "--dns-ip", ip,
 		"--backend-url", "http://{id}." + domain + ":" + proxyPort + "/"}
-	args = append(args, opts.controllerFlags...)
-	c.ctrl = c.net.run(c.ctrlHost, "controller", nil, args...)
+	c.ctrlArgs = append(args, opts.controllerFlags...)
 	c.apiURL = "http://" + ip + ":8080"
+	c.runController()
+}
+
+// runController starts (or restarts) the controller with its command line
+// and data folder, and waits until it is ready.
+func (c *cluster) runController() {
+	c.t.Helper()
+	c.ctrl = c.net.run(c.ctrlHost, "controller", nil, c.ctrlArgs...)
 	c.waitHTTP(c.ctrl, c.apiURL+"/readyz", 60*time.Second)
 }
 
@@ -446,13 +472,14 @@ func (c *cluster) removeContainers() {
 
 // backend is what the scenarios read of the API's backend.
 type backend struct {
-	ID                string              `json:"id"`
-	Key               string              `json:"key"`
-	Status            plane.BackendStatus `json:"status"`
-	Spawned           bool                `json:"spawned"`
-	Drone             string              `json:"drone"`
-	TerminationReason string              `json:"termination_reason"`
-	Error             string              `json:"error"`
+	ID                string               `json:"id"`
+	Key               string               `json:"key"`
+	Status            plane.BackendStatus  `json:"status"`
+	Spawned           bool                 `json:"spawned"`
+	Drone             string               `json:"drone"`
+	TerminationReason string               `json:"termination_reason"`
+	Error             string               `json:"error"`
+	StatusHistory     []plane.StatusChange `json:"status_history"`
 }
 
 func (b backend) String() string {
