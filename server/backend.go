@@ -68,17 +68,15 @@ func (s *Server) handleSpawn(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	sp, err := s.core.Spawn(ctx, actorOf(c), token(c).ProjectID, req)
+	spawn := s.core.Spawn
+	if req.Wait {
+		spawn = s.core.SpawnAndWait
+	}
+	sp, err := spawn(ctx, actorOf(c), token(c).ProjectID, req)
 	if err != nil {
 		return err
 	}
 	b, spawned, public := sp.Backend, sp.New, sp.Public
-	if req.Wait {
-		b, err = s.core.WaitSettled(ctx, b)
-		if err != nil {
-			return err
-		}
-	}
 	status := http.StatusOK
 	if spawned {
 		status = http.StatusCreated

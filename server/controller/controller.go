@@ -248,6 +248,27 @@ func newBackend(projectID int64, img *plane.Image, req plane.SpawnRequest, drone
 	}
 }
 
+// SpawnAndWait is Spawn followed by WaitSettled. A backend found by its key
+// that ends terminated during the wait (its drone never ran it: a
+// controller killed mid-spawn, a drone lost) does not answer the request:
+// its key is free again, so a new backend is spawned, once, and waited for.
+func (c *Core) SpawnAndWait(ctx context.Context, actor plane.Actor, projectID int64, req plane.SpawnRequest) (Spawned, error) {
+	for attempt := 0; ; attempt++ {
+		sp, err := c.Spawn(ctx, actor, projectID, req)
+		if err != nil {
+			return sp, err
+		}
+		if sp.Backend, err = c.WaitSettled(ctx, sp.Backend); err != nil {
+			return sp, err
+		}
+		if sp.New || req.Key == "" || sp.Backend.Status != plane.StatusTerminated || attempt > 0 {
+			return sp, nil
+		}
+		c.logger().Info("the backend holding the key ended while a spawn waited for it: spawning anew",
+			"key_backend", sp.Backend.ID, "reason", sp.Backend.TerminationReason)
+	}
+}
+
 // WaitSettled blocks until b is ready or terminated, for at most
 // WaitTimeout, and returns its latest state.
 func (c *Core) WaitSettled(ctx context.Context, b *plane.Backend) (*plane.Backend, error) {

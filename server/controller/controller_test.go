@@ -536,3 +536,41 @@ func TestApplyBackendEvent(t *testing.T) {
 		t.Fatalf("unknown backend: %v", err)
 	}
 }
+
+// A spawn that waits for the backend holding its key, which then ends
+// terminated (its drone never ran it), gets a new backend with the key;
+// one whose keyed backend becomes ready gets that one.
+func TestSpawnAndWait(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name   string
+		ends   plane.BackendStatus
+		newOne bool
+	}{
+		{"the backend holding the key becomes ready", plane.StatusReady, false},
+		{"the backend holding the key is lost", plane.StatusTerminated, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, st, dr, _ := newCore(t)
+			c.WaitTimeout = 100 * time.Millisecond
+			st.backends["held"] = &plane.Backend{ID: "held", ProjectID: 1, Key: "k", DroneID: "d1", Status: plane.StatusScheduled}
+			go func() {
+				time.Sleep(20 * time.Millisecond) // after the wait subscribed, as a rule; its re-read covers the rest
+				ev := plane.BackendEvent{BackendID: "held", Status: tc.ends, Reason: plane.ReasonLost}
+				if _, _, err := c.ApplyBackendEvent(ctx, ev); err != nil {
+					t.Error(err)
+				}
+			}()
+			sp, err := c.SpawnAndWait(ctx, alice, 1, plane.SpawnRequest{Image: "demo", Key: "k"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.newOne != sp.New || (sp.Backend.ID == "held") == tc.newOne || sp.Backend.Key != "k" {
+				t.Fatalf("got %+v (new %v), want a new backend: %v", sp.Backend, sp.New, tc.newOne)
+			}
+			if n := len(dr.spawned); (n == 1) != tc.newOne {
+				t.Fatalf("drones got %d spawns", n)
+			}
+		})
+	}
+}

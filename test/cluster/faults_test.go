@@ -165,18 +165,22 @@ func TestKillControllerDuringKeyedBurst(t *testing.T) {
 	// those on the frozen drone run nowhere.
 	held := map[string]backend{}
 	var phantoms []string
+	phantom := map[string]bool{} // by key
 	for _, b := range c.backends() {
 		if b.Status.Live() && b.Key != "" {
 			held[b.Key] = b
 			if b.Drone == frozen.id {
 				phantoms = append(phantoms, b.String())
+				phantom[b.Key] = true
 			}
 		}
 	}
 	t.Logf("after the restart, %d of %d keys are held by a backend the killed controller placed; %d of those on the frozen drone, which does not run them: %v",
 		len(held), n, len(phantoms), phantoms)
 
-	// Retry every key: the backend that holds it, or a new one.
+	// Retry every key: the backend that holds it, or a new one; a retry
+	// that waited for a backend no drone runs, which ends lost, gets a new
+	// one (the controller spawns again for a keyed spawn that waits).
 	retry := c.spawnMany(n, key, true)
 	logLatencies(t, "retried keyed spawns after the restart (wait: true)", latencies(retry))
 	for i, s := range retry {
@@ -186,7 +190,9 @@ func TestKillControllerDuringKeyedBurst(t *testing.T) {
 			t.Errorf("retry of key %s: no backend: %s", key(i), s)
 		case s.b.Key != key(i):
 			t.Errorf("retry of key %s answered %s with key %q", key(i), s.b, s.b.Key)
-		case isHeld && (s.b.ID != h.ID || s.b.Spawned):
+		case phantom[key(i)] && (s.b.ID == h.ID || !s.b.Spawned || s.b.Status != plane.StatusReady):
+			t.Errorf("retry of key %s answered %s (spawned %t), want a new backend, ready, in place of %s, which no drone runs", key(i), s.b, s.b.Spawned, h)
+		case isHeld && !phantom[key(i)] && (s.b.ID != h.ID || s.b.Spawned):
 			t.Errorf("retry of key %s answered %s (spawned %t), want %s, which holds the key", key(i), s.b, s.b.Spawned, h)
 		case !isHeld && !s.b.Spawned:
 			t.Errorf("retry of key %s answered %s as the key's holder, but no backend held it after the restart", key(i), s.b)
@@ -194,7 +200,9 @@ func TestKillControllerDuringKeyedBurst(t *testing.T) {
 			t.Errorf("retry of key %s answered %s, but the first spawn had got %s", key(i), s.b, ss[i].b)
 		default:
 			how := "a new backend"
-			if isHeld {
+			if phantom[key(i)] {
+				how = "a new backend, in place of " + h.ID + ", which no drone ran"
+			} else if isHeld {
 				how = "the backend holding the key"
 			}
 			t.Logf("retry of key %s: %s (%s)", key(i), s, how)
