@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -19,12 +20,17 @@ import (
 //     and again at the next heartbeat when the drone did not answer;
 //   - a phantom is live in the store but absent from every heartbeat of
 //     its drone for phantomAfter (and older than that): it is terminated as
-//     lost, which frees its key and its name.
+//     lost, which frees its key and its name;
+//   - a backend the drone lists but that has not reached ready for
+//     stuckAfter (past the drone's own deadlines: pull 5 min, answering
+//     HTTP 30 s) is terminated as failed, and so stopped as a zombie: the
+//     controller's deadline on the phases before ready.
 //
 // Each correction is logged once.
 const (
 	zombieRetry  = 30 * time.Second
 	phantomAfter = 30 * time.Second
+	stuckAfter   = 10 * time.Minute
 )
 
 // reconcileState is what reconciliation remembers between heartbeats.
@@ -126,6 +132,14 @@ func (d *Dispatcher) reconcile(ctx context.Context, hb plane.Heartbeat) error {
 		known[b.ID] = true
 		if running[b.ID] {
 			present = append(present, b.ID)
+			if b.Status.Rank() < plane.StatusReady.Rank() && now.Sub(b.UpdatedAt) >= stuckAfter {
+				d.Logger.Warn("a backend stuck before ready is terminated", "drone", hb.DroneID, "backend", b.ID, "status", b.Status, "since", b.UpdatedAt)
+				ev := plane.BackendEvent{BackendID: b.ID, DroneID: hb.DroneID, Status: plane.StatusTerminated, Time: now,
+					Reason: plane.ReasonFailed, Error: fmt.Sprintf("stuck %s for %s: past every deadline of its drone", b.Status, stuckAfter)}
+				if _, err := d.Apply(ctx, ev); err != nil {
+					return err
+				}
+			}
 			continue
 		}
 		since := d.recon.missed(b.ID, now)

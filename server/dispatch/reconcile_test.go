@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -182,5 +183,28 @@ func TestZombieAskedAgainWhenUnanswered(t *testing.T) {
 	d.handleHeartbeat(msg(t, hb)) // same controller clock: well within zombieRetry
 	if req := wait(t, got, "the second terminate request"); req.BackendID != "gone" {
 		t.Fatalf("stopped %s", req.BackendID)
+	}
+}
+
+// A backend its drone lists but that has not reached ready past every
+// deadline of the drone is terminated as failed: the controller's own
+// deadline on the phases before ready.
+func TestStuckBeforeReady(t *testing.T) {
+	st := newStore([]*plane.Backend{
+		{ID: "stuck", DroneID: "d1", Status: plane.StatusLoading, UpdatedAt: t0.Add(-stuckAfter)},
+		{ID: "slow", DroneID: "d1", Status: plane.StatusLoading, UpdatedAt: t0.Add(-stuckAfter + time.Minute)},
+		{ID: "ready", DroneID: "d1", Status: plane.StatusReady, UpdatedAt: t0.Add(-time.Hour)},
+	}, nil)
+	d, _ := newDispatcher(st, nil)
+	hb := heartbeat("d1")
+	hb.LiveBackends = []string{"stuck", "slow", "ready"}
+	d.handleHeartbeat(msg(t, hb))
+	for id, want := range map[string]plane.BackendStatus{"stuck": plane.StatusTerminated, "slow": plane.StatusLoading, "ready": plane.StatusReady} {
+		if b := st.backend(t, id); b.Status != want {
+			t.Errorf("%s is %s, want %s", id, b.Status, want)
+		}
+	}
+	if b := st.backend(t, "stuck"); b.TerminationReason != plane.ReasonFailed || !strings.Contains(b.Error, "stuck loading") {
+		t.Errorf("stuck: reason %q, error %q", b.TerminationReason, b.Error)
 	}
 }
