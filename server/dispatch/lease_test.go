@@ -10,6 +10,7 @@ import (
 // Of two controllers on one NATS, one holds the lease and runs the
 // singleton duties; when it closes, the other takes over.
 func TestLease(t *testing.T) {
+	t.Parallel() // it waits for renewals
 	nc := startNATS(t)
 	open := func(holder string) *Dispatcher {
 		t.Helper()

@@ -146,6 +146,9 @@ func TestCheckWrite(t *testing.T) {
 }
 
 func TestRetryJetStream(t *testing.T) {
+	every := jetStreamRetryEvery
+	jetStreamRetryEvery = time.Millisecond // not parallel: no other test runs meanwhile
+	t.Cleanup(func() { jetStreamRetryEvery = every })
 	boom, refused := errors.New("no quorum yet"), errors.New("refused")
 	for _, tc := range []struct {
 		name  string

@@ -175,8 +175,12 @@ func (d *Dispatcher) CheckWrite(ctx context.Context) error {
 // just started may take to elect its JetStream leaders.
 const jetStreamSettle = 30 * time.Second
 
+// jetStreamRetryEvery is RetryJetStream's pause between tries (a variable
+// for its tests).
+var jetStreamRetryEvery = time.Second
+
 // RetryJetStream runs f until it succeeds, fails with an error made by
-// Final, ctx ends or jetStreamSettle has passed, once a second: a
+// Final, ctx ends or jetStreamSettle has passed, every jetStreamRetryEvery: a
 // controller started with its NATS cluster finds JetStream unable to place
 // replicated streams until the servers have found each other, and should
 // wait rather than exit.
@@ -194,7 +198,7 @@ func RetryJetStream(ctx context.Context, log *slog.Logger, what string, f func()
 		select {
 		case <-ctx.Done():
 			return err
-		case <-time.After(time.Second):
+		case <-time.After(jetStreamRetryEvery):
 		}
 	}
 }
