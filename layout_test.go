@@ -147,9 +147,9 @@ var layoutRules = []layoutRule{
 		allowed: repoOnly(".", "migrations"),
 	},
 	{
-		name:    "server/scheduler, server/dispatch and server/bus import only plane of the repo",
+		name:    "server/scheduler, server/dispatch and server/bus import only plane (and natsjs, the JetStream settings) of the repo",
 		pkgs:    []string{"server/scheduler/...", "server/dispatch/...", "server/bus/..."},
-		allowed: repoOnly("."),
+		allowed: repoOnly(".", "natsjs"),
 	},
 	{
 		name:    "drone/docker, drone/proxy, drone/cert and drone/store import only plane (and the dns client) of the repo",
@@ -173,6 +173,11 @@ var layoutRules = []layoutRule{
 	{
 		name:    "api (the API's answers and its Go client) imports only plane of the repo: clients need not link the server",
 		pkgs:    []string{"api/..."},
+		allowed: repoOnly("."),
+	},
+	{
+		name:    "natsjs (the JetStream settings of the wire contract) imports only plane of the repo",
+		pkgs:    []string{"natsjs/..."},
 		allowed: repoOnly("."),
 	},
 	{

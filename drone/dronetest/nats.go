@@ -9,7 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"plane"
+	"plane/natsjs"
 )
 
 // StartNATS starts an in-process nats-server with JetStream on a random
@@ -46,29 +46,13 @@ func StartNATS(tb testing.TB) (*natsserver.Server, *nats.Conn) {
 }
 
 // CreateStreams creates the streams the controller creates for drones
-// (server/dispatch.EnsureStreams, which a drone's tests may not import): the
-// status stream with its duplicate window, and the bounded logs stream.
+// (natsjs.Streams, as server/dispatch.EnsureStreams does, which a drone's
+// tests may not import).
 func CreateStreams(tb testing.TB, js jetstream.JetStream) {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	for _, cfg := range []jetstream.StreamConfig{
-		{
-			Name:       plane.StreamStatus,
-			Subjects:   plane.StatusSubjects,
-			Storage:    jetstream.FileStorage,
-			MaxAge:     7 * 24 * time.Hour,
-			Duplicates: 2 * time.Minute,
-		},
-		{
-			Name:              plane.StreamLogs,
-			Subjects:          plane.LogSubjects,
-			Storage:           jetstream.FileStorage,
-			MaxAge:            7 * 24 * time.Hour,
-			MaxMsgsPerSubject: plane.LogsPerBackend,
-			Discard:           jetstream.DiscardOld,
-		},
-	} {
+	for _, cfg := range natsjs.Streams() {
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
 			tb.Fatalf("create stream %s: %v", cfg.Name, err)
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"plane"
+	"plane/natsjs"
 )
 
 // statusAckWait is how long the status stream waits for an acknowledgement
@@ -26,23 +27,7 @@ const (
 // certificate and cluster buckets, each with replicas copies, or more when it has more
 // already: a replica count is never lowered.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, replicas int) error {
-	for _, cfg := range []jetstream.StreamConfig{
-		{
-			Name:       plane.StreamStatus,
-			Subjects:   plane.StatusSubjects,
-			Storage:    jetstream.FileStorage,
-			MaxAge:     7 * 24 * time.Hour,
-			Duplicates: 2 * time.Minute,
-		},
-		{
-			Name:              plane.StreamLogs,
-			Subjects:          plane.LogSubjects,
-			Storage:           jetstream.FileStorage,
-			MaxAge:            7 * 24 * time.Hour,
-			MaxMsgsPerSubject: plane.LogsPerBackend,
-			Discard:           jetstream.DiscardOld,
-		},
-	} {
+	for _, cfg := range natsjs.Streams() {
 		r, err := keepReplicas(ctx, js, cfg.Name, replicas)
 		if err != nil {
 			return err
