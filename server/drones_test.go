@@ -60,6 +60,7 @@ func (d *dash) apiCall(token, method, path string) (int, plane.ErrorCode) {
 // Drones belong to the instance: a project's token, whatever its scopes,
 // neither sees nor drains them.
 func TestAPIDronesNeedAdminScope(t *testing.T) {
+	t.Parallel()
 	d := newDash(t)
 	d.fakeDrone("d1")
 	project := d.apiToken("app", plane.AllScopes...)
@@ -81,6 +82,7 @@ func TestAPIDronesNeedAdminScope(t *testing.T) {
 }
 
 func TestAPIDrones(t *testing.T) {
+	t.Parallel()
 	d := newDash(t)
 	ctx := context.Background()
 	d.fakeDrone("d1")
@@ -142,6 +144,7 @@ func TestAPIDrones(t *testing.T) {
 }
 
 func TestAPIDrainErrors(t *testing.T) {
+	t.Parallel()
 	d := newDash(t)
 	ctx := context.Background()
 	if err := d.db.UpsertDrone(ctx, &plane.Drone{ID: "mute"}); err != nil {

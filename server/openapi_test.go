@@ -100,6 +100,7 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 func TestOpenAPIDocument(t *testing.T) {
+	t.Parallel()
 	doc := loadOpenAPI(t)
 	if v := doc["openapi"]; v != "3.0.3" {
 		t.Errorf("openapi = %v, want 3.0.3", v)
@@ -120,6 +121,7 @@ func TestOpenAPIDocument(t *testing.T) {
 // TestOpenAPIRoutes checks that the document and the router describe the
 // same operations.
 func TestOpenAPIRoutes(t *testing.T) {
+	t.Parallel()
 	doc := loadOpenAPI(t)
 	routed := routedOperations(t)
 	documented := documentedOperations(t, doc)
@@ -214,6 +216,7 @@ func resolvePointer(doc map[string]any, ref string) (v any, err string) {
 
 // TestOpenAPIRefs checks that every $ref of the document resolves.
 func TestOpenAPIRefs(t *testing.T) {
+	t.Parallel()
 	doc := loadOpenAPI(t)
 	refs := map[string][]string{} // ref → where it appears
 	var walk func(v any, where string)
@@ -254,6 +257,7 @@ func TestOpenAPIRefs(t *testing.T) {
 
 // TestOpenAPIServed checks the handler serves the document as JSON.
 func TestOpenAPIServed(t *testing.T) {
+	t.Parallel()
 	s := New(Config{})
 	rec := httptest.NewRecorder()
 	s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/openapi.json", nil))
@@ -298,6 +302,7 @@ func jsonFields(t reflect.Type) map[string]bool {
 // the Go type it describes: the same JSON names; for response types, the
 // fields always present are required and nullable when they are pointers.
 func TestOpenAPISchemasMatchStructs(t *testing.T) {
+	t.Parallel()
 	doc := loadOpenAPI(t)
 	schemas := obj(t, obj(t, doc["components"], "components")["schemas"], "schemas")
 	for _, tc := range []struct {
@@ -387,6 +392,7 @@ func sortedStrings[S ~string](vs ...S) []string {
 
 // TestOpenAPIEnums checks the enumerations against the Go constants.
 func TestOpenAPIEnums(t *testing.T) {
+	t.Parallel()
 	doc := loadOpenAPI(t)
 	schemas := obj(t, obj(t, doc["components"], "components")["schemas"], "schemas")
 	var codes []plane.ErrorCode
@@ -435,6 +441,7 @@ var forbiddenScopeRE = regexp.MustCompile(`lacks the (\S+) scope`)
 // answer 401 without one and, to a token without scopes, 403 naming the
 // scope the document gives in x-plane-scope.
 func TestOpenAPISecurity(t *testing.T) {
+	t.Parallel()
 	doc := loadOpenAPI(t)
 	pub, priv, err := ed25519.GenerateKey(nil)
 	if err != nil {

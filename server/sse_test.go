@@ -107,6 +107,7 @@ func scanSSELines(data []byte, atEOF bool) (int, []byte, error) {
 // holds ("\r" included, which an EventSource also reads as the end of a
 // line), it arrives as the data of one "log" event and adds no field.
 func TestBackendStreamLogLineBreaks(t *testing.T) {
+	t.Parallel()
 	d, b, pr, base := spawnedProject(t)
 	b.post(base+"/backends", url.Values{"image": {"demo"}})
 	bs, err := d.db.FindBackends(context.Background(), plane.BackendFilter{ProjectID: &pr.ID})

@@ -13,6 +13,7 @@ import (
 )
 
 func TestActivityPage(t *testing.T) {
+	t.Parallel()
 	d, b, pr, base := spawnedProject(t)
 	if p := b.get(base + "/activity"); p.status() != http.StatusOK || p.Find(testid("activity-row")).Length() != 1 {
 		t.Fatalf("activity page: %d, %d rows (want the project's creation)", p.status(), p.Find(testid("activity-row")).Length())

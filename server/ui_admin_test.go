@@ -27,6 +27,7 @@ func adminDash(t *testing.T) (d *dash, admin, member *browser) {
 }
 
 func TestAdminOnly(t *testing.T) {
+	t.Parallel()
 	d, _, member := adminDash(t)
 	for _, path := range []string{"/admin", "/admin/drones", "/admin/drones/stream", "/admin/backends", "/admin/backends/stream", "/admin/users"} {
 		p := member.get(path)
@@ -51,6 +52,7 @@ func TestAdminOnly(t *testing.T) {
 }
 
 func TestAdminDrones(t *testing.T) {
+	t.Parallel()
 	d, admin, _ := adminDash(t)
 	expiry := time.Now().Add(60 * 24 * time.Hour)
 	if err := d.db.UpsertDrone(context.Background(), &plane.Drone{ID: "d2", Address: "10.0.0.2", ProxyAddress: "10.0.0.2:443", Version: "v9",
@@ -118,6 +120,7 @@ func TestAdminDrones(t *testing.T) {
 }
 
 func TestAdminDrainErrors(t *testing.T) {
+	t.Parallel()
 	d, admin, _ := adminDash(t)
 	if err := d.db.UpsertDrone(context.Background(), &plane.Drone{ID: "mute"}); err != nil {
 		t.Fatal(err)
@@ -167,6 +170,7 @@ func TestAdminDronesStream(t *testing.T) {
 
 // Admins see every project's backends, live.
 func TestAdminBackends(t *testing.T) {
+	t.Parallel()
 	d, admin, member := adminDash(t)
 	pr := member.project("bobs")
 	d.image(pr.ID, "demo")
@@ -206,6 +210,7 @@ func TestAdminBackends(t *testing.T) {
 }
 
 func TestAdminUsers(t *testing.T) {
+	t.Parallel()
 	_, admin, _ := adminDash(t)
 	p := admin.get("/admin/users")
 	if p.status() != http.StatusOK {

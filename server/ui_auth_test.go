@@ -16,6 +16,7 @@ import (
 )
 
 func TestSignup(t *testing.T) {
+	t.Parallel()
 	d := newDash(t)
 	b := d.browser()
 	p := b.get("/signup")
@@ -52,6 +53,7 @@ func TestSignup(t *testing.T) {
 }
 
 func TestSignupErrors(t *testing.T) {
+	t.Parallel()
 	d := newDash(t)
 	d.signup("taken@example.com")
 	tests := []struct {
@@ -87,6 +89,7 @@ func TestSignupErrors(t *testing.T) {
 }
 
 func TestLogin(t *testing.T) {
+	t.Parallel()
 	d := newDash(t)
 	d.signup("ada@example.com")
 	tests := []struct {
@@ -130,6 +133,7 @@ func TestLogin(t *testing.T) {
 // and Echo decodes it: "/%09/evil.example" arrives as "/\t/evil.example",
 // which a browser would follow to //evil.example, another host.
 func TestLoginNextStaysOnSite(t *testing.T) {
+	t.Parallel()
 	d := newDash(t)
 	d.signup("ada@example.com")
 	signedIn := d.browser()
@@ -173,6 +177,7 @@ func TestLoginNextStaysOnSite(t *testing.T) {
 }
 
 func TestLoginRateLimit(t *testing.T) {
+	t.Parallel()
 	d := newDash(t)
 	d.signup("ada@example.com")
 	b := d.browser()
@@ -234,6 +239,7 @@ func TestLoginRateLimitClientAddress(t *testing.T) {
 // A session id the browser had before login (planted by an attacker, say)
 // is not the one it has after: login issues a new one and ends the old.
 func TestLoginRotatesSession(t *testing.T) {
+	t.Parallel()
 	d := newDash(t)
 	b := d.signup("ada@example.com")
 	before := b.cookie("plane_session")
@@ -258,6 +264,7 @@ func TestLoginRotatesSession(t *testing.T) {
 }
 
 func TestLogout(t *testing.T) {
+	t.Parallel()
 	d := newDash(t)
 	b := d.signup("ada@example.com")
 	secret := b.cookie("plane_session")
@@ -277,6 +284,7 @@ func TestLogout(t *testing.T) {
 // Every state-changing form needs the CSRF token; without it nothing
 // changes.
 func TestCSRF(t *testing.T) {
+	t.Parallel()
 	d := newDash(t)
 	b := d.signup("ada@example.com")
 	team, _ := b.get("/projects").Find(`select[name="team_id"] option`).First().Attr("value")
@@ -318,6 +326,7 @@ func TestCSRF(t *testing.T) {
 // choosing (a sibling host of the same domain can set cookies) are all
 // refused, and change nothing.
 func TestCSRFBoundToSession(t *testing.T) {
+	t.Parallel()
 	d := newDash(t)
 	ada, bob := d.signup("ada@example.com"), d.signup("bob@example.com")
 	bobTeam, _ := bob.get("/projects").Find(`select[name="team_id"] option`).First().Attr("value")
@@ -413,6 +422,7 @@ func TestCSRFBoundToSession(t *testing.T) {
 // a restart still posts after it, and a controller with another key
 // refuses it.
 func TestCSRFSurvivesRestart(t *testing.T) {
+	t.Parallel()
 	d := newDash(t)
 	ada := d.signup("ada@example.com")
 	team, _ := ada.get("/projects").Find(`select[name="team_id"] option`).First().Attr("value")
@@ -446,6 +456,7 @@ func TestCSRFSurvivesRestart(t *testing.T) {
 }
 
 func TestSignedOutRedirects(t *testing.T) {
+	t.Parallel()
 	d := newDash(t)
 	b := d.browser()
 	for _, path := range []string{"/", "/projects", "/projects/1/backends", "/admin/drones"} {

@@ -24,6 +24,7 @@ func spawnedProject(t *testing.T) (*dash, *browser, *plane.Project, string) {
 }
 
 func TestSpawnForm(t *testing.T) {
+	t.Parallel()
 	d, b, pr, base := spawnedProject(t)
 	page := b.get(base + "/backends")
 	if page.status() != http.StatusOK || page.Find(testid("no-backends")).Length() != 1 {
@@ -61,6 +62,7 @@ func TestSpawnForm(t *testing.T) {
 }
 
 func TestSpawnFormErrors(t *testing.T) {
+	t.Parallel()
 	_, b, _, base := spawnedProject(t)
 	tests := []struct {
 		name  string
@@ -90,6 +92,7 @@ func TestSpawnFormErrors(t *testing.T) {
 }
 
 func TestSpawnFormNoDrone(t *testing.T) {
+	t.Parallel()
 	d := newDash(t)
 	b := d.signup("ada@example.com")
 	pr := b.project("app")
@@ -101,6 +104,7 @@ func TestSpawnFormNoDrone(t *testing.T) {
 }
 
 func TestBackendsFilter(t *testing.T) {
+	t.Parallel()
 	d, b, pr, base := spawnedProject(t)
 	d.image(pr.ID, "other")
 	for _, f := range []url.Values{{"image": {"demo"}, "key": {"k1"}}, {"image": {"other"}, "key": {"k2"}}} {
@@ -127,6 +131,7 @@ func TestBackendsFilter(t *testing.T) {
 
 // The table's stream sends the rows at once and again after a change.
 func TestBackendsStream(t *testing.T) {
+	t.Parallel()
 	d, b, pr, base := spawnedProject(t)
 	next := b.stream(base + "/backends/stream")
 	if ev := next(); !strings.HasPrefix(ev, "event: rows\n") || !strings.Contains(ev, "no-backends") {
@@ -147,6 +152,7 @@ func TestBackendsStream(t *testing.T) {
 }
 
 func TestBackendPage(t *testing.T) {
+	t.Parallel()
 	d, b, pr, base := spawnedProject(t)
 	b.post(base+"/backends", url.Values{"image": {"demo"}, "max_idle_seconds": {"30"}})
 	bs, _ := d.db.FindBackends(context.Background(), plane.BackendFilter{ProjectID: &pr.ID})
@@ -224,6 +230,7 @@ func TestBackendPage(t *testing.T) {
 // A live backend whose drone is unreachable keeps its status, flagged; a
 // terminated one is not flagged.
 func TestBackendOfUnreachableDrone(t *testing.T) {
+	t.Parallel()
 	d, b, pr, base := spawnedProject(t)
 	if p := b.post(base+"/backends", url.Values{"image": {"demo"}}); p.status() != http.StatusSeeOther {
 		t.Fatalf("spawn: %d", p.status())

@@ -37,6 +37,7 @@ func (d *dash) activity(projectID int64) []*plane.Activity {
 }
 
 func TestImagesPage(t *testing.T) {
+	t.Parallel()
 	d, b, pr, base := spawnedProject(t)
 	// demo is plane-demo:latest, which d1 has.
 	other := "other"
@@ -100,6 +101,7 @@ func TestImagesPage(t *testing.T) {
 func ptr[T any](v T) *T { return &v }
 
 func TestRegisterImage(t *testing.T) {
+	t.Parallel()
 	d, b, pr, base := spawnedProject(t)
 	p := b.post(base+"/images", url.Values{
 		"name": {"web"}, "ref": {"registry.example.com:5000/team/web:1.2"}, "port": {"3000"}, "pull_policy": {"always"},
@@ -144,6 +146,7 @@ func TestRegisterImage(t *testing.T) {
 // Each error of the image form shows next to its field, and the form keeps
 // what was typed.
 func TestImageFormErrors(t *testing.T) {
+	t.Parallel()
 	d, b, pr, base := spawnedProject(t)
 	typed := url.Values{"name": {"web"}, "ref": {"web:1"}, "port": {"8080"}, "pull_policy": {"always"}, "env": {"A=1"}, "allow_bearer": {"on"}, "cpu_millis": {"250"}}
 	with := func(k, v string) url.Values {
@@ -207,6 +210,7 @@ func TestImageFormErrors(t *testing.T) {
 }
 
 func TestEditImage(t *testing.T) {
+	t.Parallel()
 	d, b, pr, base := spawnedProject(t)
 	img, _ := d.db.FindImage(context.Background(), pr.ID, "demo")
 	if _, err := d.db.UpdateImage(context.Background(), pr.ID, "demo", plane.ImageInput{Env: &map[string]string{"B": "2", "A": "1"}, LimitsInput: plane.LimitsInput{CPUMillis: ptr(100)}}); err != nil {
@@ -283,6 +287,7 @@ func TestEditImage(t *testing.T) {
 }
 
 func TestDeleteImage(t *testing.T) {
+	t.Parallel()
 	d, b, pr, base := spawnedProject(t)
 	p := b.post(base+"/images/demo/delete", nil)
 	if p.status() != http.StatusSeeOther || p.location() != base+"/images?flash=image-deleted" {
@@ -303,6 +308,7 @@ func TestDeleteImage(t *testing.T) {
 }
 
 func TestPullImage(t *testing.T) {
+	t.Parallel()
 	d, b, _, base := spawnedProject(t)
 	p := b.post(base+"/images/demo/pull", nil)
 	if p.status() != http.StatusSeeOther || p.location() != base+"/images?flash=image-pulling" {
@@ -332,6 +338,7 @@ func TestPullImage(t *testing.T) {
 }
 
 func TestPullImageNoDrone(t *testing.T) {
+	t.Parallel()
 	d := newDash(t)
 	b := d.signup("ada@example.com")
 	pr := b.project("app")
@@ -344,6 +351,7 @@ func TestPullImageNoDrone(t *testing.T) {
 
 // The API records its image changes in the activity log, naming the token.
 func TestAPIImageActivity(t *testing.T) {
+	t.Parallel()
 	d, b, pr, base := spawnedProject(t)
 	tok := b.createToken(base, url.Values{"name": {"ci"}, "scopes": {"images:write", "images:read"}, "expires": {"never"}})
 	for _, call := range []struct{ method, path, body string }{

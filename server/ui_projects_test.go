@@ -12,6 +12,7 @@ import (
 )
 
 func TestCreateProject(t *testing.T) {
+	t.Parallel()
 	d := newDash(t)
 	b := d.signup("ada@example.com")
 	pr := b.project("web-app")
@@ -53,6 +54,7 @@ func TestCreateProject(t *testing.T) {
 // Another team's project, team and backends are not found, whatever the
 // path: their ids leak nothing.
 func TestNonMemberGets404(t *testing.T) {
+	t.Parallel()
 	d := newDash(t)
 	ada := d.signup("ada@example.com")
 	pr := ada.project("secret")
@@ -86,6 +88,7 @@ func TestNonMemberGets404(t *testing.T) {
 }
 
 func TestTeamInvite(t *testing.T) {
+	t.Parallel()
 	d := newDash(t)
 	ada := d.signup("ada@example.com")
 	pr := ada.project("shared")
@@ -157,6 +160,7 @@ func TestTeamInvite(t *testing.T) {
 }
 
 func TestCreateTeam(t *testing.T) {
+	t.Parallel()
 	d := newDash(t)
 	b := d.signup("ada@example.com")
 	p := b.post("/teams", url.Values{"team_name": {"  "}})
@@ -174,6 +178,7 @@ func TestCreateTeam(t *testing.T) {
 }
 
 func TestDeleteProject(t *testing.T) {
+	t.Parallel()
 	d := newDash(t)
 	ada := d.signup("ada@example.com")
 	pr := ada.project("doomed")

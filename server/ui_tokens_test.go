@@ -25,6 +25,7 @@ func (b *browser) createToken(base string, form url.Values) string {
 }
 
 func TestTokensPage(t *testing.T) {
+	t.Parallel()
 	_, b, _, base := spawnedProject(t)
 	p := b.get(base + "/tokens")
 	if p.status() != http.StatusOK || p.Find(testid("tokens")).Length() != 1 || p.Find(testid("no-tokens")).Length() != 1 {
@@ -53,6 +54,7 @@ func TestTokensPage(t *testing.T) {
 }
 
 func TestCreateToken(t *testing.T) {
+	t.Parallel()
 	d, b, pr, base := spawnedProject(t)
 	before := time.Now()
 	p := b.post(base+"/tokens", url.Values{"name": {" ci "}, "scopes": {"images:read", "backends:read"}, "expires": {"7"}})
@@ -102,6 +104,7 @@ func TestCreateToken(t *testing.T) {
 }
 
 func TestCreateTokenErrors(t *testing.T) {
+	t.Parallel()
 	d, b, pr, base := spawnedProject(t)
 	tests := []struct {
 		name  string
@@ -146,6 +149,7 @@ func TestCreateTokenErrors(t *testing.T) {
 }
 
 func TestRevokeToken(t *testing.T) {
+	t.Parallel()
 	d, b, pr, base := spawnedProject(t)
 	signed := b.createToken(base, url.Values{"name": {"ci"}, "scopes": {"images:read"}, "expires": {"never"}})
 	p := b.get(base + "/tokens")
@@ -182,6 +186,7 @@ func TestRevokeToken(t *testing.T) {
 
 // Another team's images, tokens and activity are not found.
 func TestProjectTabsOfAnotherTeam(t *testing.T) {
+	t.Parallel()
 	d, ada, pr, base := spawnedProject(t)
 	ada.createToken(base, url.Values{"name": {"ci"}, "scopes": {"images:read"}, "expires": {"never"}})
 	toks, _ := d.db.FindTokens(context.Background(), pr.ID)

@@ -26,17 +26,13 @@ import (
 	"github.com/go-acme/lego/v4/challenge/dns01"
 	"github.com/go-acme/lego/v4/lego"
 	"github.com/go-acme/lego/v4/registration"
+	"github.com/miekg/dns"
 
 	"plane"
 )
 
 // AccountKeyFile is the name of the ACME account key in Config.AccountDir.
 const AccountKeyFile = "acme-account.key"
-
-// legoSem serializes orders in this process: lego keeps the resolvers of
-// its DNS-01 propagation check in a package variable, which each order sets.
-// One drone runs one Manager, so only tests ever wait here.
-var legoSem = make(chan struct{}, 1)
 
 // account is the ACME account: its key, and its registration once made.
 type account struct {
@@ -148,12 +144,6 @@ func (m *Manager) orderAsync(ctx context.Context) (*bundle, error) {
 
 // order places one ACME order for both names and returns the certificate.
 func (m *Manager) order(ctx context.Context) (*bundle, error) {
-	select {
-	case legoSem <- struct{}{}:
-		defer func() { <-legoSem }()
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
 	m.acctMu.Lock()
 	defer m.acctMu.Unlock()
 	if m.acct == nil {
@@ -198,23 +188,21 @@ func (m *Manager) order(ctx context.Context) (*bundle, error) {
 
 	p := &dnsProvider{m: m, ctx: ctx, values: map[string]bool{}}
 	defer p.clearAll()
-	var opts []dns01.ChallengeOption
-	if len(m.cfg.DNSResolvers) > 0 {
-		// The resolvers are the zone's authoritative server: asking them
-		// is the propagation check, and the zone's NS names need not
-		// resolve from here.
-		opts = append(opts,
-			dns01.AddRecursiveNameservers(m.cfg.DNSResolvers),
-			dns01.RecursiveNSsPropagationRequirement(),
-			dns01.DisableAuthoritativeNssPropagationRequirement())
-	}
-	opts = append(opts, dns01.WrapPreCheck(func(_, fqdn, value string, check dns01.PreCheckFunc) (bool, error) {
+	// The resolvers, when given, are the zone's authoritative server:
+	// asking them is the propagation check, and the zone's NS names need
+	// not resolve from here. The check is ours rather than lego's because
+	// lego keeps its resolvers in a package variable, which two Managers
+	// in one process (tests) would fight over.
+	preCheck := dns01.WrapPreCheck(func(_, fqdn, value string, check dns01.PreCheckFunc) (bool, error) {
 		if err := ctx.Err(); err != nil {
 			return true, err // stop waiting
 		}
-		return check(fqdn, value)
-	}))
-	if err := client.Challenge.SetDNS01Provider(p, opts...); err != nil {
+		if len(m.cfg.DNSResolvers) == 0 {
+			return check(fqdn, value)
+		}
+		return txtVisible(ctx, m.cfg.DNSResolvers, fqdn, value)
+	})
+	if err := client.Challenge.SetDNS01Provider(p, preCheck); err != nil {
 		return nil, err
 	}
 
@@ -328,4 +316,44 @@ func (p *dnsProvider) clearAll() {
 // Timeout tells lego how long to wait for the values to show in DNS.
 func (p *dnsProvider) Timeout() (timeout, interval time.Duration) {
 	return p.m.cfg.PropagationTimeout, p.m.cfg.PropagationInterval
+}
+
+// txtVisible asks each resolver for the TXT records of fqdn and reports
+// whether all of them answer with value. Not yet is (false, error) so that
+// lego keeps waiting and shows the last reason when it gives up.
+func txtVisible(ctx context.Context, resolvers []string, fqdn, value string) (bool, error) {
+	q := new(dns.Msg)
+	q.SetQuestion(dns.Fqdn(fqdn), dns.TypeTXT)
+	for _, addr := range resolvers {
+		r, err := exchange(ctx, q, addr)
+		if err != nil {
+			return false, fmt.Errorf("ask %s for %s: %w", addr, fqdn, err)
+		}
+		if r.Rcode != dns.RcodeSuccess {
+			return false, fmt.Errorf("%s answered %s for %s", addr, dns.RcodeToString[r.Rcode], fqdn)
+		}
+		found := false
+		for _, rr := range r.Answer {
+			if txt, ok := rr.(*dns.TXT); ok && strings.Join(txt.Txt, "") == value {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false, fmt.Errorf("%s does not serve the TXT value for %s yet", addr, fqdn)
+		}
+	}
+	return true, nil
+}
+
+// exchange sends q over UDP, and again over TCP when the answer is
+// truncated (two challenge values with many others may not fit).
+func exchange(ctx context.Context, q *dns.Msg, addr string) (*dns.Msg, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	r, _, err := (&dns.Client{Net: "udp"}).ExchangeContext(ctx, q, addr)
+	if err == nil && r.Truncated {
+		r, _, err = (&dns.Client{Net: "tcp"}).ExchangeContext(ctx, q, addr)
+	}
+	return r, err
 }

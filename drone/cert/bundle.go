@@ -82,6 +82,11 @@ func (m *Manager) adopt(b *bundle) {
 		return
 	}
 	m.cur = b
+	if m.pending == nil {
+		// Status shows the certificate and when it is renewed together;
+		// the loop, woken below, settles on the same time.
+		m.next = b.renewAt(m.cfg.RenewBefore)
+	}
 	m.mu.Unlock()
 	m.log.Info("certificate in use", "not_after", b.notAfter(), "serial", b.leaf.SerialNumber.String(), "issued_by", b.wire.IssuedBy)
 	if m.cfg.OnCert != nil {

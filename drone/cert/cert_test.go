@@ -238,8 +238,7 @@ func TestOrderFailureBacksOff(t *testing.T) {
 	}
 }
 
-// TestRenewsWhenDue (last: its drone renews every few seconds, and an order
-// cut short by the end of a test can hold the process-wide lego lock a while): with Pebble issuing short-lived certificates, the drone
+// TestRenewsWhenDue: with Pebble issuing short-lived certificates, the drone
 // wakes up when the renewal time of its certificate comes, orders a new one
 // and hands it to OnCert, reusing its ACME account key.
 func TestRenewsWhenDue(t *testing.T) {

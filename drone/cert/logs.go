@@ -4,6 +4,7 @@ import (
 	"context"
 	"log"
 	"log/slog"
+	"os"
 	"strings"
 	"sync/atomic"
 
@@ -18,6 +19,13 @@ var legoLogger atomic.Pointer[slog.Logger]
 
 func init() {
 	legolog.Logger = log.New(legoWriter{}, "", 0)
+	// lego follows CNAMEs at _acme-challenge.<zone> through the system's
+	// resolvers before each order. Plane's DNS serves that name itself and
+	// never with a CNAME, so the lookups could only cost time (a resolver
+	// that does not answer: 10 s an order). An operator's own setting wins.
+	if _, set := os.LookupEnv("LEGO_DISABLE_CNAME_SUPPORT"); !set {
+		_ = os.Setenv("LEGO_DISABLE_CNAME_SUPPORT", "true")
+	}
 }
 
 // legoWriter turns lego's lines into slog records: its [INFO] chatter (each

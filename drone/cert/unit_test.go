@@ -367,3 +367,69 @@ func TestPublishKeepsNewer(t *testing.T) {
 		t.Fatalf("publish after a concurrent create: got %v, %v", got, err)
 	}
 }
+
+// TestStatusCoherentOnAdopt: the moment Status shows a certificate, its
+// next attempt is that certificate's renewal time, not whatever the loop
+// was waiting for before (CI saw the old lease re-check time in between).
+func TestStatusCoherentOnAdopt(t *testing.T) {
+	m := newTestManager(t, nil, nil)
+	now := time.Now()
+	day := 24 * time.Hour
+	m.setNext(now) // the loop was about to look again at once
+	b, err := checkBundle(selfSigned(t, plane.CertDomains(testZone), now.Add(-day), now.Add(89*day)), m.domains, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.adopt(b)
+	st := m.Status()
+	if st.NotAfter == nil || !st.NextAttempt.Equal(b.renewAt(m.cfg.RenewBefore)) {
+		t.Errorf("Status after adopt = %+v, want next attempt at renewal %s", st, b.renewAt(m.cfg.RenewBefore))
+	}
+
+	// A certificate this drone could not store yet keeps the retry time.
+	m.mu.Lock()
+	m.pending, m.next = b, now.Add(time.Minute)
+	m.mu.Unlock()
+	b2, _ := checkBundle(selfSigned(t, plane.CertDomains(testZone), now.Add(-day), now.Add(88*day)), m.domains, now)
+	m.adopt(b2)
+	if st := m.Status(); !st.NextAttempt.Equal(now.Add(time.Minute)) {
+		t.Errorf("Status with a pending store = %+v, want the retry time kept", st)
+	}
+}
+
+// TestTXTVisible: the propagation check asks every resolver, real DNS
+// packets to our DNS server, and waits until all of them serve the value.
+func TestTXTVisible(t *testing.T) {
+	ctrl := &standInController{values: map[string]string{"value-a": "drone-a"}}
+	up := MustRunDNS(t, ctrl).Addr()
+	down := func() string { // a port nobody answers on
+		s := MustRunDNS(t, ctrl)
+		addr := s.Addr()
+		_ = s.Close()
+		return addr
+	}()
+	fqdn := "_acme-challenge." + testZone + "."
+	for _, tc := range []struct {
+		name      string
+		resolvers []string
+		fqdn      string
+		value     string
+		want      bool
+		errHas    string
+	}{
+		{"served", []string{up}, fqdn, "value-a", true, ""},
+		{"served by both", []string{up, up}, fqdn, "value-a", true, ""},
+		{"not yet", []string{up}, fqdn, "value-b", false, "does not serve the TXT value"},
+		{"outside the zone", []string{up}, "_acme-challenge.elsewhere.test.", "value-a", false, "REFUSED"},
+		{"one resolver down", []string{up, down}, fqdn, "value-a", false, "ask " + down},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			got, err := txtVisible(ctx, tc.resolvers, tc.fqdn, tc.value)
+			if got != tc.want || (tc.errHas == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.errHas)) {
+				t.Errorf("txtVisible = %v, %v; want %v and an error with %q", got, err, tc.want, tc.errHas)
+			}
+		})
+	}
+}

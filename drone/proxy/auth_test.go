@@ -7,6 +7,7 @@ import (
 )
 
 func TestQueryToken(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		target string
 		tok    string
@@ -58,6 +59,7 @@ func headWith(t *testing.T, lines ...string) *head {
 }
 
 func TestCookieToken(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name  string
 		lines []string
@@ -88,6 +90,7 @@ func TestCookieToken(t *testing.T) {
 }
 
 func TestStripTokenCookie(t *testing.T) {
+	t.Parallel()
 	tests := []struct{ in, want string }{
 		{"plane_token=T", ""},
 		{"a=1; plane_token=T; b=2", "a=1; b=2"},
@@ -107,6 +110,7 @@ func TestStripTokenCookie(t *testing.T) {
 }
 
 func TestBearerToken(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name  string
 		lines []string

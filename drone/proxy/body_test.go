@@ -29,6 +29,7 @@ func copyResult(in string, size int, copy func(*bufio.Writer, *bufio.Reader) err
 }
 
 func TestCopyN(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, in  string
 		n         int64
@@ -56,6 +57,7 @@ func TestCopyN(t *testing.T) {
 }
 
 func TestCopyUntilEOF(t *testing.T) {
+	t.Parallel()
 	for _, in := range []string{"", "x", strings.Repeat("abcdefg", 1000)} {
 		out, rest, err := copyResult(in, 16, copyUntilEOF)
 		if err != nil || out != in || rest != "" {
@@ -65,6 +67,7 @@ func TestCopyUntilEOF(t *testing.T) {
 }
 
 func TestCopyChunked(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, in string
 		want     string // the copy, framed anew; "": in without rest
@@ -157,6 +160,7 @@ func reframe(dst *bufio.Writer, src *bufio.Reader) error { return copyChunked(ds
 
 // TestCopyChunkedDechunk: for an HTTP/1.0 client only the data goes out.
 func TestCopyChunkedDechunk(t *testing.T) {
+	t.Parallel()
 	out, rest, err := copyResult("5;x\r\nhello\r\n1\r\n,\r\n0\r\nT: 1\r\n\r\nnext", 16, func(dst *bufio.Writer, src *bufio.Reader) error {
 		return copyChunked(dst, src, true, nil)
 	})
@@ -177,6 +181,7 @@ func (w notifyWriter) Write(b []byte) (int, error) {
 // checks that what was written so far reaches the destination before the
 // source has produced the rest: a stream is not held back in the buffer.
 func TestCopyFlushesBeforeBlocking(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		copy   func(*bufio.Writer, *bufio.Reader) error

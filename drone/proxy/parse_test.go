@@ -91,6 +91,7 @@ func manyHeaders(n int) string {
 }
 
 func TestReadRequest(t *testing.T) {
+	t.Parallel()
 	get := func(rest string) string { return "GET / HTTP/1.1\r\nHost: a\r\n" + rest + "\r\n" }
 	base := want{method: "GET", target: "/", host: "a", minor: 1}
 	with := func(f func(*want)) want { w := base; f(&w); return w }
@@ -247,6 +248,7 @@ func TestReadRequest(t *testing.T) {
 }
 
 func TestReadResponse(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name       string
 		in         string
@@ -312,6 +314,7 @@ func TestReadResponse(t *testing.T) {
 // TestReadRequestPipelined reads several requests, bodies between them,
 // from one reader, reusing one head as the proxy does.
 func TestReadRequestPipelined(t *testing.T) {
+	t.Parallel()
 	in := "GET /1 HTTP/1.1\r\nHost: a\r\n\r\n" +
 		"POST /2 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello" +
 		"\r\n" + // a stray CRLF after a body is tolerated
@@ -361,6 +364,7 @@ func TestReadRequestPipelined(t *testing.T) {
 // TestReadRequestReusesHead checks that a head reused for a second request
 // keeps nothing of the first one.
 func TestReadRequestReusesHead(t *testing.T) {
+	t.Parallel()
 	br := bufio.NewReader(strings.NewReader(
 		"POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nConnection: close, Upgrade\r\nUpgrade: x\r\nExpect: 100-continue\r\n\r\n" +
 			"GET /b HTTP/1.1\r\nHost: b\r\n\r\n"))
@@ -377,6 +381,7 @@ func TestReadRequestReusesHead(t *testing.T) {
 // TestHeaderIndex: names are matched case-insensitively against the
 // lowercase name the proxy asks for.
 func TestHeaderIndex(t *testing.T) {
+	t.Parallel()
 	h, err := readReq("GET / HTTP/1.1\r\nHost: a\r\nX-Two: 1\r\nx-two: 2\r\n\r\n")
 	if err != nil {
 		t.Fatal(err)
@@ -392,6 +397,7 @@ func TestHeaderIndex(t *testing.T) {
 }
 
 func TestBackendID(t *testing.T) {
+	t.Parallel()
 	p := New(Config{Domain: "Plane.Localhost."})
 	tests := []struct {
 		host string

@@ -487,6 +487,7 @@ func expectOneConnEach(t *testing.T, dials *atomic.Int64, b *testBackend, during
 }
 
 func TestProxyHostRouting(t *testing.T) {
+	t.Parallel()
 	e, _ := newEnvWithB1(t, true)
 	rc := e.dial() // one connection: a 404 for a body-less request keeps it open
 	tests := []struct {
@@ -531,6 +532,7 @@ func TestProxyHostRouting(t *testing.T) {
 }
 
 func TestProxyLookup(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Config{Lookup: func(id string) (plane.BackendStatus, bool) {
 		switch id {
 		case "gone", "b1":
@@ -593,6 +595,7 @@ func TestProxyLookup(t *testing.T) {
 }
 
 func TestProxyKeepAlive(t *testing.T) {
+	t.Parallel()
 	e, b := newEnvWithB1(t, true)
 	c, dials := e.client()
 	for i := range 20 {
@@ -611,6 +614,7 @@ func TestProxyKeepAlive(t *testing.T) {
 }
 
 func TestProxyPipelined(t *testing.T) {
+	t.Parallel()
 	e, _ := newEnvWithB1(t, true)
 	rc := e.dial()
 	h := "Host: b1.plane.localhost\r\n"
@@ -672,6 +676,7 @@ func (g *gatedReader) Read(p []byte) (int, error) {
 }
 
 func TestProxyLargeUploadStreams(t *testing.T) {
+	t.Parallel()
 	const size = 10 << 20
 	for _, chunked := range []bool{false, true} {
 		t.Run(fmt.Sprintf("chunked=%v", chunked), func(t *testing.T) {
@@ -705,6 +710,7 @@ func TestProxyLargeUploadStreams(t *testing.T) {
 }
 
 func TestProxyChunked(t *testing.T) {
+	t.Parallel()
 	e, _ := newEnvWithB1(t, true)
 	rc := e.dial()
 
@@ -727,6 +733,7 @@ func TestProxyChunked(t *testing.T) {
 }
 
 func TestProxyUntilEOFResponse(t *testing.T) {
+	t.Parallel()
 	e, _ := newEnvWithB1(t, true)
 	rc := e.dial()
 	resp, body := rc.roundTrip("GET /eof HTTP/1.1\r\nHost: b1.plane.localhost\r\n\r\n")
@@ -737,6 +744,7 @@ func TestProxyUntilEOFResponse(t *testing.T) {
 }
 
 func TestProxySSE(t *testing.T) {
+	t.Parallel()
 	e, b := newEnvWithB1(t, true)
 	c, _ := e.client()
 	resp := e.do(c, "GET", e.url("b1", "/sse"), nil, nil)
@@ -772,6 +780,7 @@ func TestProxySSE(t *testing.T) {
 }
 
 func TestProxyWebSocket(t *testing.T) {
+	t.Parallel()
 	e, _ := newEnvWithB1(t, false)
 	c, _ := e.client()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -829,6 +838,7 @@ func TestProxyWebSocket(t *testing.T) {
 }
 
 func TestProxyExpectContinue(t *testing.T) {
+	t.Parallel()
 	e, _ := newEnvWithB1(t, true)
 	rc := e.dial()
 	rc.send("POST /echo HTTP/1.1\r\nHost: b1.plane.localhost\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
@@ -860,6 +870,7 @@ func TestProxyExpectContinue(t *testing.T) {
 // 100-continue expectation in an HTTP/1.0 request MUST ignore that
 // expectation"; an HTTP/1.0 client does not know 1xx responses.
 func TestProxyExpectContinueHTTP10(t *testing.T) {
+	t.Parallel()
 	e, _ := newEnvWithB1(t, true)
 	rc := e.dial()
 	resp, body := rc.roundTrip("POST /echo HTTP/1.0\r\nHost: b1.plane.localhost\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\nhello")
@@ -869,6 +880,7 @@ func TestProxyExpectContinueHTTP10(t *testing.T) {
 }
 
 func TestProxyHTTP10(t *testing.T) {
+	t.Parallel()
 	e, _ := newEnvWithB1(t, true)
 
 	rc := e.dial()
@@ -902,6 +914,7 @@ func TestProxyHTTP10(t *testing.T) {
 }
 
 func TestProxyBadRequests(t *testing.T) {
+	t.Parallel()
 	e, b := newEnvWithB1(t, true)
 	tests := []struct {
 		name, req string
@@ -931,6 +944,7 @@ func TestProxyBadRequests(t *testing.T) {
 }
 
 func TestProxyWaitsForReady(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Config{}, false)
 	b := newBackend(t, "b1")
 	r := Route{BackendID: "b1", Address: b.addr(), Status: plane.StatusStarting, Public: true}
@@ -957,6 +971,7 @@ func TestProxyWaitsForReady(t *testing.T) {
 }
 
 func TestProxyWaitReadyExceeded(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Config{WaitReady: 50 * time.Millisecond}, false)
 	b := newBackend(t, "b1")
 	e.p.SetRoute(Route{BackendID: "b1", Address: b.addr(), Status: plane.StatusStarting, Public: true})
@@ -972,6 +987,7 @@ func TestProxyWaitReadyExceeded(t *testing.T) {
 }
 
 func TestProxyBackendRefuses(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Config{}, false)
 	ln := listenLoopback(t)
 	addr := ln.Addr().String()
@@ -989,6 +1005,7 @@ func TestProxyBackendRefuses(t *testing.T) {
 // TestProxyRetriesStaleUpstream: a kept-alive upstream connection that the
 // backend closed meanwhile costs the client nothing.
 func TestProxyRetriesStaleUpstream(t *testing.T) {
+	t.Parallel()
 	e, b := newEnvWithB1(t, true)
 	c, _ := e.client()
 	for i := range 3 {
@@ -1002,6 +1019,7 @@ func TestProxyRetriesStaleUpstream(t *testing.T) {
 // TestProxyAddressChange: once a backend's address changes, no request
 // goes to the old one, even over a connection that was busy at the time.
 func TestProxyAddressChange(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Config{}, false)
 	old, cur := newBackend(t, "old"), newBackend(t, "new")
 	e.route("b1", old, true)
@@ -1019,6 +1037,7 @@ func TestProxyAddressChange(t *testing.T) {
 // backend's route was dropped is closed once the exchange ends, not kept in
 // the pool of a route nobody can reach any more.
 func TestProxyRemovedRouteClosesUpstream(t *testing.T) {
+	t.Parallel()
 	e, b := newEnvWithB1(t, true)
 	c, _ := e.client()
 	held := e.holdRequest(c, "b1", b)
@@ -1077,6 +1096,7 @@ func TestProxyTokens(t *testing.T) {
 }
 
 func TestProxyNoKey(t *testing.T) {
+	t.Parallel()
 	p := New(Config{Domain: testDomain, Logger: slog.New(slog.DiscardHandler)})
 	ln := listenLoopback(t)
 	go p.Serve(ln, false)
@@ -1090,6 +1110,7 @@ func TestProxyNoKey(t *testing.T) {
 }
 
 func TestProxyTokenRedirect(t *testing.T) {
+	t.Parallel()
 	for _, secure := range []bool{false, true} {
 		t.Run(fmt.Sprintf("secure=%v", secure), func(t *testing.T) {
 			e := newEnv(t, Config{}, secure)
@@ -1165,6 +1186,7 @@ func TestProxyTokenRedirect(t *testing.T) {
 // so a valid token with "%0D%0A" inserted in its signature still verifies;
 // it must not break the response head.
 func TestProxyTokenRedirectHeaderInjection(t *testing.T) {
+	t.Parallel()
 	e, _ := newEnvWithB1(t, false)
 	tok := e.token("b1", "alice", time.Hour)
 	dot := strings.LastIndexByte(tok, '.')
@@ -1191,6 +1213,7 @@ func TestProxyTokenRedirectHeaderInjection(t *testing.T) {
 }
 
 func TestProxyPublic(t *testing.T) {
+	t.Parallel()
 	e, _ := newEnvWithB1(t, true)
 	c, _ := e.client()
 	for _, tt := range []struct {
@@ -1217,6 +1240,7 @@ func TestProxyPublic(t *testing.T) {
 }
 
 func TestProxyBearer(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, Config{}, false)
 	b := newBackend(t, "b1")
 	e.p.SetRoute(Route{BackendID: "b1", Address: b.addr(), Status: plane.StatusReady, AllowBearer: true})
@@ -1244,6 +1268,7 @@ func TestProxyBearer(t *testing.T) {
 }
 
 func TestProxyForwardedHeaders(t *testing.T) {
+	t.Parallel()
 	e, _ := newEnvWithB1(t, false)
 	c, _ := e.client()
 	resp, body := e.get(c, e.url("b1", "/echo"), http.Header{
@@ -1284,6 +1309,7 @@ func TestProxyForwardedHeaders(t *testing.T) {
 // and, for each connection-option in this field, remove any header or
 // trailer field(s) from the message with the same name".
 func TestProxyConnectionNamedHeaders(t *testing.T) {
+	t.Parallel()
 	e, _ := newEnvWithB1(t, true)
 	rc := e.dial()
 	resp, body := rc.roundTrip("GET /echo HTTP/1.1\r\nHost: b1.plane.localhost\r\nConnection: keep-alive, X-Hop\r\nX-Hop: secret\r\n\r\n")
@@ -1293,6 +1319,7 @@ func TestProxyConnectionNamedHeaders(t *testing.T) {
 }
 
 func TestProxyActivity(t *testing.T) {
+	t.Parallel()
 	created := time.Now()
 	e, b := newEnvWithB1(t, true)
 	if n, last := e.p.Activity("b1"); n != 0 || last.Before(created.Add(-time.Second)) {
@@ -1317,6 +1344,7 @@ func TestProxyActivity(t *testing.T) {
 // TestProxyRefusedUpload: a client sending a large body to a backend it may
 // not reach must still read the refusal, not a connection reset.
 func TestProxyRefusedUpload(t *testing.T) {
+	t.Parallel()
 	e, _ := newEnvWithB1(t, false)
 	c, _ := e.client()
 	for i := range 5 {
@@ -1336,6 +1364,7 @@ func TestProxyRefusedUpload(t *testing.T) {
 // connection and its count of open connections forever: the idle limit
 // reads that count.
 func TestProxyClientAbortsBody(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct{ name, req string }{
 		{"content-length, then gone", "POST /echo HTTP/1.1\r\nHost: b1.plane.localhost\r\nContent-Length: 1000\r\n\r\n0123456789"},
 		{"chunked, then gone", "POST /echo HTTP/1.1\r\nHost: b1.plane.localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"},
@@ -1366,6 +1395,7 @@ func TestProxyClientAbortsBody(t *testing.T) {
 // connection after a response that did not say "Connection: close": the
 // client sends its next request on it and gets a reset.
 func TestProxyKeepAliveWithBodies(t *testing.T) {
+	t.Parallel()
 	e, b := newEnvWithB1(t, true)
 	c, dials := e.client()
 	for i := range 500 {

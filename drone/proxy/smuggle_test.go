@@ -69,6 +69,7 @@ func TestProxyVectors(t *testing.T) {
 // fails after the backend read a POST must not make the proxy send the POST
 // again: a payment would be charged twice. A GET is retried.
 func TestProxyNoReplayOfPOST(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		method string
 		want   []string // what the backend reads
@@ -126,6 +127,7 @@ func TestProxyHungBackendClientLeaves(t *testing.T) {
 // TestProxyResponseTimeout: a backend that does not answer within
 // ResponseTimeout gets the client a 504, and its connection is dropped.
 func TestProxyResponseTimeout(t *testing.T) {
+	t.Parallel()
 	e := newRecorderEnv(t, Config{ResponseTimeout: 200 * time.Millisecond})
 	rc := e.dial()
 	resp, body := rc.roundTrip("GET " + proxytest.PathHang + " HTTP/1.1\r\nHost: b1.plane.localhost\r\n\r\n")
@@ -189,6 +191,7 @@ func TestProxyUpstreamIdleExpiry(t *testing.T) {
 // TestProxyFirefoxUpgrade: Firefox asks for a WebSocket with "Connection:
 // keep-alive, Upgrade" (a bug of the Rust Plane, its issue #690).
 func TestProxyFirefoxUpgrade(t *testing.T) {
+	t.Parallel()
 	e, _ := newEnvWithB1(t, true)
 	rc := e.dial()
 	rc.send("GET /ws HTTP/1.1\r\nHost: b1.plane.localhost\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n" +
@@ -215,6 +218,7 @@ func TestProxyFirefoxUpgrade(t *testing.T) {
 // TestProxyMaxConns: past MaxConns, a new connection gets 503 at once; the
 // ones served go on, and once they close new ones are served again.
 func TestProxyMaxConns(t *testing.T) {
+	t.Parallel()
 	e := newRecorderEnv(t, Config{MaxConns: 3})
 	var held []*rawConn
 	for range 3 {
@@ -370,6 +374,7 @@ func waitForF(t testing.TB, what string, cond func() bool) {
 // body is dropped after BodyTimeout of silence, and the backend, which got
 // a truncated body, is not kept busy by it.
 func TestProxyBodyTimeout(t *testing.T) {
+	t.Parallel()
 	e := newRecorderEnv(t, Config{BodyTimeout: 200 * time.Millisecond})
 	rc := e.dial()
 	rc.send("POST /upload HTTP/1.1\r\nHost: b1.plane.localhost\r\nContent-Length: 10\r\n\r\nab")

@@ -10,6 +10,7 @@ import (
 )
 
 func TestACMELease(t *testing.T) {
+	t.Parallel()
 	ttl := plane.ACMELeaseTTL
 	type step struct {
 		at      time.Duration // after t0
@@ -63,6 +64,7 @@ func TestACMELease(t *testing.T) {
 }
 
 func TestACMETXT(t *testing.T) {
+	t.Parallel()
 	var a acmeState
 	v1, v2, v3 := challenge("1"), challenge("2"), challenge("3")
 	set := func(drone, v string, at time.Duration) error {
@@ -94,6 +96,7 @@ func TestACMETXT(t *testing.T) {
 }
 
 func TestACMETXTBound(t *testing.T) {
+	t.Parallel()
 	var a acmeState
 	a.lease(plane.ACMELeaseRequest{DroneID: "d1"}, t0)
 	for i := range plane.MaxChallengeValues {
@@ -110,6 +113,7 @@ func TestACMETXTBound(t *testing.T) {
 // A drone that dies in the middle of an order leaves its values behind; the
 // next holder of the lease must still be able to publish its own.
 func TestACMETXTOfAnExpiredLeaseDoNotBlockTheNext(t *testing.T) {
+	t.Parallel()
 	var a acmeState
 	a.lease(plane.ACMELeaseRequest{DroneID: "d1"}, t0)
 	for i := range plane.MaxChallengeValues {
@@ -142,6 +146,7 @@ func sorted(vs ...string) []string {
 // Over NATS: a drone takes the lease, publishes a TXT value the DNS source
 // then serves, and clears it.
 func TestACMEOverNATS(t *testing.T) {
+	t.Parallel()
 	nc := startNATS(t)
 	d, _ := newDispatcher(newStore(nil, nil), nc)
 	if err := d.Open(t.Context()); err != nil {

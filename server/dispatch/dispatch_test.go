@@ -12,6 +12,7 @@ import (
 )
 
 func TestOpenRefusesAMalformedConnectKey(t *testing.T) {
+	t.Parallel()
 	nc := startNATS(t)
 	d, _ := newDispatcher(newStore(nil, nil), nc)
 	d.ConnectKey = ed25519.PublicKey("short")
@@ -23,6 +24,7 @@ func TestOpenRefusesAMalformedConnectKey(t *testing.T) {
 
 // Drones fetch the connect-token key over NATS.
 func TestConnectKey(t *testing.T) {
+	t.Parallel()
 	nc := startNATS(t)
 	pub, _, err := ed25519.GenerateKey(nil)
 	if err != nil {
@@ -47,6 +49,7 @@ func TestConnectKey(t *testing.T) {
 // Logs replays a backend's stored lines, oldest first, skipping malformed
 // ones and other backends' lines.
 func TestLogs(t *testing.T) {
+	t.Parallel()
 	nc := startNATS(t)
 	d, _ := newDispatcher(newStore(nil, nil), nc)
 	if err := d.Open(t.Context()); err != nil {

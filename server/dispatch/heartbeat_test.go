@@ -17,6 +17,7 @@ func heartbeat(drone string) plane.Heartbeat {
 }
 
 func TestHeartbeat(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name   string
 		edit   func(*plane.Heartbeat)
@@ -71,6 +72,7 @@ func TestHeartbeat(t *testing.T) {
 }
 
 func TestHeartbeatCountsLiveBackends(t *testing.T) {
+	t.Parallel()
 	st := newStore([]*plane.Backend{
 		{ID: "a", DroneID: "d1", Status: plane.StatusReady},
 		{ID: "b", DroneID: "d1", Status: plane.StatusStarting},
@@ -87,6 +89,7 @@ func TestHeartbeatCountsLiveBackends(t *testing.T) {
 // A drone on the previous protocol is served, and logged once for each
 // version it speaks.
 func TestHeartbeatNotesPreviousProtocolOnce(t *testing.T) {
+	t.Parallel()
 	st := newStore(nil, nil)
 	d, logs := newDispatcher(st, nil)
 	old := heartbeat("d1")

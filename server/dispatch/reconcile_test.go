@@ -13,6 +13,7 @@ import (
 // A drone that runs a backend the store holds terminated (or does not know)
 // is told to stop it; backends the store holds live are left alone.
 func TestHeartbeatStopsUnknownBackends(t *testing.T) {
+	t.Parallel()
 	nc := startNATS(t)
 	st := newStore([]*plane.Backend{
 		{ID: "live", DroneID: "d1", Status: plane.StatusReady},
@@ -56,6 +57,7 @@ func TestHeartbeatStopsUnknownBackends(t *testing.T) {
 // zombieRetry, if it still runs. A heartbeat older than one seen before is
 // ignored.
 func TestZombiesAskedOnce(t *testing.T) {
+	t.Parallel()
 	nc := startNATS(t)
 	st := newStore([]*plane.Backend{
 		{ID: "gone", DroneID: "d1", Status: plane.StatusTerminated, TerminationReason: plane.ReasonLost},
@@ -96,6 +98,7 @@ func TestZombiesAskedOnce(t *testing.T) {
 // for phantomAfter is terminated as lost; one listed again before is kept,
 // and so is one changed recently (its spawn may still be on the way).
 func TestPhantomsTerminated(t *testing.T) {
+	t.Parallel()
 	st := newStore([]*plane.Backend{
 		{ID: "phantom", DroneID: "d1", Status: plane.StatusReady, UpdatedAt: t0.Add(-time.Hour)},
 		{ID: "back", DroneID: "d1", Status: plane.StatusReady, UpdatedAt: t0.Add(-time.Hour)},
@@ -162,6 +165,7 @@ func terminateRequests(t *testing.T, nc *nats.Conn, drone string) <-chan plane.T
 // A zombie whose drone did not answer the stop is asked again at the next
 // heartbeat, not only after zombieRetry.
 func TestZombieAskedAgainWhenUnanswered(t *testing.T) {
+	t.Parallel()
 	nc := startNATS(t)
 	st := newStore([]*plane.Backend{
 		{ID: "gone", DroneID: "d1", Status: plane.StatusTerminated, TerminationReason: plane.ReasonLost},
@@ -190,6 +194,7 @@ func TestZombieAskedAgainWhenUnanswered(t *testing.T) {
 // deadline of the drone is terminated as failed: the controller's own
 // deadline on the phases before ready.
 func TestStuckBeforeReady(t *testing.T) {
+	t.Parallel()
 	st := newStore([]*plane.Backend{
 		{ID: "stuck", DroneID: "d1", Status: plane.StatusLoading, UpdatedAt: t0.Add(-stuckAfter)},
 		{ID: "slow", DroneID: "d1", Status: plane.StatusLoading, UpdatedAt: t0.Add(-stuckAfter + time.Minute)},

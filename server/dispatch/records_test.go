@@ -10,6 +10,7 @@ import (
 )
 
 func TestBackendIP(t *testing.T) {
+	t.Parallel()
 	st := newStore([]*plane.Backend{
 		{ID: "ready", DroneID: "d1", Status: plane.StatusReady},
 		{ID: "starting", DroneID: "d1", Status: plane.StatusStarting},
@@ -46,6 +47,7 @@ func TestBackendIP(t *testing.T) {
 }
 
 func TestBackendIPStoreError(t *testing.T) {
+	t.Parallel()
 	d, _ := newDispatcher(newStore(nil, nil), nil)
 	d.Backends = failingBackends{}
 	if _, ok, err := d.BackendIP(t.Context(), "a"); err == nil || ok {

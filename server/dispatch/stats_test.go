@@ -22,6 +22,7 @@ func connections(h []plane.BackendStats) []int {
 }
 
 func TestStatsRing(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		size int
@@ -68,6 +69,7 @@ func samples(backend string, n int) []plane.BackendStats {
 }
 
 func TestStatsRingHistoryIsACopy(t *testing.T) {
+	t.Parallel()
 	var r statsRing
 	r.add(sample("a", 1), t0)
 	h := r.history("a")
@@ -78,6 +80,7 @@ func TestStatsRingHistoryIsACopy(t *testing.T) {
 }
 
 func TestStatsRingForget(t *testing.T) {
+	t.Parallel()
 	var r statsRing
 	r.add(sample("a", 1), t0)
 	r.add(sample("b", 1), t0)
@@ -92,6 +95,7 @@ func TestStatsRingForget(t *testing.T) {
 }
 
 func TestStatsRingConcurrent(t *testing.T) {
+	t.Parallel()
 	r := statsRing{size: 10}
 	var wg sync.WaitGroup
 	for w := range 8 {
@@ -115,6 +119,7 @@ func TestStatsRingConcurrent(t *testing.T) {
 // Stats arrive on NATS; a malformed sample is ignored, and a backend's
 // stats go when it terminates.
 func TestDispatcherStats(t *testing.T) {
+	t.Parallel()
 	st := newStore([]*plane.Backend{{ID: "a", DroneID: "d1", Status: plane.StatusReady}}, nil)
 	d, _ := newDispatcher(st, nil)
 	d.handleStats(msg(t, sample("a", 1)))
@@ -140,6 +145,7 @@ func TestDispatcherStats(t *testing.T) {
 // even when this controller never saw it terminate (another controller
 // applied that, or the sample came after the termination).
 func TestStatsRingPrune(t *testing.T) {
+	t.Parallel()
 	var r statsRing
 	r.add(sample("old", 1), t0)
 	r.add(sample("new", 1), t0)

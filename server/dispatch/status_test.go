@@ -33,6 +33,7 @@ func event(backend string, status plane.BackendStatus) plane.BackendEvent {
 }
 
 func TestHandleStatus(t *testing.T) {
+	t.Parallel()
 	ready := event("a", plane.StatusReady)
 	for _, tc := range []struct {
 		name     string
@@ -75,6 +76,7 @@ func TestHandleStatus(t *testing.T) {
 // same change delivered again is acknowledged without a second apply; a
 // malformed message is dropped. Nothing stays pending.
 func TestStatusConsumer(t *testing.T) {
+	t.Parallel()
 	nc := startNATS(t)
 	st := newStore([]*plane.Backend{{ID: "a", DroneID: "d1", Status: plane.StatusStarting}}, nil)
 	d, _ := newDispatcher(st, nc)
@@ -136,6 +138,7 @@ func TestStatusConsumer(t *testing.T) {
 // The live copy of a status change, on core NATS, is applied at once; one
 // that does not decode is dropped.
 func TestLiveStatus(t *testing.T) {
+	t.Parallel()
 	nc := startNATS(t)
 	st := newStore([]*plane.Backend{{ID: "a", DroneID: "d1", Status: plane.StatusStarting}}, nil)
 	d, _ := newDispatcher(st, nc)

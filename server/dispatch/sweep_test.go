@@ -12,6 +12,7 @@ import (
 // lost and its live backends terminated as lost; fresh drones and their
 // backends, and drones already lost, are left alone.
 func TestSweep(t *testing.T) {
+	t.Parallel()
 	drone := func(id string, silent time.Duration, status plane.DroneStatus) *plane.Drone {
 		return &plane.Drone{ID: id, Status: status, LastHeartbeat: t0.Add(-silent)}
 	}

@@ -32,6 +32,7 @@ func fakeDrone(t *testing.T, nc *nats.Conn, subject string, reply any) <-chan []
 }
 
 func TestRequest(t *testing.T) {
+	t.Parallel()
 	nc := startNATS(t)
 	spec := plane.SpawnSpec{BackendID: "a"}
 	for i, tc := range []struct {
@@ -54,7 +55,12 @@ func TestRequest(t *testing.T) {
 				got = fakeDrone(t, nc, plane.SubjectSpawn(droneID), tc.reply)
 			}
 			d, _ := newDispatcher(newStore(nil, nil), nc)
-			d.RequestTimeout = 100 * time.Millisecond
+			// Long enough for a loaded machine to answer; the timeout
+			// case waits it out, so only that one is short.
+			d.RequestTimeout = 5 * time.Second
+			if tc.name == "timeout" {
+				d.RequestTimeout = 100 * time.Millisecond
+			}
 			err := d.Spawn(t.Context(), droneID, spec)
 			if code := plane.ErrorCodeOf(err); err != nil && code != tc.want || err == nil && tc.want != "" {
 				t.Fatalf("Spawn = %v (code %q), want code %q", err, code, tc.want)
@@ -71,6 +77,7 @@ func TestRequest(t *testing.T) {
 
 // Each request goes to its drone's subject with its message.
 func TestRequestSubjects(t *testing.T) {
+	t.Parallel()
 	nc := startNATS(t)
 	d, _ := newDispatcher(newStore(nil, nil), nc)
 	ok := plane.ReplyOf(nil)
