@@ -57,8 +57,10 @@ type Dispatcher struct {
 	HolderID string
 	LeaseTTL time.Duration
 	// RequestTimeout bounds a request to a drone (default 5 s).
-	RequestTimeout time.Duration
-	Now            func() time.Time
+	// ResendAfter is how long a request waits for its reply before it is
+	// sent again (default 1 s): see request.
+	RequestTimeout, ResendAfter time.Duration
+	Now                         func() time.Time
 	// ConnectKey verifies connect tokens; drones ask for it on
 	// plane.SubjectConnectKey. Nil: the request goes unanswered.
 	ConnectKey ed25519.PublicKey

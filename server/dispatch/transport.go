@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -17,6 +18,15 @@ import (
 // request sends a request to a drone and decodes its reply. A drone that
 // does not answer in time, or at all, is plane.EUNAVAILABLE; a drone's
 // error keeps its code.
+//
+// A request or its reply is lost when the NATS node this controller or the
+// drone is connected to dies: the client moves to another node, but what
+// was in flight is gone. So the request is sent again every ResendAfter
+// until RequestTimeout, on one reply subject, and the first reply wins.
+// Every drone request is idempotent (a spawn of a backend the drone has, a
+// stop of one it stopped, a drain it is in), so a resent request that the
+// drone did get is harmless. Waiting out the whole timeout instead made a
+// spawn during the loss of a node take more than 5 s.
 func (d *Dispatcher) request(ctx context.Context, subject string, v any) error {
 	data, err := json.Marshal(v)
 	if err != nil {
@@ -24,18 +34,49 @@ func (d *Dispatcher) request(ctx context.Context, subject string, v any) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, d.RequestTimeout)
 	defer cancel()
-	m, err := d.NC.RequestWithContext(ctx, subject, data)
+	inbox := d.NC.NewInbox()
+	replies := make(chan *nats.Msg, 8)
+	sub, err := d.NC.ChanSubscribe(inbox, replies)
 	if err != nil {
-		if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
-			return plane.Errorf(plane.EUNAVAILABLE, "drone did not answer (%v)", err)
-		}
 		return fmt.Errorf("request %s: %w", subject, err)
 	}
-	var r plane.Reply
-	if err := json.Unmarshal(m.Data, &r); err != nil {
-		return fmt.Errorf("decode reply to %s: %w", subject, err)
+	defer sub.Unsubscribe() //nolint:errcheck // the connection may be closing
+	every := d.ResendAfter
+	if every <= 0 {
+		every = time.Second
 	}
-	return r.Err()
+	resend := time.NewTicker(every)
+	defer resend.Stop()
+	for {
+		if err := d.NC.PublishRequest(subject, inbox, data); err != nil {
+			return fmt.Errorf("request %s: %w", subject, err)
+		}
+		select {
+		case <-resend.C:
+			continue
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return plane.Errorf(plane.EUNAVAILABLE, "drone did not answer (%v)", ctx.Err())
+			}
+			return fmt.Errorf("request %s: %w", subject, ctx.Err())
+		case m := <-replies:
+			if isNoResponders(m) {
+				return plane.Errorf(plane.EUNAVAILABLE, "drone did not answer (%v)", nats.ErrNoResponders)
+			}
+			var r plane.Reply
+			if err := json.Unmarshal(m.Data, &r); err != nil {
+				return fmt.Errorf("decode reply to %s: %w", subject, err)
+			}
+			return r.Err()
+		}
+	}
+}
+
+// isNoResponders reports whether m is the server's notice that nobody
+// subscribes to the request's subject (nats.go keeps the header's name and
+// value to itself; they are in the NATS protocol's documentation).
+func isNoResponders(m *nats.Msg) bool {
+	return len(m.Data) == 0 && m.Header.Get("Status") == "503"
 }
 
 // Spawn asks a drone to start a backend.

@@ -3,6 +3,8 @@ package dispatch
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -102,5 +104,57 @@ func TestRequestSubjects(t *testing.T) {
 	}
 	if r, err := plane.Decode[plane.PullRequest](wait(t, pull, "pull")); err != nil || r.ImageRef != "nginx:1" {
 		t.Errorf("pull request %+v, %v", r, err)
+	}
+}
+
+// A request lost on the way (the NATS node of the controller or the drone
+// died with it in flight) is sent again after ResendAfter, well before
+// RequestTimeout; a drone slower than ResendAfter still has its first
+// reply taken.
+func TestRequestResent(t *testing.T) {
+	t.Parallel()
+	nc := startNATS(t)
+	for _, tc := range []struct {
+		name  string
+		drop  int           // requests the drone never sees
+		delay time.Duration // before it answers the others
+		wantN int           // requests it answers at least
+	}{
+		{name: "first lost", drop: 1, wantN: 1},
+		{name: "two lost", drop: 2, wantN: 1},
+		{name: "slower than ResendAfter", delay: 250 * time.Millisecond, wantN: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			droneID := strings.ReplaceAll(tc.name, " ", "-")
+			drone := connect(t, nc.ConnectedUrl())
+			var mu sync.Mutex
+			seen := 0
+			if _, err := drone.Subscribe(plane.SubjectSpawn(droneID), func(m *nats.Msg) {
+				mu.Lock()
+				seen++
+				n := seen
+				mu.Unlock()
+				if n <= tc.drop {
+					return
+				}
+				time.Sleep(tc.delay)
+				_ = m.Respond(msg(t, plane.ReplyOf(plane.Errorf(plane.ECONFLICT, "answer %d", n))).Data)
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if err := drone.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			d, _ := newDispatcher(newStore(nil, nil), nc)
+			d.RequestTimeout, d.ResendAfter = 10*time.Second, 100*time.Millisecond
+			start := time.Now()
+			err := d.Spawn(t.Context(), droneID, plane.SpawnSpec{BackendID: "a"})
+			if plane.ErrorCodeOf(err) != plane.ECONFLICT || !strings.Contains(err.Error(), fmt.Sprintf("answer %d", tc.drop+1)) {
+				t.Fatalf("Spawn = %v, want the reply to request %d", err, tc.drop+1)
+			}
+			if took := time.Since(start); took >= d.RequestTimeout/2 {
+				t.Errorf("Spawn took %s: the request was not sent again", took)
+			}
+		})
 	}
 }
