@@ -142,9 +142,15 @@ var layoutRules = []layoutRule{
 		allowed: repoOnly("."),
 	},
 	{
-		name:    "server/sqlite imports only plane and plane/migrations of the repo",
-		pkgs:    []string{"server/sqlite/...", "server/store/..."},
-		allowed: repoOnly(".", "migrations"),
+		name:    "server/sqlite and server/postgres import only plane, plane/migrations and the SQL they share (server/sqlstore) of the repo",
+		pkgs:    []string{"server/sqlite/...", "server/postgres/..."},
+		allowed: repoOnly(".", "migrations", "server/sqlstore"),
+	},
+	{
+		name:       "server/sqlstore (the store's SQL, for both databases) imports only plane of the repo; its contract tests open both stores",
+		pkgs:       []string{"server/sqlstore/..."},
+		allowed:    repoOnly("."),
+		sourceOnly: true,
 	},
 	{
 		name:    "server/scheduler, server/dispatch and server/bus import only plane (and natsjs, the JetStream settings) of the repo",
@@ -157,9 +163,11 @@ var layoutRules = []layoutRule{
 		allowed: repoOnly(".", "dns"),
 	},
 	{
-		name:       "the HTTP handlers (server) call the controller core, never the store or the dispatcher directly",
-		pkgs:       []string{"server"},
-		allowed:    func(pkg, imp string) bool { return !within(imp, "server/sqlite") && !within(imp, "server/dispatch") },
+		name: "the HTTP handlers (server) call the controller core, never the store or the dispatcher directly",
+		pkgs: []string{"server"},
+		allowed: func(pkg, imp string) bool {
+			return !within(imp, "server/sqlite") && !within(imp, "server/postgres") && !within(imp, "server/sqlstore") && !within(imp, "server/dispatch")
+		},
 		sourceOnly: true,
 	},
 	{
@@ -310,7 +318,7 @@ func TestLayoutImports(t *testing.T) {
 
 	// The walk must have seen the packages that exist, or the test would pass
 	// on nothing.
-	known := []string{".", "server", "server/sqlite", "server/store", "server/scheduler", "server/dispatch", "web",
+	known := []string{".", "server", "server/sqlite", "server/postgres", "server/sqlstore", "server/scheduler", "server/dispatch", "web",
 		"assets", "migrations", "drone", "drone/docker", "drone/docker/dockertest", "drone/proxy", "drone/cert",
 		"drone/store", "dns", "auth", "cmd/plane"}
 	for _, pkg := range known {
@@ -361,7 +369,11 @@ func TestLayoutRulesCheck(t *testing.T) {
 		{"web imports server", "web/page.go", []string{"plane/server"}, "web imports only"},
 		{"auth imports server", "auth/x.go", []string{"plane/server"}, "dns and auth"},
 		{"dns imports auth", "dns/x.go", []string{"plane/auth"}, "dns and auth"},
-		{"sqlite imports auth", "server/sqlite/x.go", []string{"plane/auth"}, "server/sqlite imports only"},
+		{"sqlite imports auth", "server/sqlite/x.go", []string{"plane/auth"}, "server/sqlite and server/postgres import only"},
+		{"postgres imports the shared SQL", "server/postgres/x.go", []string{"plane/server/sqlstore", "plane/migrations"}, ""},
+		{"the shared SQL imports sqlite", "server/sqlstore/x.go", []string{"plane/server/sqlite"}, "server/sqlstore (the store's SQL"},
+		{"the contract tests open both stores", "server/sqlstore/x_test.go", []string{"plane/server/sqlite", "plane/server/postgres"}, ""},
+		{"a handler calls the shared SQL", "server/ui_images.go", []string{"plane/server/sqlstore"}, "the HTTP handlers (server) call the controller core"},
 		{"docker imports drone", "drone/docker/x.go", []string{"plane/drone"}, "drone/docker, drone/proxy"},
 		{"proxy imports auth", "drone/proxy/x.go", []string{"plane/auth"}, "drone/docker, drone/proxy"},
 		{"store imports docker", "drone/store/x.go", []string{"plane/drone/docker"}, "drone/docker, drone/proxy"},

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -17,20 +16,20 @@ import (
 	"plane"
 	"plane/api"
 	"plane/auth"
-	"plane/server/sqlite"
 )
 
 func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("migrate", "Apply the controller's database migrations to <data>/controller.db and exit.", stderr)
+	fs := newFlagSet("migrate", "Apply the controller's database migrations to its store (--store, or <data>/controller.db) and exit.", stderr)
 	data := fs.String("data", "/var/lib/plane", "the controller's data folder")
+	store := storeFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	path := filepath.Join(*data, "controller.db")
-	if err := sqlite.Migrate(ctx, path); err != nil {
+	what, err := migrateStore(ctx, *store, *data)
+	if err != nil {
 		return err
 	}
-	fmt.Fprintln(stdout, "migrated", path)
+	fmt.Fprintln(stdout, "migrated", what)
 	return nil
 }
 
@@ -38,6 +37,8 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	const synopsis = "admin token create --data DIR --project NAME --name NAME [--scopes a,b] [--expires 720h]\n" +
 		"       plane admin user create --data DIR --email EMAIL [--name NAME] [--admin] [--password-stdin]\n" +
 		"       plane admin project create --data DIR --name NAME\n" +
+		"       plane admin backup --to FILE [--data DIR]\n" +
+		"       plane admin restore --from FILE [--data DIR]\n" +
 		"       plane admin drones [--url URL] [--token TOKEN] [--json]\n" +
 		"       plane admin drones drain|undrain [--url URL] [--token TOKEN] ID"
 	if len(args) >= 1 && args[0] == "drones" {
@@ -55,6 +56,12 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if len(args) >= 2 && args[0] == "user" && args[1] == "create" {
 		return runAdminUserCreate(ctx, args[2:], os.Stdin, stdout, stderr)
 	}
+	if len(args) >= 1 && args[0] == "backup" {
+		return runAdminBackup(ctx, args[1:], stdout, stderr)
+	}
+	if len(args) >= 1 && args[0] == "restore" {
+		return runAdminRestore(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
 		fmt.Fprintln(stdout, "Usage: plane "+synopsis)
 		return nil
@@ -67,6 +74,7 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 func runAdminTokenCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("admin token create", "Create an API token for a project and print it alone on one line.", stderr)
 	data := fs.String("data", "./.plane", "the controller's data folder")
+	store := storeFlag(fs)
 	project := fs.String("project", plane.DefaultProject, "project the token belongs to")
 	name := fs.String("name", "", "a name for the token (required)")
 	scopes := fs.String("scopes", "", "comma-separated scopes; default all: "+joinScopes(plane.AllScopes)+" ("+joinScopes(plane.AdminScopes)+", for the drones API, only when named)")
@@ -96,7 +104,7 @@ func runAdminTokenCreate(ctx context.Context, args []string, stdout, stderr io.W
 		tok.ExpiresAt = &t
 	}
 
-	db, err := sqlite.Open(ctx, filepath.Join(*data, "controller.db"))
+	db, err := openStore(ctx, *store, *data)
 	if err != nil {
 		return err
 	}
@@ -126,6 +134,7 @@ func runAdminTokenCreate(ctx context.Context, args []string, stdout, stderr io.W
 func runAdminProjectCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("admin project create", "Create a project and print its id.", stderr)
 	data := fs.String("data", "./.plane", "the controller's data folder")
+	store := storeFlag(fs)
 	name := fs.String("name", "", "the project's name (required)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -133,7 +142,7 @@ func runAdminProjectCreate(ctx context.Context, args []string, stdout, stderr io
 	if strings.TrimSpace(*name) == "" {
 		return usageError{"--name is required"}
 	}
-	db, err := sqlite.Open(ctx, filepath.Join(*data, "controller.db"))
+	db, err := openStore(ctx, *store, *data)
 	if err != nil {
 		return err
 	}
@@ -229,6 +238,7 @@ const passwordEnv = "PLANE_PASSWORD"
 func runAdminUserCreate(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlagSet("admin user create", "Create a dashboard user. The password is read from standard input with --password-stdin, or from "+passwordEnv+".", stderr)
 	data := fs.String("data", "./.plane", "the controller's data folder")
+	store := storeFlag(fs)
 	email := fs.String("email", "", "the user's email address (required)")
 	name := fs.String("name", "", "the user's display name")
 	admin := fs.Bool("admin", false, "make the user an admin of the instance (the first user always is)")
@@ -254,7 +264,7 @@ func runAdminUserCreate(ctx context.Context, args []string, stdin io.Reader, std
 	// CreateUser keeps a preset Admin and makes the first user admin anyway.
 	u := &plane.User{Email: addr, Name: strings.TrimSpace(*name), Admin: *admin, PasswordHash: hash, CreatedAt: time.Now().UTC()}
 
-	db, err := sqlite.Open(ctx, filepath.Join(*data, "controller.db"))
+	db, err := openStore(ctx, *store, *data)
 	if err != nil {
 		return err
 	}

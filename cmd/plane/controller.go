@@ -23,12 +23,15 @@ import (
 	"plane/server"
 	"plane/server/bus"
 	"plane/server/dispatch"
-	"plane/server/sqlite"
+	"plane/server/sqlstore"
 )
 
 // ControllerConfig configures a Controller.
 type ControllerConfig struct {
-	DataDir    string
+	DataDir string
+	// Store is the Postgres URL of the store that several controllers
+	// share; empty: sqlite in DataDir.
+	Store      string
 	HTTPAddr   string
 	BackendURL string // with {id} for the backend's ID
 	NATSURL    string // external NATS; empty: embedded, listening on NATSListen
@@ -63,7 +66,7 @@ type ControllerConfig struct {
 type Controller struct {
 	cfg      ControllerConfig
 	Cluster  plane.ClusterIdentity // of the store, claimed in NATS
-	DB       *sqlite.DB
+	DB       *sqlstore.DB
 	NATS     *natsserver.Server // embedded server, if any
 	NC       *nats.Conn
 	Dispatch *dispatch.Dispatcher
@@ -93,7 +96,7 @@ func OpenController(ctx context.Context, cfg ControllerConfig) (c *Controller, e
 	if err := os.Chmod(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data folder: %w", err)
 	}
-	if c.DB, err = sqlite.Open(ctx, filepath.Join(cfg.DataDir, "controller.db")); err != nil {
+	if c.DB, err = openStore(ctx, cfg.Store, cfg.DataDir); err != nil {
 		return nil, err
 	}
 	key, err := auth.LoadOrCreateKey(cfg.DataDir)
@@ -297,6 +300,7 @@ func controllerFlags(fs interface {
 	StringVar(*string, string, string, string)
 }, cfg *ControllerConfig, dataDefault string) {
 	fs.StringVar(&cfg.DataDir, "data", dataDefault, "data folder: sqlite store, signing key, embedded NATS store")
+	fs.StringVar(&cfg.Store, "store", os.Getenv(storeEnv), "the controller's store: a postgres:// URL that several controllers share; empty: sqlite in the data folder (env "+storeEnv+")")
 	fs.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8080", "address of the API and dashboard")
 	fs.StringVar(&cfg.NATSURL, "nats", "", "external NATS server URL; empty runs an embedded one")
 	fs.StringVar(&cfg.NATSCreds, "nats-creds", "", "NATS credentials file")

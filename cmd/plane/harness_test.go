@@ -25,6 +25,7 @@ import (
 	"plane/auth"
 	"plane/drone/docker"
 	"plane/drone/docker/dockertest"
+	"plane/server/postgres/pgtest"
 )
 
 // planeBin is the plane binary built once for the tests that run it as a
@@ -51,7 +52,7 @@ func runTests(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "build plane: %v\n%s", err, out)
 		return 1
 	}
-	return m.Run()
+	return pgtest.Run(m) // stops the Postgres cluster the store tests may start
 }
 
 // cluster is a controller with its own nats-server and sqlite file, and a

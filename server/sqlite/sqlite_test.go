@@ -50,26 +50,6 @@ func MustCreateProject(tb testing.TB, db *sqlite.DB, name string) *plane.Project
 	return p
 }
 
-// wantCode fails the test unless err carries code ("" for no error).
-func wantCode(tb testing.TB, err error, code plane.ErrorCode) {
-	tb.Helper()
-	if got := plane.ErrorCodeOf(err); got != code {
-		tb.Fatalf("error code %q (err %v), want %q", got, err, code)
-	}
-}
-
-// wantField fails the test unless err is a *plane.Error about field.
-func wantField(tb testing.TB, err error, field string) {
-	tb.Helper()
-	e, ok := err.(*plane.Error)
-	if !ok || e.Field != field {
-		tb.Fatalf("error %v, want one about field %q", err, field)
-	}
-}
-
-// ms returns a time at the store's precision, as the store returns it.
-func ms(v int64) time.Time { return time.UnixMilli(v).UTC() }
-
 func ptr[T any](v T) *T { return &v }
 
 // migrationVersions reads goose's record of applied migrations.
@@ -109,7 +89,7 @@ func mustMigrateTo(t *testing.T, path string, version int64) (*sql.DB, *goose.Pr
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { raw.Close() })
-	p, err := goose.NewProvider(goose.DialectSQLite3, raw, migrations.FS, goose.WithDisableGlobalRegistry(true))
+	p, err := goose.NewProvider(goose.DialectSQLite3, raw, migrations.SQLite, goose.WithDisableGlobalRegistry(true))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +101,7 @@ func mustMigrateTo(t *testing.T, path string, version int64) (*sql.DB, *goose.Pr
 
 func TestOpen(t *testing.T) {
 	ctx := context.Background()
-	files, err := fs.Glob(migrations.FS, "*.sql")
+	files, err := fs.Glob(migrations.SQLite, "*.sql")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("embedded migrations: %v %v", files, err)
 	}

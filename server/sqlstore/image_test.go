@@ -1,17 +1,16 @@
-package sqlite_test
+package sqlstore_test
 
 import (
 	"context"
-	"path/filepath"
 	"reflect"
 	"testing"
 
 	"plane"
-	"plane/server/sqlite"
+	"plane/server/sqlstore"
 )
 
 // mustCreateImage stores an image with defaults and the given name.
-func mustCreateImage(tb testing.TB, db *sqlite.DB, projectID int64, name string) *plane.Image {
+func mustCreateImage(tb testing.TB, db *sqlstore.DB, projectID int64, name string) *plane.Image {
 	tb.Helper()
 	img, err := plane.NewImage(projectID, plane.ImageInput{Name: &name, Ref: ptr(name + ":latest")})
 	if err != nil {
@@ -23,9 +22,11 @@ func mustCreateImage(tb testing.TB, db *sqlite.DB, projectID int64, name string)
 	return img
 }
 
-func TestCreateImage(t *testing.T) {
+func TestCreateImage(t *testing.T) { eachStore(t, testCreateImage) }
+
+func testCreateImage(t *testing.T, s store) {
 	ctx := context.Background()
-	db := MustOpenDB(t)
+	db := s.MustOpen(t)
 	p := MustCreateProject(t, db, "images")
 	other := MustCreateProject(t, db, "other")
 	mustCreateImage(t, db, p.ID, "taken")
@@ -75,9 +76,11 @@ func TestCreateImage(t *testing.T) {
 	}
 }
 
-func TestFindImages(t *testing.T) {
+func TestFindImages(t *testing.T) { eachStore(t, testFindImages) }
+
+func testFindImages(t *testing.T, s store) {
 	ctx := context.Background()
-	db := MustOpenDB(t)
+	db := s.MustOpen(t)
 	p := MustCreateProject(t, db, "images")
 	other := MustCreateProject(t, db, "other")
 
@@ -99,9 +102,11 @@ func TestFindImages(t *testing.T) {
 	wantCode(t, err, plane.ENOTFOUND)
 }
 
-func TestUpdateImage(t *testing.T) {
+func TestUpdateImage(t *testing.T) { eachStore(t, testUpdateImage) }
+
+func testUpdateImage(t *testing.T, s store) {
 	ctx := context.Background()
-	db := MustOpenDB(t)
+	db := s.MustOpen(t)
 	p := MustCreateProject(t, db, "images")
 	mustCreateImage(t, db, p.ID, "taken")
 
@@ -175,9 +180,11 @@ func TestUpdateImage(t *testing.T) {
 	}
 }
 
-func TestDeleteImage(t *testing.T) {
+func TestDeleteImage(t *testing.T) { eachStore(t, testDeleteImage) }
+
+func testDeleteImage(t *testing.T, s store) {
 	ctx := context.Background()
-	db := MustOpenDB(t)
+	db := s.MustOpen(t)
 	p := MustCreateProject(t, db, "images")
 	other := MustCreateProject(t, db, "other")
 	mustCreateImage(t, db, p.ID, "gone")
@@ -191,50 +198,5 @@ func TestDeleteImage(t *testing.T) {
 	wantCode(t, db.DeleteImage(ctx, p.ID, "gone"), plane.ENOTFOUND)
 	if _, err := db.FindImage(ctx, other.ID, "gone"); err != nil {
 		t.Fatalf("other project's image: %v", err)
-	}
-}
-
-// TestImageAllowBearerMigration upgrades a store written before allow_bearer
-// existed: its images keep every field and get allow_bearer false; the
-// migration also rolls back.
-func TestImageAllowBearerMigration(t *testing.T) {
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "plane.db")
-	raw, p := mustMigrateTo(t, path, 1)
-	for _, q := range []string{
-		`INSERT INTO teams (id, name, created_at) VALUES (1, 'old', 0)`,
-		`INSERT INTO projects (id, team_id, name, created_at) VALUES (1, 1, 'old', 0)`,
-		`INSERT INTO images (project_id, name, ref, port, pull_policy, public, created_at, updated_at)
-			VALUES (1, 'legacy', 'legacy:1', 8080, 'never', 1, 0, 0)`,
-	} {
-		if _, err := raw.ExecContext(ctx, q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
-
-	db, err := sqlite.Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := db.FindImage(ctx, 1, "legacy")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if img.AllowBearer || !img.Public || img.Ref != "legacy:1" {
-		t.Fatalf("upgraded image %+v, want public, allow_bearer false", img)
-	}
-	if img, err = db.UpdateImage(ctx, 1, "legacy", plane.ImageInput{AllowBearer: ptr(true)}); err != nil || !img.AllowBearer {
-		t.Fatalf("set allow_bearer: %+v, %v", img, err)
-	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	if _, err := p.DownTo(ctx, 1); err != nil {
-		t.Fatalf("roll back: %v", err)
-	}
-	var name string
-	if err := raw.QueryRowContext(ctx, `SELECT name FROM images`).Scan(&name); err != nil || name != "legacy" {
-		t.Fatalf("after roll back: %q, %v", name, err)
 	}
 }

@@ -1,4 +1,4 @@
-package sqlite_test
+package sqlstore_test
 
 import (
 	"context"
@@ -9,9 +9,11 @@ import (
 	"plane"
 )
 
-func TestCreateToken(t *testing.T) {
+func TestCreateToken(t *testing.T) { eachStore(t, testCreateToken) }
+
+func testCreateToken(t *testing.T, s store) {
 	ctx := context.Background()
-	db := MustOpenDB(t)
+	db := s.MustOpen(t)
 	p := MustCreateProject(t, db, "tokens")
 	t0 := ms(1_700_000_000_000)
 	if err := db.CreateToken(ctx, &plane.Token{ID: "taken", ProjectID: p.ID, Name: "first"}); err != nil {
@@ -64,9 +66,11 @@ func TestCreateToken(t *testing.T) {
 	wantCode(t, err, plane.ENOTFOUND)
 }
 
-func TestFindTokens(t *testing.T) {
+func TestFindTokens(t *testing.T) { eachStore(t, testFindTokens) }
+
+func testFindTokens(t *testing.T, s store) {
 	ctx := context.Background()
-	db := MustOpenDB(t)
+	db := s.MustOpen(t)
 	p := MustCreateProject(t, db, "tokens")
 	other := MustCreateProject(t, db, "other")
 	t0 := ms(1_700_000_000_000)
@@ -97,9 +101,11 @@ func TestFindTokens(t *testing.T) {
 	}
 }
 
-func TestRevokeToken(t *testing.T) {
+func TestRevokeToken(t *testing.T) { eachStore(t, testRevokeToken) }
+
+func testRevokeToken(t *testing.T, s store) {
 	ctx := context.Background()
-	db := MustOpenDB(t)
+	db := s.MustOpen(t)
 	p := MustCreateProject(t, db, "tokens")
 	if err := db.CreateToken(ctx, &plane.Token{ID: "tok", ProjectID: p.ID}); err != nil {
 		t.Fatal(err)
@@ -125,9 +131,11 @@ func TestRevokeToken(t *testing.T) {
 	wantCode(t, db.RevokeToken(ctx, "nosuch"), plane.ENOTFOUND)
 }
 
-func TestTouchToken(t *testing.T) {
+func TestTouchToken(t *testing.T) { eachStore(t, testTouchToken) }
+
+func testTouchToken(t *testing.T, s store) {
 	ctx := context.Background()
-	db := MustOpenDB(t)
+	db := s.MustOpen(t)
 	p := MustCreateProject(t, db, "tokens")
 	if err := db.CreateToken(ctx, &plane.Token{ID: "tok", ProjectID: p.ID}); err != nil {
 		t.Fatal(err)

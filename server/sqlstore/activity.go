@@ -1,4 +1,4 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
@@ -33,7 +33,7 @@ func (db *DB) RecordActivity(ctx context.Context, a *plane.Activity) error {
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 		a.ProjectID, toMS(at), userID, a.Actor.TokenID, a.Actor.Name, a.Action, a.Target, a.Detail).Scan(&id)
 	switch {
-	case isForeignKey(err):
+	case db.isForeignKey(err):
 		return plane.Errorf(plane.ENOTFOUND, "project %d not found", a.ProjectID)
 	case err != nil:
 		return fmt.Errorf("record activity %s: %w", a.Action, err)

@@ -1,8 +1,7 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 
 	"plane"
@@ -14,7 +13,7 @@ import (
 // writer makes it, the others read it in the same transaction.
 func (db *DB) ClusterIdentity(ctx context.Context) (plane.ClusterIdentity, error) {
 	var c plane.ClusterIdentity
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
+	err := db.inTx(ctx, func(tx *conn) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO cluster (one, id, created_at) VALUES (1, ?, ?)
 			ON CONFLICT (one) DO NOTHING`, plane.NewClusterID(), toMS(now())); err != nil {
 			return err

@@ -1,4 +1,4 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
@@ -69,7 +69,7 @@ func (db *DB) CreateProject(ctx context.Context, p *plane.Project) error {
 	}
 	created := orNow(p.CreatedAt)
 	var id, teamID int64
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
+	err := db.inTx(ctx, func(tx *conn) error {
 		teamID = p.TeamID
 		if teamID == 0 {
 			if err := tx.QueryRowContext(ctx,
@@ -83,9 +83,9 @@ func (db *DB) CreateProject(ctx context.Context, p *plane.Project) error {
 			teamID, p.Name, toMS(created)).Scan(&id)
 	})
 	switch {
-	case isUnique(err):
+	case db.isUnique(err):
 		return conflict("name", "project %q already exists", p.Name)
-	case isForeignKey(err):
+	case db.isForeignKey(err):
 		return plane.Errorf(plane.ENOTFOUND, "team %d not found", p.TeamID)
 	case err != nil:
 		return fmt.Errorf("create project %q: %w", p.Name, err)
@@ -99,7 +99,7 @@ func (db *DB) CreateProject(ctx context.Context, p *plane.Project) error {
 // orphaned on their drones, so they must be terminated first. The count and
 // the delete share a write transaction, so no spawn slips in between.
 func (db *DB) DeleteProject(ctx context.Context, id int64) error {
-	return db.inTx(ctx, func(tx *sql.Tx) error {
+	return db.inTx(ctx, func(tx *conn) error {
 		p, err := findProjectByID(ctx, tx, id)
 		if err != nil {
 			return err

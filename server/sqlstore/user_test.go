@@ -1,18 +1,17 @@
-package sqlite_test
+package sqlstore_test
 
 import (
 	"context"
-	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
 
 	"plane"
-	"plane/server/sqlite"
+	"plane/server/sqlstore"
 )
 
 // mustCreateUser stores a user with the address and a placeholder hash.
-func mustCreateUser(tb testing.TB, db *sqlite.DB, email string) *plane.User {
+func mustCreateUser(tb testing.TB, db *sqlstore.DB, email string) *plane.User {
 	tb.Helper()
 	u := &plane.User{Email: email, PasswordHash: "hash"}
 	if err := db.CreateUser(context.Background(), u); err != nil {
@@ -21,9 +20,11 @@ func mustCreateUser(tb testing.TB, db *sqlite.DB, email string) *plane.User {
 	return u
 }
 
-func TestCreateUser(t *testing.T) {
+func TestCreateUser(t *testing.T) { eachStore(t, testCreateUser) }
+
+func testCreateUser(t *testing.T, s store) {
 	ctx := context.Background()
-	db := MustOpenDB(t)
+	db := s.MustOpen(t)
 	t0 := ms(1_700_000_000_000)
 
 	tests := []struct {
@@ -86,9 +87,11 @@ func TestCreateUser(t *testing.T) {
 	})
 }
 
-func TestFindUsers(t *testing.T) {
+func TestFindUsers(t *testing.T) { eachStore(t, testFindUsers) }
+
+func testFindUsers(t *testing.T, s store) {
 	ctx := context.Background()
-	db := MustOpenDB(t)
+	db := s.MustOpen(t)
 	if got, err := db.FindUsers(ctx); err != nil || got == nil || len(got) != 0 {
 		t.Fatalf("empty store: %v, %v; want an empty list", got, err)
 	}
@@ -110,9 +113,11 @@ func TestFindUsers(t *testing.T) {
 	wantCode(t, err, plane.ENOTFOUND)
 }
 
-func TestSessions(t *testing.T) {
+func TestSessions(t *testing.T) { eachStore(t, testSessions) }
+
+func testSessions(t *testing.T, s store) {
 	ctx := context.Background()
-	db := MustOpenDB(t)
+	db := s.MustOpen(t)
 	u := mustCreateUser(t, db, "ada@example.com")
 	past := ms(time.Now().Add(-time.Hour).UnixMilli())
 	if err := db.CreateSession(ctx, &plane.Session{ID: "taken", UserID: u.ID}); err != nil {
@@ -164,47 +169,14 @@ func TestSessions(t *testing.T) {
 	})
 }
 
-// TestAccountsMigration upgrades a store written before accounts: a user
-// row it holds gets an empty name and hash and no admin flag, so the next
-// sign-up is not mistaken for the first; the migration also rolls back.
-func TestAccountsMigration(t *testing.T) {
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "plane.db")
-	raw, p := mustMigrateTo(t, path, 3)
-	if _, err := raw.ExecContext(ctx, `INSERT INTO users (id, email, created_at) VALUES (1, 'old@example.com', 0)`); err != nil {
-		t.Fatal(err)
-	}
-
-	db, err := sqlite.Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	old, err := db.FindUserByID(ctx, 1)
-	if err != nil || old.Name != "" || old.PasswordHash != "" || old.Admin {
-		t.Fatalf("upgraded user %+v, %v", old, err)
-	}
-	if u := mustCreateUser(t, db, "new@example.com"); u.Admin {
-		t.Fatal("second user became admin")
-	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	if _, err := p.DownTo(ctx, 3); err != nil {
-		t.Fatalf("roll back: %v", err)
-	}
-	var n int
-	if err := raw.QueryRowContext(ctx, `SELECT COUNT(*) FROM users`).Scan(&n); err != nil || n != 2 {
-		t.Fatalf("users after roll back: %d, %v", n, err)
-	}
-}
-
 // Projects made before any user (project default, plane admin project
 // create) have teams nobody belongs to: the first user owns them, so they
 // show in the dashboard; later users do not get them.
-func TestFirstUserOwnsMemberlessTeams(t *testing.T) {
+func TestFirstUserOwnsMemberlessTeams(t *testing.T) { eachStore(t, testFirstUserOwnsMemberlessTeams) }
+
+func testFirstUserOwnsMemberlessTeams(t *testing.T, s store) {
 	ctx := context.Background()
-	db := MustOpenDB(t)
+	db := s.MustOpen(t)
 	def := MustCreateProject(t, db, plane.DefaultProject)
 	ann := mustCreateUser(t, db, "ann@example.com")
 	later := MustCreateProject(t, db, "later") // a team of its own, nobody in it

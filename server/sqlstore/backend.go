@@ -1,4 +1,4 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
@@ -19,13 +19,13 @@ const (
 )
 
 const backendColumns = `id, project_id, image, image_ref, key, drone_id, status,
-	termination_reason, exit_code, error, address, env, user,
+	termination_reason, exit_code, error, address, env, "user",
 	max_idle_seconds, lifetime_seconds, cpu_millis, memory_mb, created_at, updated_at`
 
 // FindBackendByID returns the backend with id and its status history.
 func (db *DB) FindBackendByID(ctx context.Context, id string) (*plane.Backend, error) {
 	var b *plane.Backend
-	err := db.inReadTx(ctx, func(tx *sql.Tx) error {
+	err := db.inReadTx(ctx, func(tx *conn) error {
 		var err error
 		b, err = findBackendByID(ctx, tx, id)
 		return err
@@ -39,7 +39,7 @@ func (db *DB) FindBackendByID(ctx context.Context, id string) (*plane.Backend, e
 func (db *DB) FindBackends(ctx context.Context, f plane.BackendFilter) ([]*plane.Backend, error) {
 	var backends []*plane.Backend
 	// One read transaction, so that backends and histories agree.
-	err := db.inReadTx(ctx, func(tx *sql.Tx) error {
+	err := db.inReadTx(ctx, func(tx *conn) error {
 		var err error
 		backends, err = findBackends(ctx, tx, f)
 		return err
@@ -62,21 +62,31 @@ func (db *DB) CreateBackend(ctx context.Context, b *plane.Backend) (*plane.Backe
 	}
 	created := orNow(b.CreatedAt)
 	var existing *plane.Backend
-	err = db.inTx(ctx, func(tx *sql.Tx) error {
+	err = db.inTx(ctx, func(tx *conn) error {
+		existing = nil // afresh: the transaction may run again
 		// Insert first and let the live-key index decide: a read before the
-		// insert would race with other processes writing the same file.
-		_, err := tx.ExecContext(ctx, `
+		// insert would race with other controllers writing the same store.
+		// ON CONFLICT rather than a failed statement: Postgres's transaction
+		// is over after an error, and the holder of the key is read in it.
+		res, err := tx.ExecContext(ctx, `
 			INSERT INTO backends (id, project_id, image, image_ref, key, drone_id, status,
-				address, env, user, max_idle_seconds, lifetime_seconds, cpu_millis, memory_mb,
+				address, env, "user", max_idle_seconds, lifetime_seconds, cpu_millis, memory_mb,
 				created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT DO NOTHING`,
 			id, b.ProjectID, b.Image, b.ImageRef, b.Key, b.DroneID, plane.StatusScheduled,
 			b.Address, env, b.User, b.MaxIdleSeconds, b.LifetimeSeconds, b.CPUMillis, b.MemoryMB,
 			toMS(created), toMS(created))
 		switch {
-		case isUnique(err):
-			// A failed statement leaves the transaction usable, so the
-			// holder of the key is read in the same snapshot that refused us.
+		case db.isForeignKey(err):
+			return plane.Errorf(plane.ENOTFOUND, "project %d not found", b.ProjectID)
+		case err != nil:
+			return fmt.Errorf("create backend: %w", err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return fmt.Errorf("create backend: %w", err)
+		} else if n == 0 {
+			// The ID or the key is taken.
 			if b.Key != "" {
 				live := true
 				holders, err := findBackends(ctx, tx, plane.BackendFilter{ProjectID: &b.ProjectID, Key: &b.Key, Live: &live, Limit: 1})
@@ -89,10 +99,6 @@ func (db *DB) CreateBackend(ctx context.Context, b *plane.Backend) (*plane.Backe
 				}
 			}
 			return conflict("id", "backend %q already exists", id)
-		case isForeignKey(err):
-			return plane.Errorf(plane.ENOTFOUND, "project %d not found", b.ProjectID)
-		case err != nil:
-			return fmt.Errorf("create backend: %w", err)
 		}
 		if err := insertStatus(ctx, tx, id, plane.StatusScheduled, created); err != nil {
 			return fmt.Errorf("create backend: %w", err)
@@ -127,7 +133,8 @@ func (db *DB) ApplyBackendEvent(ctx context.Context, e plane.BackendEvent) (*pla
 	}
 	var b *plane.Backend
 	var applied bool
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
+	err := db.inTx(ctx, func(tx *conn) error {
+		applied = false // afresh: the transaction may run again
 		var err error
 		if b, err = findBackendByID(ctx, tx, e.BackendID); err != nil {
 			return err
@@ -137,8 +144,10 @@ func (db *DB) ApplyBackendEvent(ctx context.Context, e plane.BackendEvent) (*pla
 				return nil
 			}
 			_, err := tx.ExecContext(ctx, `
-				INSERT OR IGNORE INTO backend_status_history (backend_id, status, time_ms)
-				SELECT ?, ?, ? WHERE ? <= (SELECT MAX(time_ms) FROM backend_status_history WHERE backend_id = ?)`,
+				INSERT INTO backend_status_history (backend_id, status, time_ms)
+				SELECT ?, ?, CAST(? AS BIGINT)
+				WHERE CAST(? AS BIGINT) <= (SELECT MAX(time_ms) FROM backend_status_history WHERE backend_id = ?)
+				ON CONFLICT DO NOTHING`,
 				b.ID, e.Status, toMS(orNow(e.Time)), toMS(orNow(e.Time)), b.ID)
 			if err != nil {
 				return fmt.Errorf("apply backend event: %w", err)
@@ -305,7 +314,7 @@ func attachHistories(ctx context.Context, q queryer, backends []*plane.Backend) 
 	return rows.Err()
 }
 
-func insertStatus(ctx context.Context, tx *sql.Tx, id string, status plane.BackendStatus, at time.Time) error {
+func insertStatus(ctx context.Context, tx *conn, id string, status plane.BackendStatus, at time.Time) error {
 	_, err := tx.ExecContext(ctx,
 		`INSERT INTO backend_status_history (backend_id, status, time_ms) VALUES (?, ?, ?)`,
 		id, status, toMS(at))

@@ -1,4 +1,4 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
@@ -60,9 +60,9 @@ func (db *DB) CreateImage(ctx context.Context, img *plane.Image) error {
 		img.MaxIdleSeconds, img.LifetimeSeconds, img.CPUMillis, img.MemoryMB, toMS(created), toMS(created),
 	).Scan(&id)
 	switch {
-	case isUnique(err):
+	case db.isUnique(err):
 		return conflict("name", "image %q already exists", img.Name)
-	case isForeignKey(err):
+	case db.isForeignKey(err):
 		return plane.Errorf(plane.ENOTFOUND, "project %d not found", img.ProjectID)
 	case err != nil:
 		return fmt.Errorf("create image %q: %w", img.Name, err)
@@ -78,7 +78,7 @@ func (db *DB) CreateImage(ctx context.Context, img *plane.Image) error {
 // rename onto a taken name is ECONFLICT.
 func (db *DB) UpdateImage(ctx context.Context, projectID int64, name string, in plane.ImageInput) (*plane.Image, error) {
 	var img *plane.Image
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
+	err := db.inTx(ctx, func(tx *conn) error {
 		var err error
 		if img, err = findImage(ctx, tx, projectID, name); err != nil {
 			return err
@@ -97,7 +97,7 @@ func (db *DB) UpdateImage(ctx context.Context, projectID int64, name string, in 
 			WHERE id = ?`,
 			img.Name, img.Ref, img.Port, img.PullPolicy, img.Public, img.AllowBearer, env,
 			img.MaxIdleSeconds, img.LifetimeSeconds, img.CPUMillis, img.MemoryMB, toMS(img.UpdatedAt), img.ID)
-		if isUnique(err) {
+		if db.isUnique(err) {
 			return conflict("name", "image %q already exists", img.Name)
 		}
 		if err != nil {

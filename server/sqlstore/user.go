@@ -1,4 +1,4 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
@@ -29,12 +29,12 @@ func (db *DB) CreateUser(ctx context.Context, u *plane.User) error {
 	created := orNow(u.CreatedAt)
 	admin := u.Admin
 	var id int64
-	err = db.inTx(ctx, func(tx *sql.Tx) error {
+	err = db.inTx(ctx, func(tx *conn) error {
 		var users int
 		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM users`).Scan(&users); err != nil {
 			return fmt.Errorf("count users: %w", err)
 		}
-		admin = admin || users == 0
+		admin = u.Admin || users == 0 // afresh: the transaction may run again
 		if err := tx.QueryRowContext(ctx, `
 			INSERT INTO users (email, name, admin, password_hash, created_at)
 			VALUES (?, ?, ?, ?, ?) RETURNING id`,
@@ -54,7 +54,7 @@ func (db *DB) CreateUser(ctx context.Context, u *plane.User) error {
 		return err
 	})
 	switch {
-	case isUnique(err):
+	case db.isUnique(err):
 		return conflict("email", "an account with %s exists already", email)
 	case err != nil:
 		return fmt.Errorf("create user %s: %w", email, err)
@@ -123,7 +123,7 @@ func (db *DB) CreateSession(ctx context.Context, s *plane.Session) error {
 	}
 	created := orNow(s.CreatedAt)
 	expires := orLater(s.ExpiresAt, created, plane.SessionTTL)
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
+	err := db.inTx(ctx, func(tx *conn) error {
 		if _, err := tx.ExecContext(ctx,
 			`DELETE FROM sessions WHERE user_id = ? AND expires_at <= ?`, s.UserID, toMS(now())); err != nil {
 			return err
@@ -134,9 +134,9 @@ func (db *DB) CreateSession(ctx context.Context, s *plane.Session) error {
 		return err
 	})
 	switch {
-	case isUnique(err):
+	case db.isUnique(err):
 		return conflict("id", "session exists already")
-	case isForeignKey(err):
+	case db.isForeignKey(err):
 		return plane.Errorf(plane.ENOTFOUND, "user %d not found", s.UserID)
 	case err != nil:
 		return fmt.Errorf("create session: %w", err)

@@ -1,4 +1,4 @@
-package sqlite_test
+package sqlstore_test
 
 import (
 	"context"
@@ -8,11 +8,11 @@ import (
 	"time"
 
 	"plane"
-	"plane/server/sqlite"
+	"plane/server/sqlstore"
 )
 
 // mustCreateTeam stores a team owned by ownerID.
-func mustCreateTeam(tb testing.TB, db *sqlite.DB, name string, ownerID int64) *plane.Team {
+func mustCreateTeam(tb testing.TB, db *sqlstore.DB, name string, ownerID int64) *plane.Team {
 	tb.Helper()
 	team := &plane.Team{Name: name}
 	if err := db.CreateTeam(context.Background(), team, ownerID); err != nil {
@@ -22,7 +22,7 @@ func mustCreateTeam(tb testing.TB, db *sqlite.DB, name string, ownerID int64) *p
 }
 
 // mustAddMember brings userID into the team with role through an invite.
-func mustAddMember(tb testing.TB, db *sqlite.DB, teamID, userID int64, role plane.Role) {
+func mustAddMember(tb testing.TB, db *sqlstore.DB, teamID, userID int64, role plane.Role) {
 	tb.Helper()
 	ctx := context.Background()
 	inv := &plane.Invite{TeamID: teamID, TokenHash: fmt.Sprintf("invite %d to %d", userID, teamID), Role: role}
@@ -36,18 +36,20 @@ func mustAddMember(tb testing.TB, db *sqlite.DB, teamID, userID int64, role plan
 
 // mustCreateCrew opens a store with three users, ada, bob and cy, and a team
 // "crew" that ada alone owns.
-func mustCreateCrew(tb testing.TB) (db *sqlite.DB, team *plane.Team, ada, bob, cy *plane.User) {
+func mustCreateCrew(tb testing.TB, s store) (db *sqlstore.DB, team *plane.Team, ada, bob, cy *plane.User) {
 	tb.Helper()
-	db = MustOpenDB(tb)
+	db = s.MustOpen(tb)
 	ada = mustCreateUser(tb, db, "ada@example.com")
 	bob = mustCreateUser(tb, db, "bob@example.com")
 	cy = mustCreateUser(tb, db, "cy@example.com")
 	return db, mustCreateTeam(tb, db, "crew", ada.ID), ada, bob, cy
 }
 
-func TestCreateTeam(t *testing.T) {
+func TestCreateTeam(t *testing.T) { eachStore(t, testCreateTeam) }
+
+func testCreateTeam(t *testing.T, s store) {
 	ctx := context.Background()
-	db := MustOpenDB(t)
+	db := s.MustOpen(t)
 	ada := mustCreateUser(t, db, "ada@example.com")
 	zeta := mustCreateTeam(t, db, "  zeta ", ada.ID)
 	alpha := mustCreateTeam(t, db, "alpha", ada.ID)
@@ -88,9 +90,11 @@ func TestCreateTeam(t *testing.T) {
 	}
 }
 
-func TestMembers(t *testing.T) {
+func TestMembers(t *testing.T) { eachStore(t, testMembers) }
+
+func testMembers(t *testing.T, s store) {
 	ctx := context.Background()
-	db, team, ada, bob, cy := mustCreateCrew(t)
+	db, team, ada, bob, cy := mustCreateCrew(t, s)
 	mustAddMember(t, db, team.ID, bob.ID, plane.RoleMember)
 
 	// Each step runs on the state the previous ones left.
@@ -151,9 +155,11 @@ func TestMembers(t *testing.T) {
 	})
 }
 
-func TestCreateInvite(t *testing.T) {
+func TestCreateInvite(t *testing.T) { eachStore(t, testCreateInvite) }
+
+func testCreateInvite(t *testing.T, s store) {
 	ctx := context.Background()
-	db := MustOpenDB(t)
+	db := s.MustOpen(t)
 	ada := mustCreateUser(t, db, "ada@example.com")
 	team := mustCreateTeam(t, db, "crew", ada.ID)
 	t0 := ms(1_700_000_000_000)
@@ -205,9 +211,11 @@ func TestCreateInvite(t *testing.T) {
 	wantCode(t, err, plane.ENOTFOUND)
 }
 
-func TestAcceptInvite(t *testing.T) {
+func TestAcceptInvite(t *testing.T) { eachStore(t, testAcceptInvite) }
+
+func testAcceptInvite(t *testing.T, s store) {
 	ctx := context.Background()
-	db, team, ada, bob, cy := mustCreateCrew(t)
+	db, team, ada, bob, cy := mustCreateCrew(t, s)
 	t0 := ms(1_700_000_000_000)
 	for _, inv := range []plane.Invite{
 		{TokenHash: "member", Role: plane.RoleMember},

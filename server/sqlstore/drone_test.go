@@ -1,4 +1,4 @@
-package sqlite_test
+package sqlstore_test
 
 import (
 	"context"
@@ -9,9 +9,11 @@ import (
 	"plane"
 )
 
-func TestUpsertDrone(t *testing.T) {
+func TestUpsertDrone(t *testing.T) { eachStore(t, testUpsertDrone) }
+
+func testUpsertDrone(t *testing.T, s store) {
 	ctx := context.Background()
-	db := MustOpenDB(t)
+	db := s.MustOpen(t)
 	t0 := ms(1_700_000_000_000)
 
 	first := &plane.Drone{
@@ -100,9 +102,11 @@ func TestUpsertDrone(t *testing.T) {
 	})
 }
 
-func TestFindDrones(t *testing.T) {
+func TestFindDrones(t *testing.T) { eachStore(t, testFindDrones) }
+
+func testFindDrones(t *testing.T, s store) {
 	ctx := context.Background()
-	db := MustOpenDB(t)
+	db := s.MustOpen(t)
 
 	if got, err := db.FindDrones(ctx); err != nil || got == nil || len(got) != 0 {
 		t.Fatalf("empty store: %v, %v; want an empty list", got, err)
@@ -127,9 +131,11 @@ func TestFindDrones(t *testing.T) {
 	wantCode(t, err, plane.ENOTFOUND)
 }
 
-func TestSetDroneStatus(t *testing.T) {
+func TestSetDroneStatus(t *testing.T) { eachStore(t, testSetDroneStatus) }
+
+func testSetDroneStatus(t *testing.T, s store) {
 	ctx := context.Background()
-	db := MustOpenDB(t)
+	db := s.MustOpen(t)
 	if err := db.UpsertDrone(ctx, &plane.Drone{ID: "d1"}); err != nil {
 		t.Fatal(err)
 	}
@@ -177,9 +183,11 @@ func TestSetDroneStatus(t *testing.T) {
 	})
 }
 
-func TestSetDroneDraining(t *testing.T) {
+func TestSetDroneDraining(t *testing.T) { eachStore(t, testSetDroneDraining) }
+
+func testSetDroneDraining(t *testing.T, s store) {
 	ctx := context.Background()
-	db := MustOpenDB(t)
+	db := s.MustOpen(t)
 	for _, d := range []*plane.Drone{{ID: "ready"}, {ID: "lost"}} {
 		if err := db.UpsertDrone(ctx, d); err != nil {
 			t.Fatal(err)

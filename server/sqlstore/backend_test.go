@@ -1,4 +1,4 @@
-package sqlite_test
+package sqlstore_test
 
 import (
 	"context"
@@ -9,11 +9,11 @@ import (
 	"time"
 
 	"plane"
-	"plane/server/sqlite"
+	"plane/server/sqlstore"
 )
 
 // mustCreateBackend stores a backend of the project with the given key.
-func mustCreateBackend(tb testing.TB, db *sqlite.DB, projectID int64, key string) *plane.Backend {
+func mustCreateBackend(tb testing.TB, db *sqlstore.DB, projectID int64, key string) *plane.Backend {
 	tb.Helper()
 	b, created, err := db.CreateBackend(context.Background(), &plane.Backend{ProjectID: projectID, Image: "app", ImageRef: "app:1", Key: key})
 	if err != nil || !created {
@@ -23,7 +23,7 @@ func mustCreateBackend(tb testing.TB, db *sqlite.DB, projectID int64, key string
 }
 
 // mustApply applies an event that must move the backend forward.
-func mustApply(tb testing.TB, db *sqlite.DB, e plane.BackendEvent) *plane.Backend {
+func mustApply(tb testing.TB, db *sqlstore.DB, e plane.BackendEvent) *plane.Backend {
 	tb.Helper()
 	if e.Time.IsZero() {
 		e.Time = time.Now()
@@ -38,9 +38,11 @@ func mustApply(tb testing.TB, db *sqlite.DB, e plane.BackendEvent) *plane.Backen
 	return b
 }
 
-func TestCreateBackend(t *testing.T) {
+func TestCreateBackend(t *testing.T) { eachStore(t, testCreateBackend) }
+
+func testCreateBackend(t *testing.T, s store) {
 	ctx := context.Background()
-	db := MustOpenDB(t)
+	db := s.MustOpen(t)
 	p := MustCreateProject(t, db, "backends")
 	taken := mustCreateBackend(t, db, p.ID, "")
 
@@ -120,9 +122,11 @@ func TestCreateBackend(t *testing.T) {
 	}
 }
 
-func TestCreateBackend_key(t *testing.T) {
+func TestCreateBackend_key(t *testing.T) { eachStore(t, testCreateBackend_key) }
+
+func testCreateBackend_key(t *testing.T, s store) {
 	ctx := context.Background()
-	db := MustOpenDB(t)
+	db := s.MustOpen(t)
 	p := MustCreateProject(t, db, "keys")
 	other := MustCreateProject(t, db, "other")
 	holder := mustCreateBackend(t, db, p.ID, "room")
@@ -175,9 +179,11 @@ func TestCreateBackend_key(t *testing.T) {
 
 // TestCreateBackend_concurrentKey spawns with one key from many goroutines:
 // exactly one backend is created and every caller gets it.
-func TestCreateBackend_concurrentKey(t *testing.T) {
+func TestCreateBackend_concurrentKey(t *testing.T) { eachStore(t, testCreateBackend_concurrentKey) }
+
+func testCreateBackend_concurrentKey(t *testing.T, s store) {
 	ctx := context.Background()
-	db := MustOpenDB(t)
+	db := s.MustOpen(t)
 	p := MustCreateProject(t, db, "race")
 
 	const n = 20
@@ -228,9 +234,11 @@ func TestCreateBackend_concurrentKey(t *testing.T) {
 	}
 }
 
-func TestApplyBackendEvent(t *testing.T) {
+func TestApplyBackendEvent(t *testing.T) { eachStore(t, testApplyBackendEvent) }
+
+func testApplyBackendEvent(t *testing.T, s store) {
 	ctx := context.Background()
-	db := MustOpenDB(t)
+	db := s.MustOpen(t)
 	p := MustCreateProject(t, db, "events")
 	t0 := ms(1_700_000_000_000)
 	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
@@ -381,9 +389,11 @@ func TestApplyBackendEvent(t *testing.T) {
 	})
 }
 
-func TestFindBackends(t *testing.T) {
+func TestFindBackends(t *testing.T) { eachStore(t, testFindBackends) }
+
+func testFindBackends(t *testing.T, s store) {
 	ctx := context.Background()
-	db := MustOpenDB(t)
+	db := s.MustOpen(t)
 	p1 := MustCreateProject(t, db, "one")
 	p2 := MustCreateProject(t, db, "two")
 	t0 := ms(1_700_000_000_000)
@@ -450,23 +460,25 @@ func TestFindBackends(t *testing.T) {
 	})
 }
 
-func TestFindBackends_limits(t *testing.T) {
+func TestFindBackends_limits(t *testing.T) { eachStore(t, testFindBackends_limits) }
+
+func testFindBackends_limits(t *testing.T, s store) {
 	if testing.Short() {
 		t.Skip("creates more than a thousand backends")
 	}
 	ctx := context.Background()
-	db := MustOpenDB(t)
+	db := s.MustOpen(t)
 	p := MustCreateProject(t, db, "many")
-	for range sqlite.MaxBackendLimit + 1 {
+	for range sqlstore.MaxBackendLimit + 1 {
 		mustCreateBackend(t, db, p.ID, "")
 	}
 	for _, tt := range []struct {
 		limit, want int
 	}{
-		{0, sqlite.DefaultBackendLimit},
+		{0, sqlstore.DefaultBackendLimit},
 		{7, 7},
-		{sqlite.MaxBackendLimit, sqlite.MaxBackendLimit},
-		{sqlite.MaxBackendLimit + 500, sqlite.MaxBackendLimit},
+		{sqlstore.MaxBackendLimit, sqlstore.MaxBackendLimit},
+		{sqlstore.MaxBackendLimit + 500, sqlstore.MaxBackendLimit},
 	} {
 		t.Run(fmt.Sprint(tt.limit), func(t *testing.T) {
 			got, err := db.FindBackends(ctx, plane.BackendFilter{Limit: tt.limit})
@@ -485,9 +497,11 @@ func TestFindBackends_limits(t *testing.T) {
 	}
 }
 
-func TestCountLiveBackendsByDrone(t *testing.T) {
+func TestCountLiveBackendsByDrone(t *testing.T) { eachStore(t, testCountLiveBackendsByDrone) }
+
+func testCountLiveBackendsByDrone(t *testing.T, s store) {
 	ctx := context.Background()
-	db := MustOpenDB(t)
+	db := s.MustOpen(t)
 	p := MustCreateProject(t, db, "count")
 
 	if got, err := db.CountLiveBackendsByDrone(ctx); err != nil || len(got) != 0 {

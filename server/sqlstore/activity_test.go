@@ -1,4 +1,4 @@
-package sqlite_test
+package sqlstore_test
 
 import (
 	"context"
@@ -9,9 +9,11 @@ import (
 	"plane"
 )
 
-func TestRecordActivity(t *testing.T) {
+func TestRecordActivity(t *testing.T) { eachStore(t, testRecordActivity) }
+
+func testRecordActivity(t *testing.T, s store) {
 	ctx := context.Background()
-	db := MustOpenDB(t)
+	db := s.MustOpen(t)
 	p := MustCreateProject(t, db, "logged")
 	t0 := ms(1_700_000_000_000)
 
@@ -50,9 +52,11 @@ func TestRecordActivity(t *testing.T) {
 	}
 }
 
-func TestFindActivity(t *testing.T) {
+func TestFindActivity(t *testing.T) { eachStore(t, testFindActivity) }
+
+func testFindActivity(t *testing.T, s store) {
 	ctx := context.Background()
-	db := MustOpenDB(t)
+	db := s.MustOpen(t)
 	p := MustCreateProject(t, db, "logged")
 	other := MustCreateProject(t, db, "other")
 	t0 := ms(1_700_000_000_000)

@@ -1,4 +1,4 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
@@ -41,9 +41,9 @@ func (db *DB) CreateToken(ctx context.Context, t *plane.Token) error {
 		t.ID, t.ProjectID, t.Name, string(data), toMS(created),
 		toNullMS(t.ExpiresAt), toNullMS(t.LastUsedAt), toNullMS(t.RevokedAt))
 	switch {
-	case isUnique(err):
+	case db.isUnique(err):
 		return conflict("id", "token %q already exists", t.ID)
-	case isForeignKey(err):
+	case db.isForeignKey(err):
 		return plane.Errorf(plane.ENOTFOUND, "project %d not found", t.ProjectID)
 	case err != nil:
 		return fmt.Errorf("create token: %w", err)
@@ -88,8 +88,12 @@ func (db *DB) RevokeToken(ctx context.Context, id string) error {
 // TouchToken records a use of the token at at. Uses recorded out of order
 // never move LastUsedAt back.
 func (db *DB) TouchToken(ctx context.Context, id string, at time.Time) error {
-	res, err := db.write.ExecContext(ctx,
-		`UPDATE api_tokens SET last_used_at = MAX(COALESCE(last_used_at, 0), ?) WHERE id = ?`, toMS(orNow(at)), id)
+	ms := toMS(orNow(at))
+	// CASE rather than sqlite's MAX(a, b), which Postgres spells GREATEST.
+	res, err := db.write.ExecContext(ctx, `
+		UPDATE api_tokens
+		SET last_used_at = CASE WHEN last_used_at > CAST(? AS BIGINT) THEN last_used_at ELSE CAST(? AS BIGINT) END
+		WHERE id = ?`, ms, ms, id)
 	if err != nil {
 		return fmt.Errorf("touch token %q: %w", id, err)
 	}

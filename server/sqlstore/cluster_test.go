@@ -1,22 +1,23 @@
-package sqlite_test
+package sqlstore_test
 
 import (
 	"context"
-	"path/filepath"
 	"sync"
 	"testing"
 
 	"plane"
-	"plane/server/sqlite"
+	"plane/server/sqlstore"
 )
 
 // A store makes its cluster identity once: the next call, a reopened store
 // and a second store on the same file all get the same one; another file
 // gets another.
-func TestClusterIdentity(t *testing.T) {
+func TestClusterIdentity(t *testing.T) { eachStore(t, testClusterIdentity) }
+
+func testClusterIdentity(t *testing.T, s store) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "plane.db")
-	db, err := sqlite.Open(ctx, path)
+	path := s.fresh(t)
+	db, err := s.open(ctx, path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,12 +39,12 @@ func TestClusterIdentity(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	reopened, err := mustOpenPath(t, path).ClusterIdentity(ctx)
+	reopened, err := s.mustOpenAt(t, path).ClusterIdentity(ctx)
 	if err != nil || reopened != first {
 		t.Fatalf("after reopen: %+v, %v; want %+v", reopened, err, first)
 	}
 
-	other, err := MustOpenDB(t).ClusterIdentity(ctx)
+	other, err := s.MustOpen(t).ClusterIdentity(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,9 +56,13 @@ func TestClusterIdentity(t *testing.T) {
 // Controllers that share a fresh store and start at once agree on one
 // identity.
 func TestClusterIdentityConcurrentFirstStart(t *testing.T) {
+	eachStore(t, testClusterIdentityConcurrentFirstStart)
+}
+
+func testClusterIdentityConcurrentFirstStart(t *testing.T, s store) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "plane.db")
-	dbs := []*sqlite.DB{mustOpenPath(t, path), mustOpenPath(t, path), mustOpenPath(t, path)}
+	path := s.fresh(t)
+	dbs := []*sqlstore.DB{s.mustOpenAt(t, path), s.mustOpenAt(t, path), s.mustOpenAt(t, path)}
 	ids := make([]plane.ClusterIdentity, len(dbs))
 	errs := make([]error, len(dbs))
 	var wg sync.WaitGroup

@@ -1,4 +1,4 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
@@ -29,13 +29,13 @@ func (db *DB) CreateTeam(ctx context.Context, t *plane.Team, ownerID int64) erro
 	}
 	created := orNow(t.CreatedAt)
 	var id int64
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
+	err := db.inTx(ctx, func(tx *conn) error {
 		var err error
 		id, err = insertTeam(ctx, tx, name, ownerID, created)
 		return err
 	})
 	switch {
-	case isForeignKey(err):
+	case db.isForeignKey(err):
 		return plane.Errorf(plane.ENOTFOUND, "user %d not found", ownerID)
 	case err != nil:
 		return fmt.Errorf("create team %q: %w", name, err)
@@ -45,7 +45,7 @@ func (db *DB) CreateTeam(ctx context.Context, t *plane.Team, ownerID int64) erro
 }
 
 // insertTeam stores a team and its first owner.
-func insertTeam(ctx context.Context, tx *sql.Tx, name string, ownerID int64, created time.Time) (int64, error) {
+func insertTeam(ctx context.Context, tx *conn, name string, ownerID int64, created time.Time) (int64, error) {
 	var id int64
 	if err := tx.QueryRowContext(ctx,
 		`INSERT INTO teams (name, created_at) VALUES (?, ?) RETURNING id`,
@@ -132,7 +132,7 @@ func (db *DB) SetMemberRole(ctx context.Context, teamID, userID int64, role plan
 	if !role.Valid() {
 		return plane.FieldErrorf("role", "unknown role %q", role)
 	}
-	return db.inTx(ctx, func(tx *sql.Tx) error {
+	return db.inTx(ctx, func(tx *conn) error {
 		if role != plane.RoleOwner {
 			if err := keepAnOwner(ctx, tx, teamID, userID, "demote"); err != nil {
 				return err
@@ -149,7 +149,7 @@ func (db *DB) SetMemberRole(ctx context.Context, teamID, userID int64, role plan
 
 // RemoveMember takes a user out of a team, unless they are its last owner.
 func (db *DB) RemoveMember(ctx context.Context, teamID, userID int64) error {
-	return db.inTx(ctx, func(tx *sql.Tx) error {
+	return db.inTx(ctx, func(tx *conn) error {
 		if err := keepAnOwner(ctx, tx, teamID, userID, "remove"); err != nil {
 			return err
 		}
@@ -165,7 +165,7 @@ func (db *DB) RemoveMember(ctx context.Context, teamID, userID int64) error {
 // keepAnOwner checks, inside the write transaction that is about to demote
 // or remove the member, that the team keeps another owner. ENOTFOUND when the
 // user is not a member.
-func keepAnOwner(ctx context.Context, tx *sql.Tx, teamID, userID int64, verb string) error {
+func keepAnOwner(ctx context.Context, tx *conn, teamID, userID int64, verb string) error {
 	m, err := findMember(ctx, tx, teamID, userID)
 	if err != nil || m.Role != plane.RoleOwner {
 		return err
@@ -198,9 +198,9 @@ func (db *DB) CreateInvite(ctx context.Context, inv *plane.Invite) error {
 		VALUES (?, ?, ?, ?, ?, ?, NULL, NULL) RETURNING id`,
 		inv.TeamID, inv.TokenHash, inv.Role, inv.CreatedBy, toMS(created), toMS(expires)).Scan(&id)
 	switch {
-	case isUnique(err):
+	case db.isUnique(err):
 		return conflict("token_hash", "invite exists already")
-	case isForeignKey(err):
+	case db.isForeignKey(err):
 		return plane.Errorf(plane.ENOTFOUND, "team %d not found", inv.TeamID)
 	case err != nil:
 		return fmt.Errorf("create invite to team %d: %w", inv.TeamID, err)
@@ -242,7 +242,7 @@ func (db *DB) FindInvite(ctx context.Context, tokenHash string) (*plane.Invite, 
 func (db *DB) AcceptInvite(ctx context.Context, tokenHash string, userID int64, now time.Time) (*plane.Member, error) {
 	at := orNow(now)
 	var m *plane.Member
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
+	err := db.inTx(ctx, func(tx *conn) error {
 		var id, teamID, expires int64
 		var role plane.Role
 		var used sql.NullInt64
@@ -263,7 +263,7 @@ func (db *DB) AcceptInvite(ctx context.Context, tokenHash string, userID int64, 
 			INSERT INTO team_members (team_id, user_id, role, created_at) VALUES (?, ?, ?, ?)
 			ON CONFLICT (team_id, user_id) DO NOTHING`,
 			teamID, userID, role, toMS(at)); err != nil {
-			if isForeignKey(err) {
+			if db.isForeignKey(err) {
 				return plane.Errorf(plane.ENOTFOUND, "user %d not found", userID)
 			}
 			return fmt.Errorf("add member: %w", err)

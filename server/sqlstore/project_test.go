@@ -1,4 +1,4 @@
-package sqlite_test
+package sqlstore_test
 
 import (
 	"context"
@@ -8,9 +8,11 @@ import (
 	"plane"
 )
 
-func TestCreateProject(t *testing.T) {
+func TestCreateProject(t *testing.T) { eachStore(t, testCreateProject) }
+
+func testCreateProject(t *testing.T, s store) {
 	ctx := context.Background()
-	db := MustOpenDB(t)
+	db := s.MustOpen(t)
 	first := MustCreateProject(t, db, "first")
 	if first.ID == 0 || first.TeamID == 0 || first.CreatedAt.IsZero() {
 		t.Fatalf("created project %+v: ID, TeamID and CreatedAt must be set", first)
@@ -65,9 +67,11 @@ func TestCreateProject(t *testing.T) {
 	}
 }
 
-func TestFindProjects(t *testing.T) {
+func TestFindProjects(t *testing.T) { eachStore(t, testFindProjects) }
+
+func testFindProjects(t *testing.T, s store) {
 	ctx := context.Background()
-	db := MustOpenDB(t)
+	db := s.MustOpen(t)
 
 	if got, err := db.FindProjects(ctx); err != nil || got == nil || len(got) != 0 {
 		t.Fatalf("empty store: %v, %v; want an empty list", got, err)
@@ -102,9 +106,11 @@ func TestFindProjects(t *testing.T) {
 	})
 }
 
-func TestFindProjectsOfTeam(t *testing.T) {
+func TestFindProjectsOfTeam(t *testing.T) { eachStore(t, testFindProjectsOfTeam) }
+
+func testFindProjectsOfTeam(t *testing.T, s store) {
 	ctx := context.Background()
-	db := MustOpenDB(t)
+	db := s.MustOpen(t)
 	ada := mustCreateUser(t, db, "ada@example.com")
 	team := mustCreateTeam(t, db, "crew", ada.ID)
 	var want []*plane.Project
@@ -125,9 +131,11 @@ func TestFindProjectsOfTeam(t *testing.T) {
 	}
 }
 
-func TestDeleteProject(t *testing.T) {
+func TestDeleteProject(t *testing.T) { eachStore(t, testDeleteProject) }
+
+func testDeleteProject(t *testing.T, s store) {
 	ctx := context.Background()
-	db := MustOpenDB(t)
+	db := s.MustOpen(t)
 	p := MustCreateProject(t, db, "doomed")
 	kept := MustCreateProject(t, db, "kept")
 	mustCreateImage(t, db, p.ID, "app")
