@@ -129,6 +129,16 @@ type UserService interface {
 	// FindSession returns an unexpired session; ENOTFOUND otherwise.
 	FindSession(ctx context.Context, id string) (*Session, error)
 	DeleteSession(ctx context.Context, id string) error
+
+	// Failed logins, per key (an email address, a client address), are
+	// kept in the store so that every controller of a cluster counts the
+	// same ones (auth.Limiter). RecentLoginFailures returns the times of
+	// key's last failures after since, newest first, at most limit;
+	// RecordLoginFailure records one at at and forgets every failure (of
+	// any key) at or before forgetBefore; ClearLoginFailures forgets key's.
+	RecentLoginFailures(ctx context.Context, key string, since time.Time, limit int) ([]time.Time, error)
+	RecordLoginFailure(ctx context.Context, key string, at, forgetBefore time.Time) error
+	ClearLoginFailures(ctx context.Context, key string) error
 }
 
 // TeamService stores teams, their members and invites.

@@ -1,6 +1,7 @@
 package auth_test
 
 import (
+	"context"
 	"sync"
 	"testing"
 	"time"
@@ -53,18 +54,20 @@ func TestLimiter(t *testing.T) {
 			fail("", 0), fail("", 0), fail("", 0), refuse("", 0, 5*m), allow("a", 0),
 		}},
 	}
+	ctx := context.Background()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l := auth.NewLimiter(3, 5*time.Minute)
+			l := auth.NewLimiter(newFakeUsers(), 3, 5*time.Minute)
 			for i, s := range tt.steps {
 				now := t0.Add(s.at)
 				switch s.op {
 				case "fail":
-					l.Fail(s.key, now)
+					must(t, l.Fail(ctx, s.key, now))
 				case "reset":
-					l.Reset(s.key)
+					must(t, l.Reset(ctx, s.key))
 				case "allow":
-					ok, retry := l.Allow(s.key, now)
+					ok, retry, err := l.Allow(ctx, s.key, now)
+					must(t, err)
 					if ok != s.wantOK || retry != s.wantRetry {
 						t.Fatalf("step %d: Allow(%q, +%v) = %v, %v; want %v, %v", i, s.key, s.at, ok, retry, s.wantOK, s.wantRetry)
 					}
@@ -75,17 +78,18 @@ func TestLimiter(t *testing.T) {
 }
 
 func TestLimiterConcurrent(t *testing.T) {
-	l := auth.NewLimiter(auth.LoginMaxFailures, auth.LoginWindow)
+	ctx := context.Background()
+	l := auth.NewLimiter(newFakeUsers(), auth.LoginMaxFailures, auth.LoginWindow)
 	var wg sync.WaitGroup
 	for i := range 50 {
 		wg.Go(func() {
 			at := t0.Add(time.Duration(i) * time.Millisecond)
-			l.Allow("ip", at)
-			l.Fail("ip", at)
+			_, _, _ = l.Allow(ctx, "ip", at)
+			_ = l.Fail(ctx, "ip", at)
 		})
 	}
 	wg.Wait()
-	if ok, _ := l.Allow("ip", t0.Add(time.Second)); ok {
+	if ok, _, err := l.Allow(ctx, "ip", t0.Add(time.Second)); ok || err != nil {
 		t.Fatal("allowed after 50 failures")
 	}
 }
@@ -101,7 +105,14 @@ func TestNewLimiterRejectsNonsense(t *testing.T) {
 					t.Errorf("NewLimiter(%d, %v) did not panic", tt.max, tt.window)
 				}
 			}()
-			auth.NewLimiter(tt.max, tt.window)
+			auth.NewLimiter(newFakeUsers(), tt.max, tt.window)
 		}()
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
 	}
 }

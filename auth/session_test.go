@@ -11,6 +11,7 @@ import (
 
 	"plane"
 	"plane/auth"
+	"plane/auth/authtest"
 )
 
 // fakeUsers is an in-memory plane.UserService for unit tests of Sessions. Its
@@ -21,6 +22,7 @@ type fakeUsers struct {
 	users    map[int64]*plane.User
 	sessions map[string]*plane.Session
 	findErr  error
+	authtest.LoginFailures
 }
 
 var _ plane.UserService = (*fakeUsers)(nil)

@@ -33,6 +33,7 @@ import (
 type dash struct {
 	t   testing.TB
 	db  *sqlite.DB
+	cfg server.Config
 	s   *server.Server
 	nc  *nats.Conn
 	url string
@@ -90,7 +91,17 @@ func newDash(t testing.TB, edits ...func(*server.Config)) *dash {
 	d.Applier = s.Core()
 	hs := httptest.NewServer(s.Handler())
 	t.Cleanup(hs.Close)
-	return &dash{t: t, db: db, s: s, nc: nc, url: hs.URL}
+	return &dash{t: t, db: db, cfg: cfg, s: s, nc: nc, url: hs.URL}
+}
+
+// twin starts a second controller's HTTP side on d's store, NATS and
+// signing key: another controller of the same cluster.
+func (d *dash) twin() *dash {
+	d.t.Helper()
+	s := server.New(d.cfg)
+	hs := httptest.NewServer(s.Handler())
+	d.t.Cleanup(hs.Close)
+	return &dash{t: d.t, db: d.db, cfg: d.cfg, s: s, nc: d.nc, url: hs.URL}
 }
 
 // fakeDrone records a drone with a fresh heartbeat and answers its

@@ -37,7 +37,7 @@ type Config struct {
 	Teams        plane.TeamService
 	Activity     plane.ActivityService
 	Sessions     *auth.Sessions // default: sessions in Users
-	LoginLimiter *auth.Limiter  // default: 5 failures per 5 minutes per address and per client
+	LoginLimiter *auth.Limiter  // default: 5 failures per 5 minutes per address and per client, counted in Users
 	Dispatch     controller.Dispatcher
 	// Bus carries backend changes to waiting spawns, event streams and the
 	// dashboard's live tables; a NATS bus shares them with the other
@@ -96,8 +96,8 @@ func New(cfg Config) *Server {
 	if cfg.Sessions == nil {
 		cfg.Sessions = &auth.Sessions{Users: cfg.Users}
 	}
-	if cfg.LoginLimiter == nil {
-		cfg.LoginLimiter = auth.NewLimiter(5, 5*time.Minute)
+	if cfg.LoginLimiter == nil && cfg.Users != nil {
+		cfg.LoginLimiter = auth.NewLimiter(cfg.Users, auth.LoginMaxFailures, auth.LoginWindow)
 	}
 	s := &Server{Config: cfg, csrfSecret: csrfKeyFrom(cfg.ConnectKey), echo: echo.New()}
 	if s.Bus == nil {

@@ -196,6 +196,40 @@ func TestLoginRateLimit(t *testing.T) {
 	}
 }
 
+// Two controllers of one cluster count the same failed logins and accept
+// the same session: a client that moves between them (a load balancer
+// without stickiness) neither escapes the limit nor gets logged out.
+func TestLoginAcrossControllers(t *testing.T) {
+	t.Parallel()
+	a := newDash(t)
+	b := a.twin()
+	a.signup("ada@example.com")
+	a.signup("bob@example.com")
+
+	// A session made on a is good on b.
+	bob := a.browser()
+	if p := bob.post("/login", url.Values{"email": {"bob@example.com"}, "password": {"correct horse"}}); p.status() != http.StatusSeeOther {
+		t.Fatalf("log in on a: %d", p.status())
+	}
+	bob.d = b
+	if p := bob.get("/projects"); p.status() != http.StatusOK {
+		t.Fatalf("the session of a on b: %d, want 200", p.status())
+	}
+
+	// Failures on a and on b add up.
+	for i := range 5 {
+		c := []*dash{a, b}[i%2].browser()
+		if p := c.post("/login", url.Values{"email": {"ada@example.com"}, "password": {"nope nope"}}); p.status() != http.StatusUnauthorized {
+			t.Fatalf("attempt %d: %d", i+1, p.status())
+		}
+	}
+	for _, d := range []*dash{a, b} {
+		if p := d.browser().post("/login", url.Values{"email": {"ada@example.com"}, "password": {"correct horse"}}); p.status() != http.StatusTooManyRequests {
+			t.Errorf("the right password on %s after five failures spread over both: %d, want 429", d.url, p.status())
+		}
+	}
+}
+
 // The per-client limit keys on the connection's peer: a client cannot
 // escape it by sending a new X-Forwarded-For (or X-Real-IP) with each try.
 // Only a configured proxy is believed about the client's address.

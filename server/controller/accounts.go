@@ -97,7 +97,11 @@ func (c *Core) LogIn(ctx context.Context, email, password, client string) (*plan
 	now := time.Now()
 	keys := []string{"email:" + email, "ip:" + client}
 	for _, k := range keys {
-		if ok, wait := c.Logins.Allow(k, now); !ok {
+		ok, wait, err := c.Logins.Allow(ctx, k, now)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
 			return nil, TooManyAttempts{Wait: wait}
 		}
 	}
@@ -112,12 +116,16 @@ func (c *Core) LogIn(ctx context.Context, email, password, client string) (*plan
 	// Checked even without a user, so that the time taken says nothing.
 	if !auth.CheckPassword(hash, password) || u == nil {
 		for _, k := range keys {
-			c.Logins.Fail(k, now)
+			if err := c.Logins.Fail(ctx, k, now); err != nil {
+				return nil, err
+			}
 		}
 		return nil, plane.Errorf(plane.EUNAUTHORIZED, "wrong email or password")
 	}
 	for _, k := range keys {
-		c.Logins.Reset(k)
+		if err := c.Logins.Reset(ctx, k); err != nil {
+			return nil, err
+		}
 	}
 	return u, nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"plane"
 	"plane/auth"
+	"plane/auth/authtest"
 	"plane/server/controller"
 )
 
@@ -23,6 +24,7 @@ type fakeAccounts struct {
 	tokens   map[string]*plane.Token
 	next     int64
 	live     map[int64]bool // projects with live backends
+	authtest.LoginFailures
 }
 
 func newAccounts() *fakeAccounts {
@@ -156,7 +158,7 @@ func (a *fakeAccounts) TouchToken(context.Context, string, time.Time) error     
 func newAccountsCore(t *testing.T) (*controller.Core, *fakeAccounts, *fakeStore) {
 	c, st, _, _ := newCore(t)
 	acc := newAccounts()
-	c.Accounts, c.Logins = acc, auth.NewLimiter(3, time.Minute)
+	c.Accounts, c.Logins = acc, auth.NewLimiter(acc, 3, time.Minute)
 	return c, acc, st
 }
 

@@ -183,7 +183,11 @@ func TestCreateBackend_concurrentKey(t *testing.T) { eachStore(t, testCreateBack
 
 func testCreateBackend_concurrentKey(t *testing.T, s store) {
 	ctx := context.Background()
-	db := s.MustOpen(t)
+	// Two stores on one database: two controllers (or two processes on
+	// one sqlite file) spawning the same key at once.
+	where := s.fresh(t)
+	dbs := []*sqlstore.DB{s.mustOpenAt(t, where), s.mustOpenAt(t, where)}
+	db := dbs[0]
 	p := MustCreateProject(t, db, "race")
 
 	const n = 20
@@ -198,7 +202,7 @@ func testCreateBackend_concurrentKey(t *testing.T, s store) {
 	for i := range n {
 		wg.Go(func() {
 			<-start
-			b, created, err := db.CreateBackend(ctx, &plane.Backend{ProjectID: p.ID, Image: "app", ImageRef: "app:1", Key: "one"})
+			b, created, err := dbs[i%2].CreateBackend(ctx, &plane.Backend{ProjectID: p.ID, Image: "app", ImageRef: "app:1", Key: "one"})
 			results[i] = result{b, created, err}
 		})
 	}

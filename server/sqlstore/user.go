@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"plane"
 )
@@ -168,6 +169,43 @@ func (db *DB) FindSession(ctx context.Context, id string) (*plane.Session, error
 func (db *DB) DeleteSession(ctx context.Context, id string) error {
 	if _, err := db.write.ExecContext(ctx, `DELETE FROM sessions WHERE id = ?`, id); err != nil {
 		return fmt.Errorf("delete session: %w", err)
+	}
+	return nil
+}
+
+// RecentLoginFailures returns the times of key's last failures after
+// since, newest first, at most limit.
+func (db *DB) RecentLoginFailures(ctx context.Context, key string, since time.Time, limit int) ([]time.Time, error) {
+	times, err := queryAll(ctx, db.read, func(s scanner) (time.Time, error) {
+		var ms int64
+		err := s.Scan(&ms)
+		return fromMS(ms), err
+	}, `SELECT time_ms FROM login_failures WHERE key = ? AND time_ms > ? ORDER BY time_ms DESC LIMIT ?`,
+		key, toMS(since), limit)
+	if err != nil {
+		return nil, fmt.Errorf("find login failures: %w", err)
+	}
+	return times, nil
+}
+
+// RecordLoginFailure records a failure of key at at, and forgets every
+// failure at or before forgetBefore, so that the table holds one window.
+func (db *DB) RecordLoginFailure(ctx context.Context, key string, at, forgetBefore time.Time) error {
+	return db.inTx(ctx, func(tx *conn) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM login_failures WHERE time_ms <= ?`, toMS(forgetBefore)); err != nil {
+			return fmt.Errorf("forget login failures: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO login_failures (key, time_ms) VALUES (?, ?)`, key, toMS(at)); err != nil {
+			return fmt.Errorf("record login failure: %w", err)
+		}
+		return nil
+	})
+}
+
+// ClearLoginFailures forgets key's failures.
+func (db *DB) ClearLoginFailures(ctx context.Context, key string) error {
+	if _, err := db.write.ExecContext(ctx, `DELETE FROM login_failures WHERE key = ?`, key); err != nil {
+		return fmt.Errorf("clear login failures: %w", err)
 	}
 	return nil
 }
