@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
+	"slices"
 	"strings"
 	"time"
 )
@@ -42,12 +43,13 @@ func SignConnectToken(key ed25519.PrivateKey, t ConnectToken) string {
 	return signed + "." + base64.RawURLEncoding.EncodeToString(sig)
 }
 
-// VerifyConnectToken checks s's signature with key and its expiry at now.
+// VerifyConnectToken checks that one of keys signed s (the current key and,
+// during a rotation, the others still accepted), and its expiry at now.
 // Every failure is EUNAUTHORIZED; "has expired" is said as such so that a
 // browser user knows to ask for a fresh link.
-func VerifyConnectToken(key ed25519.PublicKey, s string, now time.Time) (ConnectToken, error) {
+func VerifyConnectToken(s string, now time.Time, keys ...ed25519.PublicKey) (ConnectToken, error) {
 	invalid := Errorf(EUNAUTHORIZED, "invalid connect token")
-	if len(key) != ed25519.PublicKeySize || len(s) > MaxConnectTokenLen || !strings.HasPrefix(s, connectTokenPrefix) {
+	if len(s) > MaxConnectTokenLen || !strings.HasPrefix(s, connectTokenPrefix) {
 		return ConnectToken{}, invalid
 	}
 	// Only the characters the format uses: base64 decoding skips CR and LF,
@@ -63,7 +65,10 @@ func VerifyConnectToken(key ed25519.PublicKey, s string, now time.Time) (Connect
 		return ConnectToken{}, invalid
 	}
 	sig, err := base64.RawURLEncoding.DecodeString(s[dot+1:])
-	if err != nil || len(sig) != ed25519.SignatureSize || !ed25519.Verify(key, []byte(s[:dot]), sig) {
+	signedBy := func(key ed25519.PublicKey) bool {
+		return len(key) == ed25519.PublicKeySize && ed25519.Verify(key, []byte(s[:dot]), sig)
+	}
+	if err != nil || len(sig) != ed25519.SignatureSize || !slices.ContainsFunc(keys, signedBy) {
 		return ConnectToken{}, invalid
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(s[len(connectTokenPrefix):dot])

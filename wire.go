@@ -145,17 +145,44 @@ type PullRequest struct {
 	ImageRef string `json:"image_ref"`
 }
 
-// ConnectKey is the controller's connect-token verification key.
+// ConnectKey is what verifies connect tokens: the controllers' signing key
+// and, during a rotation of it, the other keys whose tokens are still
+// good. Drones ask again every ConnectKeyRefresh.
 type ConnectKey struct {
-	PublicKey []byte `json:"public_key"` // ed25519, 32 bytes
+	PublicKey []byte   `json:"public_key"`         // ed25519, 32 bytes
+	Accepted  [][]byte `json:"accepted,omitempty"` // ed25519, 32 bytes each
 }
 
-// Validate checks a key received from the network.
+// ConnectKeyRefresh is how often a drone asks for the connect keys again,
+// so that a rotation reaches it: wait that long between the steps of one.
+const ConnectKeyRefresh = time.Minute
+
+// MaxAcceptedKeys bounds ConnectKey.Accepted.
+const MaxAcceptedKeys = 8
+
+// Validate checks keys received from the network.
 func (k *ConnectKey) Validate() error {
 	if len(k.PublicKey) != ed25519.PublicKeySize {
 		return FieldErrorf("public_key", "must be %d bytes (got %d)", ed25519.PublicKeySize, len(k.PublicKey))
 	}
+	if len(k.Accepted) > MaxAcceptedKeys {
+		return FieldErrorf("accepted", "at most %d keys (got %d)", MaxAcceptedKeys, len(k.Accepted))
+	}
+	for i, a := range k.Accepted {
+		if len(a) != ed25519.PublicKeySize {
+			return FieldErrorf("accepted", "key %d must be %d bytes (got %d)", i, ed25519.PublicKeySize, len(a))
+		}
+	}
 	return nil
+}
+
+// Keys returns every key, the signing key first.
+func (k *ConnectKey) Keys() []ed25519.PublicKey {
+	keys := []ed25519.PublicKey{k.PublicKey}
+	for _, a := range k.Accepted {
+		keys = append(keys, a)
+	}
+	return keys
 }
 
 // Reply answers every request; Error is empty on success.

@@ -4,8 +4,12 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -477,4 +481,76 @@ func FuzzAuthenticate(f *testing.F) {
 			t.Fatalf("Authenticate(%q): code %q (%v), want unauthorized", bearer, code, err)
 		}
 	})
+}
+
+// A rotation of the signing key: tokens signed by a key the authenticator
+// accepts still work; once it no longer accepts the old key, they fail.
+func TestAuthenticateRotation(t *testing.T) {
+	f := newFixture(t)
+	_, old := f.mustToken(t, nil) // signed by the key before the rotation
+	_, next, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldPub := f.auth.Key
+	f.issuer = &auth.Issuer{Key: next}
+	_, fresh := f.mustToken(t, nil)
+
+	f.auth.Key, f.auth.Accept = next.Public().(ed25519.PublicKey), []ed25519.PublicKey{oldPub}
+	for name, tok := range map[string]string{"old": old, "new": fresh} {
+		if _, err := f.auth.Authenticate(context.Background(), tok); err != nil {
+			t.Errorf("%s token while the old key is accepted: %v", name, err)
+		}
+	}
+	f.auth.Accept = nil
+	if _, err := f.auth.Authenticate(context.Background(), old); plane.ErrorCodeOf(err) != plane.EUNAUTHORIZED {
+		t.Errorf("old token once the old key is dropped: %v, want unauthorized", err)
+	}
+	if _, err := f.auth.Authenticate(context.Background(), fresh); err != nil {
+		t.Errorf("new token: %v", err)
+	}
+}
+
+// LoadPublicKey reads the public half of a signing key, or a public key
+// file; LoadKey and CreateKey are the files --signing-key names.
+func TestKeyFiles(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "next.key")
+	key, err := auth.CreateKey(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := auth.CreateKey(path); err == nil {
+		t.Error("CreateKey replaced an existing key")
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("key file mode %v (%v), want 0600", fi.Mode().Perm(), err)
+	}
+	loaded, err := auth.LoadKey(path)
+	if err != nil || !loaded.Equal(key) {
+		t.Fatalf("LoadKey: %v", err)
+	}
+	pub := key.Public().(ed25519.PublicKey)
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubPath := filepath.Join(dir, "next.pub")
+	if err := os.WriteFile(pubPath, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{path, pubPath} {
+		if got, err := auth.LoadPublicKey(p); err != nil || !got.Equal(pub) {
+			t.Errorf("LoadPublicKey(%s) = %x, %v; want %x", filepath.Base(p), got, err, pub)
+		}
+	}
+	if _, err := auth.LoadKey(filepath.Join(dir, "missing.key")); err == nil || !strings.Contains(err.Error(), "plane admin key create") {
+		t.Errorf("LoadKey of a missing file: %v", err)
+	}
+	if _, err := auth.LoadPublicKey(filepath.Join(dir, "missing.key")); err == nil {
+		t.Error("LoadPublicKey of a missing file succeeded")
+	}
+	if id := auth.KeyID(pub); len(id) != 12 {
+		t.Errorf("KeyID = %q", id)
+	}
 }

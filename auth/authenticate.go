@@ -39,7 +39,10 @@ const (
 // Authenticator verifies API tokens against the signing key and the token
 // records. It must not be copied after first use.
 type Authenticator struct {
+	// Key verifies tokens; Accept are the other keys whose tokens are
+	// still good (a rotation of the signing key).
 	Key    ed25519.PublicKey
+	Accept []ed25519.PublicKey
 	Tokens plane.TokenService
 	Now    func() time.Time // time.Now when nil
 	Logger *slog.Logger     // slog.Default() when nil
@@ -78,7 +81,11 @@ func (a *Authenticator) Authenticate(ctx context.Context, bearer string) (*plane
 		if _, ok := t.Method.(*jwt.SigningMethodEd25519); !ok {
 			return nil, fmt.Errorf("unexpected signing method %v", t.Header["alg"])
 		}
-		return a.Key, nil
+		keys := jwt.VerificationKeySet{Keys: []jwt.VerificationKey{a.Key}}
+		for _, k := range a.Accept {
+			keys.Keys = append(keys.Keys, k)
+		}
+		return keys, nil
 	})
 	switch {
 	case errors.Is(err, jwt.ErrTokenExpired):

@@ -7,7 +7,9 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -46,6 +48,18 @@ func LoadOrCreateKey(dir string) (ed25519.PrivateKey, error) {
 }
 
 func readKey(path string) (ed25519.PrivateKey, error) {
+	block, err := readPEM(path)
+	if err != nil {
+		return nil, err
+	}
+	if block.Type != pemTypePrivateKey {
+		return nil, fmt.Errorf("signing key: %s holds a PEM block of type %q, want %q", path, block.Type, pemTypePrivateKey)
+	}
+	return parsePrivate(path, block)
+}
+
+// readPEM reads the one PEM block of the file at path.
+func readPEM(path string) (*pem.Block, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -57,12 +71,13 @@ func readKey(path string) (ed25519.PrivateKey, error) {
 	if block == nil {
 		return nil, fmt.Errorf("signing key: %s is not a PEM file", path)
 	}
-	if block.Type != pemTypePrivateKey {
-		return nil, fmt.Errorf("signing key: %s holds a PEM block of type %q, want %q", path, block.Type, pemTypePrivateKey)
-	}
 	if len(bytes.TrimSpace(rest)) != 0 {
 		return nil, fmt.Errorf("signing key: %s holds data after its key", path)
 	}
+	return block, nil
+}
+
+func parsePrivate(path string, block *pem.Block) (ed25519.PrivateKey, error) {
 	parsed, err := x509.ParsePKCS8PrivateKey(block.Bytes)
 	if err != nil {
 		return nil, fmt.Errorf("signing key: %s is not a PKCS#8 private key: %w", path, err)
@@ -72,6 +87,64 @@ func readKey(path string) (ed25519.PrivateKey, error) {
 		return nil, fmt.Errorf("signing key: %s holds a %T, want an Ed25519 key", path, parsed)
 	}
 	return key, nil
+}
+
+// LoadKey reads the Ed25519 signing key at path (PEM, PKCS#8): a key
+// shared by the controllers of a cluster, given with --signing-key.
+func LoadKey(path string) (ed25519.PrivateKey, error) {
+	key, err := readKey(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("signing key: %s does not exist (plane admin key create makes one)", path)
+	}
+	return key, err
+}
+
+// CreateKey writes a new signing key to path, readable by its owner only;
+// it refuses to replace a file that exists.
+func CreateKey(path string) (ed25519.PrivateKey, error) {
+	key, err := createKey(path)
+	if errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("signing key: %s exists already", path)
+	}
+	return key, err
+}
+
+// LoadPublicKey reads the Ed25519 public key of the file at path: a signing
+// key (its public half) or a public key (PEM "PUBLIC KEY", PKIX). Such keys
+// are accepted during a rotation (--accept-keys).
+func LoadPublicKey(path string) (ed25519.PublicKey, error) {
+	block, err := readPEM(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("signing key: %s does not exist", path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	switch block.Type {
+	case pemTypePrivateKey:
+		key, err := parsePrivate(path, block)
+		if err != nil {
+			return nil, err
+		}
+		return key.Public().(ed25519.PublicKey), nil
+	case "PUBLIC KEY":
+		parsed, err := x509.ParsePKIXPublicKey(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("signing key: %s is not a PKIX public key: %w", path, err)
+		}
+		pub, ok := parsed.(ed25519.PublicKey)
+		if !ok {
+			return nil, fmt.Errorf("signing key: %s holds a %T, want an Ed25519 key", path, parsed)
+		}
+		return pub, nil
+	}
+	return nil, fmt.Errorf("signing key: %s holds a PEM block of type %q, want a private or a public key", path, block.Type)
+}
+
+// KeyID names a public key in logs and messages: the start of its SHA-256.
+func KeyID(pub ed25519.PublicKey) string {
+	sum := sha256.Sum256(pub)
+	return hex.EncodeToString(sum[:6])
 }
 
 // createKey writes a new key to a temporary file and links it into place, so

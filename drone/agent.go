@@ -7,10 +7,12 @@ package drone
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -57,6 +59,7 @@ type Config struct {
 	HeartbeatInterval time.Duration // between heartbeats; plane.HeartbeatInterval by default
 	ActivityInterval  time.Duration // between backend stats; ActivityInterval by default
 	IdleCheckInterval time.Duration // between checks of a ready backend's idle time; DefaultIdleCheckInterval by default
+	KeyRefresh        time.Duration // between asks for the connect-token keys; plane.ConnectKeyRefresh by default
 
 	// Proxy routes requests to this drone's backends; the agent keeps its
 	// route table and reads its connection counts for the idle limit. Nil:
@@ -114,6 +117,9 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.PullTimeout <= 0 {
 		cfg.PullTimeout = DefaultPullTimeout
+	}
+	if cfg.KeyRefresh <= 0 {
+		cfg.KeyRefresh = plane.ConnectKeyRefresh
 	}
 	if cfg.StopGrace <= 0 {
 		cfg.StopGrace = DefaultStopGrace
@@ -306,30 +312,43 @@ func (a *Agent) handlePull(ctx context.Context, data []byte) error {
 	return a.cfg.Runtime.EnsureImage(ctx, req.ImageRef, plane.PullAlways)
 }
 
-// fetchConnectKey asks the controller for the key that verifies connect
-// tokens, until it gets it.
+// fetchConnectKey asks the controller for the keys that verify connect
+// tokens until it gets them, then again every ConnectKeyRefresh, so that a
+// rotation of the controllers' signing key reaches this drone.
 func (a *Agent) fetchConnectKey(ctx context.Context) {
 	backoff := 100 * time.Millisecond
+	var have []ed25519.PublicKey
+	// An ask nobody answers (a controller that died holding it) must not
+	// hang the drone: it gives up and asks again.
+	askTimeout := min(5*time.Second, a.cfg.KeyRefresh)
 	for {
-		msg, err := a.cfg.NATS.RequestWithContext(ctx, plane.SubjectConnectKey, nil)
+		wait := backoff
+		askCtx, cancel := context.WithTimeout(ctx, askTimeout)
+		msg, err := a.cfg.NATS.RequestWithContext(askCtx, plane.SubjectConnectKey, nil)
+		cancel()
 		if err == nil {
 			var k plane.ConnectKey
 			if k, err = plane.Decode[plane.ConnectKey](msg.Data); err == nil {
-				a.cfg.Proxy.SetKey(k.PublicKey)
-				a.log.Info("connect-token key received")
-				return
+				if keys := k.Keys(); !slices.EqualFunc(keys, have, func(x, y ed25519.PublicKey) bool { return x.Equal(y) }) {
+					a.cfg.Proxy.SetKeys(keys...)
+					a.log.Info("connect-token keys received", "keys", len(keys))
+					have = keys
+				}
+				backoff, wait = 100*time.Millisecond, a.cfg.KeyRefresh
 			}
 		}
 		if ctx.Err() != nil {
 			return
 		}
-		a.log.Debug("connect-token key not available yet", "err", err, "retry_in", backoff)
+		if err != nil {
+			a.log.Debug("connect-token keys not available", "err", err, "retry_in", wait)
+			backoff = min(2*backoff, 5*time.Second)
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(backoff):
+		case <-time.After(wait):
 		}
-		backoff = min(2*backoff, 5*time.Second)
 	}
 }
 

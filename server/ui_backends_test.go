@@ -193,7 +193,7 @@ func TestBackendPage(t *testing.T) {
 	if open.status() != http.StatusSeeOther || loc.Query().Get("plane_token") == "" || !strings.HasPrefix(loc.Host, bk.ID+".") {
 		t.Fatalf("open: %d %q", open.status(), open.location())
 	}
-	ct, err := plane.VerifyConnectToken(d.s.ConnectKey.Public().(ed25519.PublicKey), loc.Query().Get("plane_token"), time.Now())
+	ct, err := plane.VerifyConnectToken(loc.Query().Get("plane_token"), time.Now(), d.s.ConnectKey.Public().(ed25519.PublicKey))
 	if err != nil || ct.BackendID != bk.ID || ct.User != "ada@example.com" {
 		t.Fatalf("token %+v %v", ct, err)
 	}

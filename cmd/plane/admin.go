@@ -37,8 +37,10 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	const synopsis = "admin token create --data DIR --project NAME --name NAME [--scopes a,b] [--expires 720h]\n" +
 		"       plane admin user create --data DIR --email EMAIL [--name NAME] [--admin] [--password-stdin]\n" +
 		"       plane admin project create --data DIR --name NAME\n" +
+		"       plane admin key create --out FILE\n" +
 		"       plane admin backup --to FILE [--data DIR]\n" +
 		"       plane admin restore --from FILE [--data DIR]\n" +
+		"       plane admin migrate-store --from STORE --to STORE [--data DIR]\n" +
 		"       plane admin drones [--url URL] [--token TOKEN] [--json]\n" +
 		"       plane admin drones drain|undrain [--url URL] [--token TOKEN] ID"
 	if len(args) >= 1 && args[0] == "drones" {
@@ -55,6 +57,12 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if len(args) >= 2 && args[0] == "user" && args[1] == "create" {
 		return runAdminUserCreate(ctx, args[2:], os.Stdin, stdout, stderr)
+	}
+	if len(args) >= 2 && args[0] == "key" && args[1] == "create" {
+		return runAdminKeyCreate(ctx, args[2:], stdout, stderr)
+	}
+	if len(args) >= 1 && args[0] == "migrate-store" {
+		return runAdminMigrateStore(ctx, args[1:], stdout, stderr)
 	}
 	if len(args) >= 1 && args[0] == "backup" {
 		return runAdminBackup(ctx, args[1:], stdout, stderr)
@@ -79,6 +87,7 @@ func runAdminTokenCreate(ctx context.Context, args []string, stdout, stderr io.W
 	name := fs.String("name", "", "a name for the token (required)")
 	scopes := fs.String("scopes", "", "comma-separated scopes; default all: "+joinScopes(plane.AllScopes)+" ("+joinScopes(plane.AdminScopes)+", for the drones API, only when named)")
 	expires := fs.Duration("expires", 0, "lifetime of the token, e.g. 720h; 0 = never expires")
+	signingKey := fs.String("signing-key", os.Getenv("PLANE_SIGNING_KEY"), "the controllers' signing key, when not <data>/signing.key (env PLANE_SIGNING_KEY)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -114,11 +123,11 @@ func runAdminTokenCreate(ctx context.Context, args []string, stdout, stderr io.W
 		return fmt.Errorf("project %q: %s (the controller creates %q on its first start; plane admin project create makes others)", *project, plane.ErrorMessageOf(err), plane.DefaultProject)
 	}
 	tok.ProjectID = p.ID
-	key, err := auth.LoadOrCreateKey(*data)
+	keys, err := loadSigningKeys(*data, *signingKey, nil)
 	if err != nil {
 		return err
 	}
-	signed, err := (&auth.Issuer{Key: key}).IssueAPIToken(tok)
+	signed, err := (&auth.Issuer{Key: keys.sign}).IssueAPIToken(tok)
 	if err != nil {
 		return err
 	}

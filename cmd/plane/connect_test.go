@@ -54,7 +54,7 @@ func splitConnectURL(t *testing.T, rawURL string) (base, token string) {
 // backend id and user, expiring about ttl from now.
 func (c *cluster) verifyConnectToken(t *testing.T, tok, id, user string, ttl time.Duration) plane.ConnectToken {
 	t.Helper()
-	ct, err := plane.VerifyConnectToken(c.connectPublicKey(), tok, time.Now())
+	ct, err := plane.VerifyConnectToken(tok, time.Now(), c.connectPublicKey())
 	if err != nil {
 		t.Fatalf("token %q: %v", tok, err)
 	}
@@ -307,7 +307,7 @@ func TestConnectKeyOverNATS(t *testing.T) {
 	}
 	// The key verifies what the API signs.
 	_, out := c.storedBackendConnect(t, "")
-	if _, err := plane.VerifyConnectToken(ed25519.PublicKey(k.PublicKey), out.Token, time.Now()); err != nil {
+	if _, err := plane.VerifyConnectToken(out.Token, time.Now(), ed25519.PublicKey(k.PublicKey)); err != nil {
 		t.Fatalf("the key from NATS does not verify the API's token: %v", err)
 	}
 }

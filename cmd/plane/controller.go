@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/ed25519"
 	"errors"
 	"flag"
 	"fmt"
@@ -57,6 +56,12 @@ type ControllerConfig struct {
 	// dispatch.DefaultReplicas, from the NATS servers known).
 	NATSReplicas int
 	Logger       *slog.Logger
+	// SigningKey is the file of the key that signs tokens (default
+	// <DataDir>/signing.key, made on first use); AcceptKeys are files of
+	// other keys whose tokens are still good (a rotation). Every
+	// controller of a cluster must have the same.
+	SigningKey string
+	AcceptKeys []string
 	// TakeOverCluster replaces another cluster's claim on the NATS instead
 	// of refusing to start (see claimCluster).
 	TakeOverCluster bool
@@ -99,10 +104,12 @@ func OpenController(ctx context.Context, cfg ControllerConfig) (c *Controller, e
 	if c.DB, err = openStore(ctx, cfg.Store, cfg.DataDir); err != nil {
 		return nil, err
 	}
-	key, err := auth.LoadOrCreateKey(cfg.DataDir)
+	keys, err := loadSigningKeys(cfg.DataDir, cfg.SigningKey, cfg.AcceptKeys)
 	if err != nil {
 		return nil, err
 	}
+	signID, acceptIDs := keys.describe()
+	cfg.Logger.Info("signing key", "key", signID, "accepted", acceptIDs)
 	url := cfg.NATSURL
 	if url == "" {
 		if c.NATS, err = startNATS(cfg.NATSListen, filepath.Join(cfg.DataDir, "nats")); err != nil {
@@ -129,23 +136,23 @@ func OpenController(ctx context.Context, cfg ControllerConfig) (c *Controller, e
 		return nil, err
 	}
 	// One key signs API tokens and connect tokens; drones fetch its public
-	// half over NATS to verify connect tokens.
-	pub := key.Public().(ed25519.PublicKey)
+	// half over NATS to verify connect tokens, with the keys accepted.
+	pub := keys.public()
 	// Live views follow the changes every controller on this NATS applies.
 	if c.Bus, err = bus.NewNATS(c.NC, cfg.Logger); err != nil {
 		return nil, err
 	}
-	c.Dispatch = &dispatch.Dispatcher{NC: c.NC, Backends: c.DB, Drones: c.DB, ConnectKey: pub, Logger: cfg.Logger,
+	c.Dispatch = &dispatch.Dispatcher{NC: c.NC, Backends: c.DB, Drones: c.DB, ConnectKey: pub, AcceptKeys: keys.accept, Logger: cfg.Logger,
 		UnreachableAfter: cfg.DroneUnreachableAfter, LostAfter: cfg.DroneLostAfter, Replicas: cfg.NATSReplicas,
 		HolderID: c.holderID()}
 	c.Server = server.New(server.Config{
 		Projects: c.DB, Images: c.DB, Backends: c.DB, Drones: c.DB, Tokens: c.DB,
 		Users: c.DB, Teams: c.DB, Activity: c.DB,
-		Auth:            &auth.Authenticator{Key: pub, Tokens: c.DB},
+		Auth:            &auth.Authenticator{Key: pub, Accept: keys.accept, Tokens: c.DB},
 		Dispatch:        c.Dispatch,
 		Bus:             c.Bus,
 		BackendURL:      func(id string) string { return strings.ReplaceAll(cfg.BackendURL, "{id}", id) },
-		ConnectKey:      key,
+		ConnectKey:      keys.sign,
 		ConnectTokenTTL: cfg.ConnectTokenTTL,
 		TrustedProxies:  cfg.TrustedProxies,
 		Ready:           c.ready,
@@ -361,6 +368,10 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 	faultFlags(fs, &cfg)
 	backendURL := fs.String("backend-url", "", "backend URL pattern with {id}; default https://{id}.<domain>/")
 	fs.DurationVar(&cfg.ConnectTokenTTL, "connect-token-ttl", plane.DefaultConnectTokenTTL, "how long a backend's connect URL works")
+	fs.StringVar(&cfg.SigningKey, "signing-key", os.Getenv("PLANE_SIGNING_KEY"),
+		"the key that signs API and connect tokens, shared by every controller of a cluster (env PLANE_SIGNING_KEY); default: <data>/signing.key, made on first use")
+	fs.Var((*listFlag)(&cfg.AcceptKeys), "accept-keys",
+		"comma-separated files of other keys whose tokens are still accepted, during a rotation of --signing-key (private or public key PEM)")
 	fs.BoolVar(&cfg.TakeOverCluster, "take-over-cluster", false,
 		"claim the NATS for this data folder's cluster even though another cluster owns it: the backends on that cluster's drones will be ended")
 	log, err := parseWithLogger(fs, args, stderr)

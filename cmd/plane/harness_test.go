@@ -129,7 +129,7 @@ func (c *cluster) startDrone(id string, edit func(*DroneConfig)) *Drone {
 	c.t.Helper()
 	c.t.Cleanup(func() { dockertest.RemoveDroneContainers(c.t, id) })
 	cfg := DroneConfig{
-		DataDir: c.t.TempDir(), ID: id, NATSURL: c.ns.ClientURL(), IP: "127.0.0.1",
+		DataDir: c.t.TempDir(), ID: id, NATSURL: c.ns.ClientURL(), IP: "127.0.0.1", PublishIP: dockertest.PublishIP.String(),
 		ProxyAddr: "127.0.0.1:0", Domain: c.opts.domain,
 		StartTimeout: c.opts.startTimeout, StopGrace: 3 * time.Second, Logger: testLogger(c.t, "drone "+id),
 	}

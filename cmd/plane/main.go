@@ -31,7 +31,7 @@ func init() {
 		"controller": {"run the controller: API, dashboard, scheduler, store", runController},
 		"drone":      {"run a drone: the agent that starts backends in Docker", runDrone},
 		"migrate":    {"apply the controller's database migrations and exit", runMigrate},
-		"admin":      {"administer a controller: admin token/user/project create and sqlite backup/restore on its machine, admin drones over the API", runAdmin},
+		"admin":      {"administer a controller: admin token/user/project/key create, sqlite backup/restore and migrate-store on its machine, admin drones over the API", runAdmin},
 		"version":    {"print the version", runVersion},
 		"spawn":      {"spawn a backend (or connect to the one holding --key)", runSpawn},
 		"ls":         {"list backends", runList},

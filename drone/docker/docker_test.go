@@ -120,8 +120,8 @@ func TestStart(t *testing.T) {
 	c := dockertest.Start(t, spec)
 
 	host, _, err := net.SplitHostPort(c.Address)
-	if err != nil || host != "127.0.0.1" {
-		t.Fatalf("Address = %q, want 127.0.0.1:<port>", c.Address)
+	if err != nil || host != dockertest.PublishIP.String() {
+		t.Fatalf("Address = %q, want %s:<port>", c.Address, dockertest.PublishIP)
 	}
 	if body := waitHTTP(t, c.Address, "/healthz"); body != "ok" {
 		t.Errorf("/healthz = %q", body)

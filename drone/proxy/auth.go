@@ -254,11 +254,11 @@ func (p *Proxy) verify(tok string) (plane.ConnectToken, error) {
 		}
 		return ct, nil
 	}
-	key := p.key.Load()
-	if key == nil {
+	keys := p.keys.Load()
+	if keys == nil {
 		return plane.ConnectToken{}, plane.Errorf(plane.EUNAVAILABLE, "this drone cannot check connect tokens yet: it has not heard from the controller")
 	}
-	ct, err := plane.VerifyConnectToken(*key, tok, now)
+	ct, err := plane.VerifyConnectToken(tok, now, *keys...)
 	if err != nil {
 		return ct, err
 	}

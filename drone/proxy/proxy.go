@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -67,7 +68,7 @@ type Proxy struct {
 	log    *slog.Logger
 	suffix string // "." + domain, lowercase
 
-	key       atomic.Pointer[ed25519.PublicKey]
+	keys      atomic.Pointer[[]ed25519.PublicKey]
 	cert      atomic.Pointer[tls.Certificate]
 	httpsPort atomic.Int64
 	tokens    tokenCache
@@ -122,9 +123,11 @@ func New(cfg Config) *Proxy {
 	}
 }
 
-// SetKey sets the controller's connect-token verification key.
-func (p *Proxy) SetKey(k ed25519.PublicKey) {
-	p.key.Store(&k)
+// SetKeys sets the keys that verify connect tokens: the controllers'
+// signing key and, during a rotation, the others they still accept.
+func (p *Proxy) SetKeys(keys ...ed25519.PublicKey) {
+	keys = slices.Clone(keys)
+	p.keys.Store(&keys)
 	p.tokens.clear()
 }
 

@@ -204,7 +204,7 @@ func newEnv(t *testing.T, cfg Config, secure bool) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.SetKey(pub)
+	p.SetKeys(pub)
 	ln := listenLoopback(t)
 	served := make(chan error, 1)
 	go func() { served <- p.Serve(ln, secure) }()
@@ -1093,6 +1093,39 @@ func TestProxyTokens(t *testing.T) {
 		resp, _ := e.get(c, e.url("b1", "/echo"), cookieHeader(short))
 		return resp.StatusCode == 401
 	})
+}
+
+// A rotation of the controllers' signing key: while the old key is still
+// accepted, tokens of both keys open the backend; once it is dropped, the
+// old key's tokens fail at once, even those the proxy had cached.
+func TestProxyKeyRotation(t *testing.T) {
+	t.Parallel()
+	e, _ := newEnvWithB1(t, false)
+	c, _ := e.client()
+	oldPriv := e.priv
+	oldTok := e.token("b1", "alice", time.Hour)
+	if resp, body := e.get(c, e.url("b1", "/echo"), cookieHeader(oldTok)); resp.StatusCode != 200 {
+		t.Fatalf("before the rotation: %d %q", resp.StatusCode, body)
+	}
+	newPub, newPriv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.p.SetKeys(newPub, oldPriv.Public().(ed25519.PublicKey))
+	e.priv = newPriv
+	newTok := e.token("b1", "bob", time.Hour)
+	for name, tok := range map[string]string{"old": oldTok, "new": newTok} {
+		if resp, body := e.get(c, e.url("b1", "/echo"), cookieHeader(tok)); resp.StatusCode != 200 {
+			t.Errorf("%s key's token while both are accepted: %d %q", name, resp.StatusCode, body)
+		}
+	}
+	e.p.SetKeys(newPub)
+	if resp, _ := e.get(c, e.url("b1", "/echo"), cookieHeader(oldTok)); resp.StatusCode != 401 {
+		t.Errorf("old key's token after it was dropped: %d, want 401", resp.StatusCode)
+	}
+	if resp, body := e.get(c, e.url("b1", "/echo"), cookieHeader(newTok)); resp.StatusCode != 200 {
+		t.Errorf("new key's token: %d %q", resp.StatusCode, body)
+	}
 }
 
 func TestProxyNoKey(t *testing.T) {

@@ -61,7 +61,7 @@ func TestConnect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ct, err := plane.VerifyConnectToken(pub, conn.Token, time.Now())
+	ct, err := plane.VerifyConnectToken(conn.Token, time.Now(), pub)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -63,7 +63,10 @@ type Dispatcher struct {
 	Now                         func() time.Time
 	// ConnectKey verifies connect tokens; drones ask for it on
 	// plane.SubjectConnectKey. Nil: the request goes unanswered.
+	// AcceptKeys are the other keys whose tokens are still good (a
+	// rotation of the signing key); drones get them too.
 	ConnectKey ed25519.PublicKey
+	AcceptKeys []ed25519.PublicKey
 
 	js   jetstream.JetStream
 	cctx jetstream.ConsumeContext
@@ -99,6 +102,11 @@ func (d *Dispatcher) Open(ctx context.Context) error {
 	}
 	if d.ConnectKey != nil && len(d.ConnectKey) != ed25519.PublicKeySize {
 		return fmt.Errorf("connect key: %d bytes, want %d", len(d.ConnectKey), ed25519.PublicKeySize)
+	}
+	if k := d.connectKeys(); d.ConnectKey != nil {
+		if err := k.Validate(); err != nil {
+			return fmt.Errorf("connect keys: %w", err)
+		}
 	}
 	if d.HolderID == "" {
 		d.HolderID = newHolderID()

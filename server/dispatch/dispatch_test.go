@@ -20,6 +20,13 @@ func TestOpenRefusesAMalformedConnectKey(t *testing.T) {
 		d.Close()
 		t.Fatal("Open accepted a 5-byte connect key")
 	}
+	pub, _, _ := ed25519.GenerateKey(nil)
+	d, _ = newDispatcher(newStore(nil, nil), nc)
+	d.ConnectKey, d.AcceptKeys = pub, []ed25519.PublicKey{ed25519.PublicKey("short")}
+	if err := d.Open(t.Context()); err == nil {
+		d.Close()
+		t.Fatal("Open accepted a 5-byte accepted key")
+	}
 }
 
 // Drones fetch the connect-token key over NATS.
@@ -30,8 +37,12 @@ func TestConnectKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	old, _, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	d, _ := newDispatcher(newStore(nil, nil), nc)
-	d.ConnectKey = pub
+	d.ConnectKey, d.AcceptKeys = pub, []ed25519.PublicKey{old}
 	if err := d.Open(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -43,6 +54,10 @@ func TestConnectKey(t *testing.T) {
 	got, err := plane.Decode[plane.ConnectKey](m.Data)
 	if err != nil || !pub.Equal(ed25519.PublicKey(got.PublicKey)) {
 		t.Errorf("connect key %x (%v), want %x", got.PublicKey, err, pub)
+	}
+	// A rotation: the key still accepted comes with it.
+	if len(got.Accepted) != 1 || !old.Equal(ed25519.PublicKey(got.Accepted[0])) {
+		t.Errorf("accepted keys %x, want %x", got.Accepted, old)
 	}
 }
 

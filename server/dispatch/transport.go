@@ -99,9 +99,17 @@ func (d *Dispatcher) Pull(ctx context.Context, droneID, ref string) error {
 	return d.request(ctx, plane.SubjectPull(droneID), plane.PullRequest{ImageRef: ref})
 }
 
-// handleConnectKey answers a drone's request for the connect-token key.
+// handleConnectKey answers a drone's request for the connect-token keys.
 func (d *Dispatcher) handleConnectKey(m *nats.Msg) {
-	d.respond(m, plane.ConnectKey{PublicKey: d.ConnectKey})
+	d.respond(m, d.connectKeys())
+}
+
+func (d *Dispatcher) connectKeys() plane.ConnectKey {
+	k := plane.ConnectKey{PublicKey: d.ConnectKey}
+	for _, a := range d.AcceptKeys {
+		k.Accepted = append(k.Accepted, a)
+	}
+	return k
 }
 
 // respond answers a request with v as JSON, when it has a reply subject.

@@ -47,6 +47,38 @@ var dialect = sqlstore.Dialect{
 		c := code(err)
 		return c == serializationFailure || c == deadlockDetected
 	},
+	// Rows copied with their ids leave the identity sequences behind: each
+	// BY DEFAULT identity (the ids; the rowid columns are ALWAYS, never
+	// copied, and numbered as they went in) moves past its largest value.
+	AfterCopy: func(ctx context.Context, tx *sql.Tx, tables []string) error {
+		rows, err := tx.QueryContext(ctx, `
+			SELECT c.relname, a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+			WHERE c.relnamespace = current_schema()::regnamespace AND c.relname = ANY($1) AND a.attidentity = 'd'`, tables)
+		if err != nil {
+			return fmt.Errorf("find identity columns: %w", err)
+		}
+		var idents [][2]string
+		for rows.Next() {
+			var table, column string
+			if err := rows.Scan(&table, &column); err != nil {
+				rows.Close()
+				return fmt.Errorf("find identity columns: %w", err)
+			}
+			idents = append(idents, [2]string{table, column})
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("find identity columns: %w", err)
+		}
+		for _, tc := range idents {
+			table, column := pgx.Identifier{tc[0]}.Sanitize(), pgx.Identifier{tc[1]}.Sanitize()
+			if _, err := tx.ExecContext(ctx, `SELECT setval(pg_get_serial_sequence($1, $2), COALESCE(MAX(`+column+`), 0) + 1, false) FROM `+table,
+				table, tc[1]); err != nil {
+				return fmt.Errorf("advance the identity of %s.%s: %w", tc[0], tc[1], err)
+			}
+		}
+		return nil
+	},
 }
 
 func code(err error) string {

@@ -40,6 +40,11 @@ type Dialect struct {
 	// at the same time as another (Postgres's serialization failures), so
 	// that running it again can succeed.
 	Retry func(error) bool
+	// AfterCopy, when set, runs last in Copy's write transaction on this
+	// database, whose tables (named) now hold rows that kept their ids:
+	// Postgres moves its identity sequences past them, or the next insert
+	// would take an id that is taken. sqlite numbers from the largest id.
+	AfterCopy func(ctx context.Context, tx *sql.Tx, tables []string) error
 }
 
 // maxTxAttempts bounds how often a write transaction is run again after a

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,11 +32,18 @@ var (
 	dockerErr error
 )
 
+// PublishIP is where the tests' containers publish their ports. Not
+// 127.0.0.1: with Docker's userland proxy off, a published port is a NAT
+// rule for that address, and the kernel may give the same port number on
+// 127.0.0.1 to a test server of another package running at the same time,
+// whose clients would then reach the container.
+var PublishIP = netip.MustParseAddr("127.0.0.3")
+
 // Setup connects to Docker and builds the demo image when it is missing, so
 // that tests work from a clean clone. Call it from TestMain. An unreachable
 // Docker is not an error here: Runtime then skips (or fails under CI).
 func Setup(ctx context.Context) error {
-	runtime, dockerErr = docker.New(ctx)
+	runtime, dockerErr = docker.Open(ctx, docker.Config{PublishIP: PublishIP})
 	if dockerErr != nil {
 		return nil
 	}
