@@ -129,6 +129,9 @@ func (c *Core) Spawn(ctx context.Context, actor plane.Actor, projectID int64, re
 	}
 	if req.Key != "" {
 		if b, err := c.liveBackendWithKey(ctx, projectID, req.Key); err != nil || b != nil {
+			if b != nil {
+				c.redispatchStale(ctx, b)
+			}
 			return Spawned{Backend: b}, err
 		}
 	}
@@ -155,11 +158,7 @@ func (c *Core) Spawn(ctx context.Context, actor plane.Actor, projectID int64, re
 		last = b
 		c.backendChanged(b)
 
-		spec := plane.SpawnSpec{
-			BackendID: b.ID, Key: b.Key, ImageRef: img.Ref, PullPolicy: img.PullPolicy, Port: img.Port,
-			Env: b.Env, User: b.User, Limits: b.Limits, Public: img.Public, AllowBearer: img.AllowBearer,
-		}
-		err = c.Dispatch.Spawn(ctx, drone.ID, spec)
+		err = c.Dispatch.Spawn(ctx, drone.ID, specFor(b, img))
 		if err == nil {
 			c.placer.accepted(drone.ID)
 			c.spawned("spawned")
@@ -185,6 +184,43 @@ func (c *Core) Spawn(ctx context.Context, actor plane.Actor, projectID int64, re
 			return Spawned{}, c.unplaced(ctx, actor, last, tried, refusals, nil)
 		}
 	}
+}
+
+// specFor is what a drone is sent to start b, an image's backend.
+func specFor(b *plane.Backend, img *plane.Image) plane.SpawnSpec {
+	return plane.SpawnSpec{
+		BackendID: b.ID, Key: b.Key, ImageRef: b.ImageRef, PullPolicy: img.PullPolicy, Port: img.Port,
+		Env: b.Env, User: b.User, Limits: b.Limits, Public: img.Public, AllowBearer: img.AllowBearer,
+	}
+}
+
+// RedispatchAfter is how long a backend may stay scheduled before a spawn
+// or a wait that meets it sends it to its drone again. A controller stores
+// a backend, then sends it; one that died in between (kill -9, its machine
+// lost) leaves it scheduled, holding its key, on a drone that never heard
+// of it, and a retry through another controller would wait for it until
+// reconciliation ends it as lost (30 s). Sending it again is safe at any
+// time: a drone ignores a backend it has, or has had.
+const RedispatchAfter = 2 * time.Second
+
+// redispatchStale sends b to its drone again when it has been scheduled for
+// RedispatchAfter. It reports whether it sent it.
+func (c *Core) redispatchStale(ctx context.Context, b *plane.Backend) bool {
+	if b.Status != plane.StatusScheduled || b.DroneID == "" || time.Since(b.UpdatedAt) < RedispatchAfter {
+		return false
+	}
+	img, err := c.Store.FindImage(ctx, b.ProjectID, b.Image)
+	if err != nil {
+		// Its image is gone: reconciliation ends it.
+		c.logger().Warn("a backend stays scheduled and its image cannot be read to send it again", "backend", b.ID, "err", err)
+		return false
+	}
+	if err := c.Dispatch.Spawn(ctx, b.DroneID, specFor(b, img)); err != nil {
+		c.logger().Warn("a backend stays scheduled and its drone did not take it again", "backend", b.ID, "drone", b.DroneID, "err", err)
+		return false
+	}
+	c.logger().Info("a backend was still scheduled: sent to its drone again", "backend", b.ID, "drone", b.DroneID, "scheduled_for", time.Since(b.UpdatedAt).Round(time.Millisecond))
+	return true
 }
 
 // unplaced ends a spawn that placed no backend: it found no drone (pickErr)
@@ -269,8 +305,15 @@ func (c *Core) SpawnAndWait(ctx context.Context, actor plane.Actor, projectID in
 	}
 }
 
+// settleRecheck is how often WaitSettled reads the store while it waits.
+// The bus brings every change at once; a change whose announcement was
+// lost (its controller died between storing and publishing it) is in the
+// store all the same.
+const settleRecheck = time.Second
+
 // WaitSettled blocks until b is ready or terminated, for at most
-// WaitTimeout, and returns its latest state.
+// WaitTimeout, and returns its latest state. A backend it finds still
+// scheduled after RedispatchAfter is sent to its drone again, once.
 func (c *Core) WaitSettled(ctx context.Context, b *plane.Backend) (*plane.Backend, error) {
 	settled := func(b *plane.Backend) bool {
 		return b.Status == plane.StatusReady || b.Status == plane.StatusTerminated
@@ -295,6 +338,17 @@ func (c *Core) WaitSettled(ctx context.Context, b *plane.Backend) (*plane.Backen
 	}
 	timeout := time.NewTimer(wait)
 	defer timeout.Stop()
+	recheck := time.NewTicker(settleRecheck)
+	defer recheck.Stop()
+	resent := false
+	reread := func() error {
+		stored, err := c.Store.FindBackendByID(ctx, b.ID)
+		if err != nil {
+			return err
+		}
+		cur = stored
+		return nil
+	}
 	for {
 		select {
 		case e, ok := <-ch:
@@ -305,7 +359,20 @@ func (c *Core) WaitSettled(ctx context.Context, b *plane.Backend) (*plane.Backen
 			if settled(cur) {
 				return cur, nil
 			}
+		case <-recheck.C:
+			if err := reread(); err != nil {
+				return nil, err
+			}
+			if settled(cur) {
+				return cur, nil
+			}
+			if !resent {
+				resent = c.redispatchStale(ctx, cur)
+			}
 		case <-timeout.C:
+			if err := reread(); err != nil {
+				return nil, err
+			}
 			return cur, nil
 		case <-ctx.Done():
 			return nil, ctx.Err()

@@ -499,6 +499,80 @@ func TestWaitSettled(t *testing.T) {
 	}
 }
 
+// A change stored by a controller that died before it announced it on the
+// bus still ends the wait: WaitSettled reads the store every second.
+func TestWaitSettledReadsTheStore(t *testing.T) {
+	ctx := context.Background()
+	c, st, _, _ := newCore(t)
+	c.WaitTimeout = time.Minute
+	st.addBackend(&plane.Backend{ID: "b", ProjectID: 1, Status: plane.StatusStarting})
+	go func() {
+		time.Sleep(50 * time.Millisecond) // while WaitSettled waits
+		if _, applied, err := st.ApplyBackendEvent(ctx, plane.BackendEvent{BackendID: "b", Status: plane.StatusReady}); err != nil || !applied {
+			t.Errorf("apply: %v, %v", applied, err)
+		}
+	}()
+	start := time.Now()
+	got, err := c.WaitSettled(ctx, &plane.Backend{ID: "b", Status: plane.StatusStarting})
+	if err != nil || got.Status != plane.StatusReady {
+		t.Fatalf("WaitSettled: %+v, %v; want ready from the store", got, err)
+	}
+	if took := time.Since(start); took > c.WaitTimeout/2 {
+		t.Fatalf("WaitSettled took %s: it waited for the bus only", took)
+	}
+}
+
+// A backend still scheduled RedispatchAfter after it was stored (the
+// controller that stored it died before sending it) is sent to its drone
+// again by a spawn of its key, or by a wait for it; a fresh one is not.
+func TestRedispatchStale(t *testing.T) {
+	ctx := context.Background()
+	stale := time.Now().Add(-controller.RedispatchAfter - time.Second)
+	for _, tc := range []struct {
+		name    string
+		backend plane.Backend
+		resent  bool
+	}{
+		{"stale scheduled", plane.Backend{Status: plane.StatusScheduled, UpdatedAt: stale, DroneID: "d1"}, true},
+		{"fresh scheduled", plane.Backend{Status: plane.StatusScheduled, UpdatedAt: time.Now(), DroneID: "d1"}, false},
+		{"stale loading", plane.Backend{Status: plane.StatusLoading, UpdatedAt: stale, DroneID: "d1"}, false},
+		{"stale but never placed", plane.Backend{Status: plane.StatusScheduled, UpdatedAt: stale}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, st, dr, _ := newCore(t)
+			b := tc.backend
+			b.ID, b.ProjectID, b.Image, b.ImageRef, b.Key = "k1", 1, "demo", "plane-demo:1", "room"
+			st.addBackend(&b)
+			sp, err := c.Spawn(ctx, alice, 1, plane.SpawnRequest{Image: "demo", Key: "room"})
+			if err != nil || sp.New || sp.Backend.ID != "k1" {
+				t.Fatalf("spawn of the key: %+v, %v; want the backend holding it", sp, err)
+			}
+			if got := len(dr.spawned) == 1; got != tc.resent {
+				t.Fatalf("sent again: %v (%d specs), want %v", got, len(dr.spawned), tc.resent)
+			}
+			if tc.resent {
+				if spec, to := dr.spawned[0], dr.sent()[0]; spec.BackendID != "k1" || spec.ImageRef != "plane-demo:1" || spec.Port != 8080 || to != "d1" {
+					t.Fatalf("sent %+v to %s, want k1's spec with its stored image reference to d1", spec, to)
+				}
+			}
+		})
+	}
+
+	t.Run("by a wait", func(t *testing.T) {
+		c, st, dr, _ := newCore(t)
+		c.WaitTimeout = 1500 * time.Millisecond // one recheck
+		st.addBackend(&plane.Backend{ID: "w", ProjectID: 1, Image: "demo", ImageRef: "plane-demo:latest", DroneID: "d1",
+			Status: plane.StatusScheduled, UpdatedAt: stale})
+		got, err := c.WaitSettled(ctx, &plane.Backend{ID: "w", Status: plane.StatusScheduled})
+		if err != nil || got.Status != plane.StatusScheduled {
+			t.Fatalf("WaitSettled: %+v, %v", got, err)
+		}
+		if len(dr.spawned) != 1 || dr.spawned[0].BackendID != "w" {
+			t.Fatalf("the wait sent %d specs (%+v), want w's once", len(dr.spawned), dr.spawned)
+		}
+	})
+}
+
 func TestApplyBackendEvent(t *testing.T) {
 	ctx := context.Background()
 	c, st, _, m := newCore(t)
