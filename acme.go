@@ -1,6 +1,7 @@
 package plane
 
 import (
+	"context"
 	"strings"
 	"time"
 )
@@ -94,4 +95,23 @@ func (b *CertBundle) Validate() error {
 func CertDomains(zone string) []string {
 	zone = strings.ToLower(strings.TrimSuffix(zone, "."))
 	return []string{"*." + zone, zone}
+}
+
+// ACMEState is the controllers' side of certificate ordering: which drone
+// holds the ordering lease until when, and the DNS-01 TXT values the DNS
+// servers publish. It is kept in the store so that every controller of a
+// cluster grants the same lease and its DNS server answers the same values.
+type ACMEState struct {
+	Holder string            `json:"holder,omitempty"`
+	Until  time.Time         `json:"until,omitempty"`
+	Values map[string]string `json:"values,omitempty"` // TXT value → the drone that set it
+}
+
+// ACMEStateService keeps the ACMEState.
+type ACMEStateService interface {
+	// UpdateACMEState runs fn on the stored state and stores what fn
+	// leaves, atomically; when fn returns an error nothing is stored and
+	// that error is returned. fn may run more than once.
+	UpdateACMEState(ctx context.Context, fn func(*ACMEState) error) error
+	FindACMEState(ctx context.Context) (*ACMEState, error)
 }

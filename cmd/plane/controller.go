@@ -142,7 +142,7 @@ func OpenController(ctx context.Context, cfg ControllerConfig) (c *Controller, e
 	if c.Bus, err = bus.NewNATS(c.NC, cfg.Logger); err != nil {
 		return nil, err
 	}
-	c.Dispatch = &dispatch.Dispatcher{NC: c.NC, Backends: c.DB, Drones: c.DB, ConnectKey: pub, AcceptKeys: keys.accept, Logger: cfg.Logger,
+	c.Dispatch = &dispatch.Dispatcher{NC: c.NC, Backends: c.DB, Drones: c.DB, ACME: c.DB, ConnectKey: pub, AcceptKeys: keys.accept, Logger: cfg.Logger,
 		UnreachableAfter: cfg.DroneUnreachableAfter, LostAfter: cfg.DroneLostAfter, Replicas: cfg.NATSReplicas,
 		HolderID: c.holderID()}
 	c.Server = server.New(server.Config{

@@ -136,9 +136,9 @@ func TestACMETXTOfAnExpiredLeaseDoNotBlockTheNext(t *testing.T) {
 
 func sorted(vs ...string) []string {
 	var a acmeState
-	a.values = map[string]string{}
+	a.Values = map[string]string{}
 	for _, v := range vs {
-		a.values[v] = ""
+		a.Values[v] = ""
 	}
 	return a.txt()
 }
@@ -196,5 +196,42 @@ func TestACMEOverNATS(t *testing.T) {
 	}
 	if got, _ := d.Challenges(t.Context()); len(got) != 0 {
 		t.Errorf("Challenges after clear = %v", got)
+	}
+}
+
+// Two controllers that share the ACME state (the store) grant the lease to
+// one drone at a time and publish the same TXT values, whichever of them a
+// drone or a DNS query reaches.
+func TestACMESharedByControllers(t *testing.T) {
+	t.Parallel()
+	shared := &memoryACME{}
+	a, _ := newDispatcher(newStore(nil, nil), startNATS(t))
+	b, _ := newDispatcher(newStore(nil, nil), startNATS(t))
+	a.ACME, b.ACME = shared, shared
+	req := func(d *Dispatcher, drone string) plane.ACMELease {
+		t.Helper()
+		var lease plane.ACMELease
+		if err := d.acmeStore().UpdateACMEState(t.Context(), func(st *plane.ACMEState) error {
+			lease = (*acmeState)(st).lease(plane.ACMELeaseRequest{DroneID: drone}, t0)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return lease
+	}
+	if l := req(a, "d1"); !l.Granted {
+		t.Fatalf("first lease through a: %+v", l)
+	}
+	if l := req(b, "d2"); l.Granted || l.Holder != "d1" {
+		t.Fatalf("a second drone through b: %+v, want d1's lease kept", l)
+	}
+	v := challenge("shared")
+	if err := a.acmeStore().UpdateACMEState(t.Context(), func(st *plane.ACMEState) error {
+		return (*acmeState)(st).setTXT(plane.ACMEChallenge{DroneID: "d1", Value: v}, t0)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.Challenges(t.Context()); err != nil || fmt.Sprint(got) != fmt.Sprint([]string{v}) {
+		t.Errorf("b's DNS source serves %v (%v), want the value set through a", got, err)
 	}
 }

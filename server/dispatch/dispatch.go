@@ -36,7 +36,10 @@ type Dispatcher struct {
 	NC       *nats.Conn
 	Backends plane.BackendService
 	Drones   plane.DroneService
-	Logger   *slog.Logger
+	// ACME keeps the certificate-ordering lease and TXT values (the
+	// store, shared by the controllers of a cluster). Nil: in memory.
+	ACME   plane.ACMEStateService
+	Logger *slog.Logger
 	// Applier stores the status changes of the stream and of the liveness
 	// sweep: the controller core, which also records them in the metrics
 	// and publishes them on the event bus. Nil: Backends, which only
@@ -74,11 +77,11 @@ type Dispatcher struct {
 	wg   sync.WaitGroup
 	stop context.CancelFunc
 
-	stats statsRing
-	proto protocols
-	acme  acmeState
-	recon reconcileState
-	lease lease
+	stats   statsRing
+	proto   protocols
+	acmeMem memoryACME
+	recon   reconcileState
+	lease   lease
 	// leasing: Open took part in the lease; without it (a dispatcher
 	// driven by tests) the singleton duties always run.
 	leasing bool
