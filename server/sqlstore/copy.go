@@ -30,6 +30,7 @@ var copyTables = []struct{ name, order string }{
 	{"login_failures", "time_ms, key"},
 	{"activity", "id"},
 	{"cluster", "one"},
+	{"acme_state", "one"},
 }
 
 // copyBatch is how many rows one INSERT of Copy carries: few round trips to

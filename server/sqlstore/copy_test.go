@@ -122,6 +122,10 @@ func mustFill(t *testing.T, db *sqlstore.DB) {
 	}
 	_, err = db.ClusterIdentity(ctx)
 	check("cluster identity", err)
+	check("ACME state", db.UpdateACMEState(ctx, func(st *plane.ACMEState) error {
+		st.Holder, st.Until, st.Values = "drone-a", step(80), map[string]string{"txt-value": "drone-a"}
+		return nil
+	}))
 }
 
 // contents is what the store's read API tells of everything mustFill
@@ -140,6 +144,7 @@ type contents struct {
 	Tokens   map[int64][]*plane.Token
 	Activity map[int64][]*plane.Activity
 	Cluster  plane.ClusterIdentity
+	ACME     *plane.ACMEState
 	Counts   []sqlstore.TableCount
 }
 
@@ -190,6 +195,8 @@ func mustRead(t *testing.T, db *sqlstore.DB) contents {
 	check("drones", err)
 	c.Cluster, err = db.ClusterIdentity(ctx)
 	check("cluster identity", err)
+	c.ACME, err = db.FindACMEState(ctx)
+	check("ACME state", err)
 	c.Counts, err = db.CountRows(ctx)
 	check("counts", err)
 	return c
