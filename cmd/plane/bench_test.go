@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"plane"
-	"plane/drone/docker"
 	"plane/drone/docker/dockertest"
 )
 
@@ -49,20 +48,7 @@ func BenchmarkSpawnReady(b *testing.B) {
 			})
 
 			// Raw Docker round, same image and same readiness check.
-			id := "bench" + randHex(4)
-			start = time.Now()
-			ctr, err := rt.Start(ctx, docker.ContainerSpec{BackendID: id, DroneID: c.droneID + "raw", ImageRef: dockertest.DemoImage, Port: 8080,
-				Env: map[string]string{"PORT": "8080", "PLANE_BACKEND_ID": id}})
-			if err != nil {
-				b.Fatal(err)
-			}
-			for !probe(ctx, "http://"+ctr.Address+"/") {
-				time.Sleep(probeInterval)
-			}
-			r := time.Since(start)
-			if err := rt.Remove(ctx, ctr.ID); err != nil {
-				b.Fatal(err)
-			}
+			r := spawnReadyDocker(ctx, b, rt, c.droneID+"raw")
 			if i >= 2 { // the first rounds warm caches on both sides
 				api, raw = append(api, d), append(raw, r)
 			}

@@ -74,6 +74,7 @@ type clusterOpts struct {
 	startTimeout time.Duration
 	noDrone      bool
 	domain       string // the cluster zone; default plane.localhost
+	store        string // the controller's --store: a postgres:// URL; "" for sqlite in its data folder
 }
 
 func newCluster(t testing.TB, opts clusterOpts) *cluster {
@@ -94,6 +95,7 @@ func newCluster(t testing.TB, opts clusterOpts) *cluster {
 	})
 	c.ctrlCfg = ControllerConfig{
 		DataDir:    t.TempDir(),
+		Store:      opts.store,
 		HTTPAddr:   "127.0.0.1:0",
 		BackendURL: "http://{id}." + opts.domain + ":9090/",
 		NATSURL:    ns.ClientURL(),
