@@ -259,6 +259,10 @@ func (a *Agent) handleSpawn(ctx context.Context, data []byte) error {
 		return fmt.Errorf("store backend %s: %w", spec.BackendID, err)
 	}
 	a.backends[spec.BackendID] = b
+	// Routed before the answer: a user who follows the backend's URL as
+	// soon as the spawn answers waits at the proxy for it to be ready,
+	// rather than being told the drone does not serve it yet.
+	a.route(b.rec)
 	a.wg.Go(func() { b.spawn(a.ctx) })
 	return nil
 }

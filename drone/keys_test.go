@@ -3,6 +3,7 @@ package drone_test
 import (
 	"crypto/ed25519"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -80,5 +81,26 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A backend the drone has accepted is routed before the drone answers the
+// spawn: a user who follows its URL at once waits at the proxy for it to be
+// ready, instead of a 503 "the drone is starting" (seen in CI when the
+// request beat the backend's first status change).
+func TestRoutedWhenAccepted(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.rt.BlockPull(testImage) // the backend stays in loading, or before it
+	t.Cleanup(func() { h.rt.ReleasePull(testImage, nil) })
+	p := proxy.New(proxy.Config{Domain: "plane.test", Logger: slog.New(slog.DiscardHandler)})
+	t.Cleanup(func() { _ = p.Close() })
+	h.start(func(c *drone.Config) { c.Proxy = p })
+	for i := range 20 {
+		id := fmt.Sprintf("routed%d", i)
+		h.mustSpawn(plane.SpawnSpec{BackendID: id, ImageRef: testImage, PullPolicy: plane.PullAlways, Port: 8080})
+		if _, last := p.Activity(id); last.IsZero() {
+			t.Fatalf("backend %s accepted but not routed", id)
+		}
 	}
 }

@@ -3,57 +3,22 @@ package dispatch
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-	"net"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"plane"
+	"plane/natsjs/natstest"
 )
 
 // startNATSCluster runs three clustered nats-servers with JetStream and
 // connects to the first.
 func startNATSCluster(t *testing.T) *nats.Conn {
 	t.Helper()
-	var ports []int
-	for range 3 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-		ln.Close()
-	}
-	var routes []string
-	for _, p := range ports {
-		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
-	}
-	var servers []*server.Server
-	for i, p := range ports {
-		opts := &server.Options{
-			ServerName: fmt.Sprintf("n%d", i+1), Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
-			NoLog: true, NoSigs: true,
-			Cluster: server.ClusterOpts{Name: "plane-test", Host: "127.0.0.1", Port: p},
-			Routes:  server.RoutesFromStr(fmt.Sprintf("%s,%s,%s", routes[0], routes[1], routes[2])),
-		}
-		ns, err := server.NewServer(opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		go ns.Start()
-		t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-		servers = append(servers, ns)
-	}
-	for _, ns := range servers {
-		if !ns.ReadyForConnections(10 * time.Second) {
-			t.Fatal("nats-server not ready")
-		}
-	}
+	servers := natstest.StartCluster(t, 3)
 	nc, err := nats.Connect(servers[0].ClientURL())
 	if err != nil {
 		t.Fatal(err)
