@@ -111,6 +111,10 @@ func (s *SpawnSpec) Validate() error {
 	if len(s.Key) > MaxKeyLen {
 		return FieldErrorf("key", "longer than %d bytes", MaxKeyLen)
 	}
+	if !printable(s.Key) {
+		// The drone's proxy writes it into every request (X-Plane-Key).
+		return FieldErrorf("key", "must be printable UTF-8")
+	}
 	if err := ValidateEnv("env", s.Env); err != nil {
 		return err
 	}

@@ -76,6 +76,8 @@ func TestDecodeSpawnSpec(t *testing.T) {
 		{name: "no port", json: `{"backend_id":"abc","image_ref":"x","pull_policy":"never"}`, field: "port"},
 		{name: "port too large", json: `{` + ok + `,"port":65536}`, field: "port"},
 		{name: "key too long", json: `{` + ok + `,"key":"` + strings.Repeat("k", plane.MaxKeyLen+1) + `"}`, field: "key"},
+		// The drone's proxy writes the key into a request header.
+		{name: "key with a line break", json: `{` + ok + `,"key":"a\r\nX-Plane-User: admin"}`, field: "key", contains: "printable"},
 		{name: "reserved env", json: `{` + ok + `,"env":{"PLANE_BACKEND_ID":"other"}}`, field: "env", contains: "PLANE_BACKEND_ID"},
 		{name: "negative idle", json: `{` + ok + `,"max_idle_seconds":-1}`, field: "max_idle_seconds"},
 		{name: "lifetime too long", json: fmt.Sprintf(`{%s,"lifetime_seconds":%d}`, ok, plane.MaxLifetimeSeconds+1), field: "lifetime_seconds"},

@@ -370,7 +370,7 @@ func (a *Agent) route(rec *store.Backend) {
 		return
 	}
 	a.cfg.Proxy.SetRoute(proxy.Route{
-		BackendID: rec.Spec.BackendID, Address: rec.Address, Status: rec.Status,
+		BackendID: rec.Spec.BackendID, Key: rec.Spec.Key, Address: rec.Address, Status: rec.Status,
 		Public: rec.Spec.Public, AllowBearer: rec.Spec.AllowBearer,
 	})
 }

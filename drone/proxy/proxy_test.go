@@ -531,6 +531,25 @@ func TestProxyHostRouting(t *testing.T) {
 	})
 }
 
+// The backend learns its key from every request (X-Plane-Key), as it
+// learns its user: an app started before it had a key (a warm pool's) has
+// no other way. A client cannot send its own.
+func TestProxyKeyHeader(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Config{}, false)
+	b := newBackend(t, "b")
+	e.p.SetRoute(Route{BackendID: "b1", Key: "room-7 ünïcode", Address: b.addr(), Status: plane.StatusReady, Public: true})
+	e.p.SetRoute(Route{BackendID: "b2", Address: b.addr(), Status: plane.StatusReady, Public: true})
+	rc := e.dial()
+	for _, tc := range []struct{ id, want string }{{"b1", "room-7 ünïcode"}, {"b2", ""}} {
+		resp, body := rc.roundTrip("GET /echo HTTP/1.1\r\nHost: " + tc.id + ".plane.localhost\r\nX-Plane-Key: forged\r\n\r\n")
+		got := decodeEcho(t, resp, body)
+		if keys := got.Header.Values("X-Plane-Key"); len(keys) != 1 || keys[0] != tc.want {
+			t.Errorf("%s: the backend saw X-Plane-Key %q, want only %q", tc.id, keys, tc.want)
+		}
+	}
+}
+
 func TestProxyLookup(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, Config{Lookup: func(id string) (plane.BackendStatus, bool) {

@@ -11,6 +11,7 @@ import (
 // Route is what the proxy knows of a backend, as the drone tells it.
 type Route struct {
 	BackendID   string
+	Key         string // the backend's key, sent to it as X-Plane-Key
 	Address     string // host:port of the container; empty until it has one
 	Status      plane.BackendStatus
 	Public      bool // no connect token needed

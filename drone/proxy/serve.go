@@ -121,7 +121,7 @@ func (cn *conn) forward(rt *route, r Route, a access) (keep bool, tunnel func())
 			cn.page(502, r.BackendID, string(r.Status), "the backend refused the connection", hasBody)
 			return !hasBody && !h.connClose, nil
 		}
-		cn.out = cn.appendRequestHead(cn.out[:0], r.BackendID, a)
+		cn.out = cn.appendRequestHead(cn.out[:0], r, a)
 		ex = exchange{}
 		err = cn.send(u, &ex, hasBody)
 		cn.sent = cn.sent || err == nil
@@ -518,7 +518,7 @@ func buffered(br *bufio.Reader) []byte {
 // framing.go): the headers the policy drops are left out, the token the
 // proxy consumed too, and the proxy writes Plane's headers, the connection
 // headers and the framing itself.
-func (cn *conn) appendRequestHead(b []byte, backendID string, a access) []byte {
+func (cn *conn) appendRequestHead(b []byte, r Route, a access) []byte {
 	h := cn.h
 	b = append(b, h.bytes(h.method)...)
 	b = append(b, ' ')
@@ -549,7 +549,9 @@ func (cn *conn) appendRequestHead(b []byte, backendID string, a access) []byte {
 		b = append(b, "\r\n"...)
 	}
 	b = append(b, "X-Plane-Backend: "...)
-	b = append(b, backendID...)
+	b = append(b, r.BackendID...)
+	b = append(b, "\r\nX-Plane-Key: "...)
+	b = append(b, r.Key...)
 	b = append(b, "\r\nX-Plane-User: "...)
 	b = append(b, a.user...)
 	b = append(b, "\r\nX-Forwarded-For: "...)

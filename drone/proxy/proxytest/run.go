@@ -19,6 +19,7 @@ type Target struct {
 	Host      string // the backend's Host value
 	BackendID string // what X-Plane-Backend must say
 	User      string // what X-Plane-User must say
+	Key       string // what X-Plane-Key must say (the route's key)
 	Token     string // a connect token for the backend
 	// Recorded returns what the recorder read since it was last called,
 	// and forgets it.
@@ -130,12 +131,13 @@ func (tg Target) CheckRequest(r Request) []string {
 	if r.Err != "" {
 		fail("backend could not read it")
 	}
-	own := map[string]string{"X-Plane-Backend": tg.BackendID, "X-Plane-User": tg.User}
+	own := map[string]string{"X-Plane-Backend": tg.BackendID, "X-Plane-User": tg.User, "X-Plane-Key": tg.Key}
 	for name, vals := range r.Header {
+		_, ours := own[name]
 		switch {
 		case strings.ContainsRune(name, '_'):
 			fail("header %q reached the backend", name)
-		case own[name] != "" || name == "X-Plane-User":
+		case ours:
 			if len(vals) != 1 || vals[0] != own[name] {
 				fail("%s = %q, want exactly %q", name, vals, own[name])
 			}
@@ -143,8 +145,10 @@ func (tg Target) CheckRequest(r Request) []string {
 			fail("client header %s: %q reached the backend", name, vals)
 		}
 	}
-	if len(r.Header["X-Plane-Backend"]) != 1 || len(r.Header["X-Plane-User"]) != 1 {
-		fail("X-Plane-Backend %q, X-Plane-User %q: want one each", r.Header["X-Plane-Backend"], r.Header["X-Plane-User"])
+	for name := range own {
+		if len(r.Header[name]) != 1 {
+			fail("%s %q: want exactly one", name, r.Header[name])
+		}
 	}
 	if len(r.Trailer) > 0 {
 		fail("trailers %v reached the backend", r.Trailer)
