@@ -92,6 +92,12 @@ type Backend struct {
 	User string            `json:"user"`
 	Limits
 
+	// SuspendedAt is when the backend was last suspended (its container
+	// paused while idle), ResumedAt when it was last resumed; it is
+	// suspended now when SuspendedAt is after ResumedAt. Nil: never.
+	SuspendedAt *time.Time `json:"suspended_at"`
+	ResumedAt   *time.Time `json:"resumed_at"`
+
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
 
@@ -112,6 +118,14 @@ type BackendEvent struct {
 	ExitCode  *int              `json:"exit_code,omitempty"`
 	Error     string            `json:"error,omitempty"`
 	Address   string            `json:"address,omitempty"`
+	// Suspended, when set, reports a suspension (true) or a resume (false)
+	// of a ready backend at Time; its status does not change.
+	Suspended *bool `json:"suspended,omitempty"`
+}
+
+// Suspended reports whether the backend is suspended now.
+func (b *Backend) Suspended() bool {
+	return b.Status == StatusReady && b.SuspendedAt != nil && (b.ResumedAt == nil || b.SuspendedAt.After(*b.ResumedAt))
 }
 
 // Validate checks an event received from the network.
@@ -130,6 +144,9 @@ func (e *BackendEvent) Validate() error {
 	}
 	if e.Status != StatusTerminated && e.Reason != "" {
 		return FieldErrorf("reason", "only a terminated backend has a reason")
+	}
+	if e.Suspended != nil && e.Status != StatusReady {
+		return FieldErrorf("suspended", "only a ready backend is suspended or resumed")
 	}
 	if len(e.Error) > MaxErrorLen {
 		return FieldErrorf("error", "longer than %d bytes", MaxErrorLen)

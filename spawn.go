@@ -79,6 +79,10 @@ type Limits struct {
 	LifetimeSeconds int `json:"lifetime_seconds"`
 	CPUMillis       int `json:"cpu_millis"`
 	MemoryMB        int `json:"memory_mb"`
+	// SuspendSeconds > 0: a backend idle for MaxIdleSeconds is suspended
+	// (its container paused) instead of terminated, resumed by the next
+	// request, and terminated (idle) once suspended this long.
+	SuspendSeconds int `json:"suspend_seconds"`
 }
 
 // LimitsInput are the limits a request sets: nil ones keep the default
@@ -88,6 +92,7 @@ type LimitsInput struct {
 	LifetimeSeconds *int `json:"lifetime_seconds,omitempty"`
 	CPUMillis       *int `json:"cpu_millis,omitempty"`
 	MemoryMB        *int `json:"memory_mb,omitempty"`
+	SuspendSeconds  *int `json:"suspend_seconds,omitempty"`
 }
 
 // With returns l with the limits in set.
@@ -95,7 +100,7 @@ func (l Limits) With(in LimitsInput) Limits {
 	for _, f := range []struct {
 		dst *int
 		src *int
-	}{{&l.MaxIdleSeconds, in.MaxIdleSeconds}, {&l.LifetimeSeconds, in.LifetimeSeconds}, {&l.CPUMillis, in.CPUMillis}, {&l.MemoryMB, in.MemoryMB}} {
+	}{{&l.MaxIdleSeconds, in.MaxIdleSeconds}, {&l.LifetimeSeconds, in.LifetimeSeconds}, {&l.CPUMillis, in.CPUMillis}, {&l.MemoryMB, in.MemoryMB}, {&l.SuspendSeconds, in.SuspendSeconds}} {
 		if f.src != nil {
 			*f.dst = *f.src
 		}
@@ -105,7 +110,7 @@ func (l Limits) With(in LimitsInput) Limits {
 
 // Validate checks every limit.
 func (l Limits) Validate() error {
-	return LimitsInput{&l.MaxIdleSeconds, &l.LifetimeSeconds, &l.CPUMillis, &l.MemoryMB}.Validate()
+	return LimitsInput{&l.MaxIdleSeconds, &l.LifetimeSeconds, &l.CPUMillis, &l.MemoryMB, &l.SuspendSeconds}.Validate()
 }
 
 // Validate checks the limits that are set.
@@ -120,6 +125,7 @@ func (in LimitsInput) Validate() error {
 		{"lifetime_seconds", in.LifetimeSeconds, MaxLifetimeSeconds},
 		{"cpu_millis", in.CPUMillis, MaxCPUMillis},
 		{"memory_mb", in.MemoryMB, MaxMemoryMB},
+		{"suspend_seconds", in.SuspendSeconds, MaxLifetimeSeconds},
 	} {
 		if f.v == nil {
 			continue
