@@ -38,6 +38,8 @@ type Runtime interface {
 	Logs(ctx context.Context, id string, follow bool, fn func(stream, line string)) error
 	Stats(ctx context.Context, id string) (docker.Stats, error)
 	Images(ctx context.Context) ([]string, error)
+	Pause(ctx context.Context, id string) error
+	Unpause(ctx context.Context, id string) error
 }
 
 var _ Runtime = (*docker.Runtime)(nil)
@@ -49,6 +51,9 @@ type Config struct {
 	ProxyAddress string // where this drone's proxy listens
 	Version      string
 	Capacity     int // most live backends; 0 = no limit
+	// SuspendMemoryBytes bounds the memory suspended backends may hold;
+	// past it the longest-suspended are terminated (idle). 0: no bound.
+	SuspendMemoryBytes int64
 
 	StartTimeout  time.Duration // from container start until it answers HTTP
 	PullTimeout   time.Duration
@@ -369,10 +374,39 @@ func (a *Agent) route(rec *store.Backend) {
 	if a.cfg.Proxy == nil {
 		return
 	}
-	a.cfg.Proxy.SetRoute(proxy.Route{
+	a.cfg.Proxy.SetRoute(routeOf(rec, false))
+}
+
+// routeSuspended tells the proxy that b is suspended, so that a request
+// for it wakes it first (Resume), or that it is awake again.
+func (a *Agent) routeSuspended(b *backend, suspended bool) {
+	if a.cfg.Proxy == nil {
+		return
+	}
+	b.mu.Lock()
+	rec := *b.rec
+	b.mu.Unlock()
+	a.cfg.Proxy.SetRoute(routeOf(&rec, suspended))
+}
+
+func routeOf(rec *store.Backend, suspended bool) proxy.Route {
+	return proxy.Route{
 		BackendID: rec.Spec.BackendID, Key: rec.Spec.Key, Address: rec.Address, Status: rec.Status,
-		Public: rec.Spec.Public, AllowBearer: rec.Spec.AllowBearer,
-	})
+		Public: rec.Spec.Public, AllowBearer: rec.Spec.AllowBearer, Suspended: suspended,
+	}
+}
+
+// Resume wakes a suspended backend before the proxy forwards a request to
+// it: the proxy's Config.Resume. A backend that is not suspended, or that
+// this drone does not run, is no error (the proxy answers for it).
+func (a *Agent) Resume(ctx context.Context, backendID string) error {
+	a.mu.Lock()
+	b := a.backends[backendID]
+	a.mu.Unlock()
+	if b == nil {
+		return nil
+	}
+	return b.wake(ctx, true)
 }
 
 // forget drops a backend that reached terminated from the live set.

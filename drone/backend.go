@@ -30,6 +30,11 @@ type backend struct {
 	logsDone chan struct{}      // closed when the log follower has forwarded all output
 	since    time.Time          // start of the idle clock: ready, or adoption after a restart
 	usage    plane.BackendStats // last CPU and memory sample
+
+	// suspendMu serializes pausing and unpausing the container; suspended
+	// (under mu) is when it was paused, zero while it is not.
+	suspendMu sync.Mutex
+	suspended time.Time
 }
 
 type stopRequest struct {
@@ -70,26 +75,104 @@ func (b *backend) emit(ctx context.Context, status plane.BackendStatus, mutate f
 	}
 	rec := *b.rec
 	b.mu.Unlock()
+	if b.record(ctx, &rec, ev, b.id+"."+string(status)) {
+		b.a.route(&rec)
+		b.log.Debug("status", "status", status)
+	}
+}
 
+// record writes rec and ev, under the outbox message ID msgID, in one
+// transaction of the outbox, and sends a copy of ev on core NATS. It
+// reports whether the write succeeded.
+func (b *backend) record(ctx context.Context, rec *store.Backend, ev plane.BackendEvent, msgID string) bool {
 	data, err := json.Marshal(ev)
 	if err != nil {
 		b.log.Error("encode event", "err", err)
-		return
+		return false
 	}
-	msgID := b.id + "." + string(status)
 	// The write outlives a cancelled run context: a status reached must be recorded.
-	if _, err := b.a.cfg.Store.PutBackendAndEnqueue(context.WithoutCancel(ctx), &rec, plane.SubjectBackendStatus(b.id), msgID, data); err != nil {
-		b.log.Error("record status", "status", status, "err", err)
-		return
+	if _, err := b.a.cfg.Store.PutBackendAndEnqueue(context.WithoutCancel(ctx), rec, plane.SubjectBackendStatus(b.id), msgID, data); err != nil {
+		b.log.Error("record status", "status", ev.Status, "err", err)
+		return false
 	}
 	b.a.out.notify()
 	// A copy on core NATS reaches the controller at once, even while the
 	// stream elects a leader; the outbox's copy is the one that counts.
 	if err := b.a.cfg.NATS.Publish(plane.SubjectBackendStatusLive(b.id), data); err != nil {
-		b.log.Debug("publish live status", "status", status, "err", err)
+		b.log.Debug("publish live status", "status", ev.Status, "err", err)
 	}
-	b.a.route(&rec)
-	b.log.Debug("status", "status", status)
+	return true
+}
+
+// suspend pauses the idle backend's container, routes its requests
+// through a resume, and reports the suspension. It reports whether the
+// container is paused.
+func (b *backend) suspend(ctx context.Context) bool {
+	b.suspendMu.Lock()
+	defer b.suspendMu.Unlock()
+	b.mu.Lock()
+	cid := b.rec.ContainerID
+	b.mu.Unlock()
+	if err := b.a.cfg.Runtime.Pause(ctx, cid); err != nil {
+		b.log.Warn("suspend: pause the container", "err", err)
+		return false
+	}
+	now := time.Now()
+	b.mu.Lock()
+	b.suspended = now
+	b.mu.Unlock()
+	b.a.routeSuspended(b, true)
+	b.reportSuspension(ctx, true, now)
+	b.log.Info("backend suspended")
+	return true
+}
+
+// wake unpauses a suspended backend's container, and reports the resume
+// when report says so; a backend that is not suspended (another request
+// woke it first) is left as it is.
+func (b *backend) wake(ctx context.Context, report bool) error {
+	b.suspendMu.Lock()
+	defer b.suspendMu.Unlock()
+	b.mu.Lock()
+	at, cid := b.suspended, b.rec.ContainerID
+	b.mu.Unlock()
+	if at.IsZero() {
+		return nil
+	}
+	if err := b.a.cfg.Runtime.Unpause(ctx, cid); err != nil {
+		return fmt.Errorf("resume backend %s: %w", b.id, err)
+	}
+	now := time.Now()
+	b.mu.Lock()
+	b.suspended, b.since = time.Time{}, now // the idle clock starts again
+	b.mu.Unlock()
+	b.a.routeSuspended(b, false)
+	if report {
+		b.reportSuspension(ctx, false, now)
+	}
+	b.log.Info("backend resumed", "suspended_for", now.Sub(at).Round(time.Millisecond))
+	return nil
+}
+
+// reportSuspension sends the controller a suspension (true) or a resume of
+// the ready backend at t; each is its own message of the outbox.
+func (b *backend) reportSuspension(ctx context.Context, suspended bool, t time.Time) {
+	b.mu.Lock()
+	rec := *b.rec
+	b.mu.Unlock()
+	ev := plane.BackendEvent{BackendID: b.id, DroneID: b.a.cfg.ID, Status: plane.StatusReady, Time: t, Address: rec.Address, Suspended: &suspended}
+	kind := "resumed"
+	if suspended {
+		kind = "suspended"
+	}
+	b.record(ctx, &rec, ev, b.id+"."+kind+"."+strconv.FormatInt(t.UnixNano(), 10))
+}
+
+// suspendedSince is when the backend was suspended, zero while it is not.
+func (b *backend) suspendedSince() time.Time {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.suspended
 }
 
 // finish records terminated with reason and cleans up: the container is
@@ -313,10 +396,24 @@ func (b *backend) watch(ctx context.Context) {
 			b.stopContainer(ctx, stopRequest{reason: plane.ReasonLifetime})
 			return
 		case now := <-idleTick:
-			if b.idleFor(now) >= time.Duration(spec.MaxIdleSeconds)*time.Second {
-				b.stopContainer(ctx, stopRequest{reason: plane.ReasonIdle})
-				return
+			if at := b.suspendedSince(); !at.IsZero() {
+				// Suspended: ended once suspended for SuspendSeconds.
+				if now.Sub(at) >= time.Duration(spec.SuspendSeconds)*time.Second {
+					b.stopContainer(ctx, stopRequest{reason: plane.ReasonIdle})
+					return
+				}
+				continue
 			}
+			if b.idleFor(now) < time.Duration(spec.MaxIdleSeconds)*time.Second {
+				continue
+			}
+			// Idle: suspended when it may be (and terminated if the
+			// container cannot be paused), else terminated.
+			if spec.SuspendSeconds > 0 && b.suspend(ctx) {
+				continue
+			}
+			b.stopContainer(ctx, stopRequest{reason: plane.ReasonIdle})
+			return
 		}
 	}
 }
@@ -340,6 +437,11 @@ func (b *backend) idleFor(now time.Time) time.Duration {
 // stopContainer terminates: SIGTERM, grace, SIGKILL (at once when hard), then
 // records terminated with the exit code.
 func (b *backend) stopContainer(ctx context.Context, req stopRequest) {
+	// A paused container is thawed first, so that a soft stop's SIGTERM is
+	// handled by the app within its grace.
+	if err := b.wake(ctx, false); err != nil {
+		b.log.Warn("stop: unpause", "err", err)
+	}
 	b.emit(ctx, plane.StatusTerminating, func(r *store.Backend, _ *plane.BackendEvent) { r.Reason = req.reason })
 	b.mu.Lock()
 	cid := b.rec.ContainerID

@@ -42,11 +42,19 @@ func (a *Agent) reconcile(ctx context.Context) error {
 		case c.Running:
 			rec.ContainerID, rec.Address = c.ID, c.Address
 			b.since = now // the idle clock restarts: nobody could connect while we were down
+			if c.Paused {
+				// Suspended before the restart: it stays so, its
+				// suspension counted from now, and a request wakes it.
+				b.suspended = now
+			}
 			a.mu.Lock()
 			a.backends[b.id] = b
 			a.mu.Unlock()
 			b.attach(a.ctx)
-			a.route(rec) // route at once: the proxy serves adopted backends before any change
+			if a.cfg.Proxy != nil {
+				// Route at once: the proxy serves adopted backends before any change.
+				a.cfg.Proxy.SetRoute(routeOf(rec, c.Paused))
+			}
 			// rec is b's record from here on: its goroutine owns it.
 			status := rec.Status
 			a.wg.Go(func() { b.resume(a.ctx, status) })

@@ -152,6 +152,43 @@ func (a *Agent) sample(ctx context.Context) {
 		b.usage.CPUPercent, b.usage.MemoryBytes, b.usage.MemoryLimit = st.CPUPercent, st.MemoryBytes, st.MemoryLimit
 		b.mu.Unlock()
 	}
+	a.enforceSuspendBudget()
+}
+
+// enforceSuspendBudget ends the longest-suspended backends, as idle, while
+// the suspended ones hold more memory than SuspendMemoryBytes: a paused
+// container keeps its memory, and the ones nobody came back to for the
+// longest are the least likely to be missed.
+func (a *Agent) enforceSuspendBudget() {
+	if a.cfg.SuspendMemoryBytes <= 0 {
+		return
+	}
+	type held struct {
+		b     *backend
+		since time.Time
+		bytes int64
+	}
+	var suspended []held
+	var total int64
+	for _, b := range a.readyBackends() {
+		b.mu.Lock()
+		h := held{b, b.suspended, int64(b.usage.MemoryBytes)}
+		b.mu.Unlock()
+		if !h.since.IsZero() {
+			suspended = append(suspended, h)
+			total += h.bytes
+		}
+	}
+	slices.SortFunc(suspended, func(x, y held) int { return x.since.Compare(y.since) })
+	for _, h := range suspended {
+		if total <= a.cfg.SuspendMemoryBytes {
+			return
+		}
+		h.b.log.Info("suspended backends hold more memory than the budget: ending the longest suspended",
+			"suspended_bytes", total, "budget_bytes", a.cfg.SuspendMemoryBytes, "suspended_since", h.since)
+		h.b.terminate(false, plane.ReasonIdle)
+		total -= h.bytes
+	}
 }
 
 func (a *Agent) readyBackends() []*backend {

@@ -40,13 +40,15 @@ type DroneConfig struct {
 	// limit; < 0: none) and the wait for a backend's response head.
 	ProxyMaxConns        int
 	ProxyResponseTimeout time.Duration
-	Domain               string // backends are at <id>.<Domain>
-	HTTPSAddr            string // where the HTTPS proxy listens; empty: no HTTPS
-	ACME                 ACMEConfig
-	Capacity             int
-	StartTimeout         time.Duration
-	StopGrace            time.Duration
-	Logger               *slog.Logger
+	// SuspendMemoryMB bounds the memory of suspended backends (0: none).
+	SuspendMemoryMB int
+	Domain          string // backends are at <id>.<Domain>
+	HTTPSAddr       string // where the HTTPS proxy listens; empty: no HTTPS
+	ACME            ACMEConfig
+	Capacity        int
+	StartTimeout    time.Duration
+	StopGrace       time.Duration
+	Logger          *slog.Logger
 }
 
 // ACMEConfig configures the drone's certificate orders; no Directory, no orders.
@@ -130,6 +132,8 @@ func OpenDrone(ctx context.Context, cfg DroneConfig) (_ *Drone, err error) {
 			}
 			return rec.Status, true
 		},
+		// The agent is made below; no route is suspended before it runs.
+		Resume: func(ctx context.Context, id string) error { return d.Agent.Resume(ctx, id) },
 	})
 	if d.proxyLn, err = net.Listen("tcp", cfg.ProxyAddr); err != nil {
 		return nil, fmt.Errorf("proxy: listen on %s: %w", cfg.ProxyAddr, err)
@@ -142,7 +146,8 @@ func OpenDrone(ctx context.Context, cfg DroneConfig) (_ *Drone, err error) {
 	}
 	d.Agent, err = drone.New(drone.Config{
 		ID: cfg.ID, Address: cfg.IP, ProxyAddress: d.proxyLn.Addr().String(), Version: Version, Capacity: cfg.Capacity,
-		StartTimeout: cfg.StartTimeout, StopGrace: cfg.StopGrace,
+		SuspendMemoryBytes: int64(cfg.SuspendMemoryMB) << 20,
+		StartTimeout:       cfg.StartTimeout, StopGrace: cfg.StopGrace,
 		NATS: d.NC, Store: d.Store, Runtime: d.Runtime, Proxy: d.Proxy, CertStatus: certStatus, Logger: cfg.Logger,
 	})
 	if err != nil {
@@ -306,6 +311,7 @@ func droneFlags(fs *flag.FlagSet, cfg *DroneConfig) {
 	fs.StringVar(&cfg.PublishIP, "publish-ip", docker.DefaultPublishIP.String(), "the address Docker publishes backends' ports on and the drone's proxy dials (a drone in its own network namespace, or a multi-homed machine, needs the address its Docker publishes on)")
 	fs.StringVar(&cfg.Domain, "domain", "plane.localhost", "cluster domain: the proxy serves <backend-id>.<domain>")
 	fs.StringVar(&cfg.HTTPSAddr, "https", "", "address of the HTTPS proxy; empty: HTTP only")
+	fs.IntVar(&cfg.SuspendMemoryMB, "suspend-memory-mb", 0, "most memory (MB) suspended backends may hold; past it the longest-suspended are terminated as idle; 0 = no bound")
 	fs.IntVar(&cfg.ProxyMaxConns, "proxy-max-conns", 0, "most open client connections of the proxy, past which it answers 503; 0 = sized from the file-descriptor limit, -1 = no limit")
 	fs.DurationVar(&cfg.ProxyResponseTimeout, "proxy-response-timeout", proxy.DefaultResponseTimeout, "how long the proxy waits for a backend's response head (long polls need minutes)")
 	fs.StringVar(&cfg.ACME.Directory, "acme-directory", "", "ACME directory URL for the *.<domain> certificate (DNS-01 through the controller)")

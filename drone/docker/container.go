@@ -47,6 +47,7 @@ type ContainerState struct {
 	ID         string
 	BackendID  string // from the LabelBackend label
 	Running    bool
+	Paused     bool // running, its processes frozen (Pause)
 	ExitCode   int
 	Address    string    // "<publish IP>:<host port>" while running, else ""
 	FinishedAt time.Time // zero while running, or if it never ran
@@ -228,6 +229,7 @@ func (r *Runtime) Inspect(ctx context.Context, id string) (ContainerState, error
 	}
 	if s := in.State; s != nil {
 		st.Running = s.Running
+		st.Paused = s.Paused
 		st.ExitCode = s.ExitCode
 		st.FinishedAt = parseDockerTime(s.FinishedAt)
 	}
@@ -258,8 +260,8 @@ func (r *Runtime) List(ctx context.Context, droneID string) ([]ContainerState, e
 	}
 	out := make([]ContainerState, 0, len(res.Items))
 	for _, c := range res.Items {
-		if c.State == container.StateRunning {
-			st := ContainerState{ID: c.ID, BackendID: c.Labels[LabelBackend], Running: true}
+		if c.State == container.StateRunning || c.State == container.StatePaused {
+			st := ContainerState{ID: c.ID, BackendID: c.Labels[LabelBackend], Running: true, Paused: c.State == container.StatePaused}
 			for _, p := range c.Ports {
 				if p.PublicPort != 0 {
 					st.Address = net.JoinHostPort(r.hostIP(p.IP).String(), fmt.Sprint(p.PublicPort))
@@ -280,4 +282,22 @@ func (r *Runtime) List(ctx context.Context, droneID string) ([]ContainerState, e
 		out = append(out, st)
 	}
 	return out, nil
+}
+
+// Pause freezes the container's processes (the cgroup freezer): they get
+// no CPU, and their memory and listening sockets stay as they are, so that
+// Unpause resumes them where they were.
+func (r *Runtime) Pause(ctx context.Context, id string) error {
+	if _, err := r.client.ContainerPause(ctx, id, client.ContainerPauseOptions{}); err != nil {
+		return fmt.Errorf("pause container %s: %w", id, err)
+	}
+	return nil
+}
+
+// Unpause thaws a container Pause froze.
+func (r *Runtime) Unpause(ctx context.Context, id string) error {
+	if _, err := r.client.ContainerUnpause(ctx, id, client.ContainerUnpauseOptions{}); err != nil {
+		return fmt.Errorf("unpause container %s: %w", id, err)
+	}
+	return nil
 }

@@ -571,3 +571,40 @@ func TestStats(t *testing.T) {
 		t.Errorf("Stats of a removed container: %v", err)
 	}
 }
+
+// Pause freezes a container without stopping it: Inspect and List say it
+// runs, paused; after Unpause it answers as before.
+func TestPauseUnpause(t *testing.T) {
+	r := dockertest.Runtime(t)
+	ctx := context.Background()
+	drone := "test-pause-" + randHex(4)
+	spec := demoSpec(nil)
+	spec.DroneID = drone
+	c := dockertest.Start(t, spec)
+	if body := waitHTTP(t, c.Address, "/healthz"); body != "ok" {
+		t.Fatalf("/healthz = %q", body)
+	}
+	if err := r.Pause(ctx, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	st, err := r.Inspect(ctx, c.ID)
+	if err != nil || !st.Running || !st.Paused {
+		t.Fatalf("Inspect after Pause: %+v, %v; want running and paused", st, err)
+	}
+	list, err := r.List(ctx, drone)
+	if err != nil || len(list) != 1 || !list[0].Running || !list[0].Paused || list[0].Address != c.Address {
+		t.Fatalf("List after Pause: %+v, %v; want it running, paused, at %s", list, err, c.Address)
+	}
+	if err := r.Pause(ctx, c.ID); err == nil {
+		t.Error("pausing a paused container succeeded")
+	}
+	if err := r.Unpause(ctx, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := r.Inspect(ctx, c.ID); err != nil || st.Paused {
+		t.Fatalf("Inspect after Unpause: %+v, %v", st, err)
+	}
+	if body := waitHTTP(t, c.Address, "/healthz"); body != "ok" {
+		t.Errorf("/healthz after Unpause = %q", body)
+	}
+}

@@ -39,6 +39,8 @@ const (
 	OpLogs        Op = "Logs"
 	OpStats       Op = "Stats"
 	OpImages      Op = "Images"
+	OpPause       Op = "Pause"
+	OpUnpause     Op = "Unpause"
 )
 
 // Call is one recorded call of the Runtime.
@@ -543,6 +545,7 @@ type Container struct {
 
 	mu       sync.Mutex
 	running  bool
+	paused   bool
 	removed  bool
 	exitCode int
 	finished time.Time
@@ -631,7 +634,7 @@ func (c *Container) stopServing() {
 func (c *Container) state() docker.ContainerState {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	st := docker.ContainerState{ID: c.ID, BackendID: c.BackendID, Running: c.running, ExitCode: c.exitCode, FinishedAt: c.finished}
+	st := docker.ContainerState{ID: c.ID, BackendID: c.BackendID, Running: c.running, Paused: c.running && c.paused, ExitCode: c.exitCode, FinishedAt: c.finished}
 	if c.running {
 		st.Address = c.addr
 	}
@@ -657,4 +660,43 @@ func (l *gateListener) Accept() (net.Conn, error) {
 		}
 		c.Close()
 	}
+}
+
+// Pause freezes a running container: Paused reports it until Unpause.
+func (r *Runtime) Pause(ctx context.Context, id string) error {
+	r.record(Call{Op: OpPause, ID: id, BackendID: r.backendOf(id)})
+	c, err := r.lookup(id)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.running {
+		return fmt.Errorf("container %s is not running", id)
+	}
+	c.paused = true
+	return nil
+}
+
+// Unpause thaws a paused container.
+func (r *Runtime) Unpause(ctx context.Context, id string) error {
+	r.record(Call{Op: OpUnpause, ID: id, BackendID: r.backendOf(id)})
+	c, err := r.lookup(id)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.paused {
+		return fmt.Errorf("container %s is not paused", id)
+	}
+	c.paused = false
+	return nil
+}
+
+// Paused reports whether the container is paused.
+func (c *Container) Paused() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.paused
 }

@@ -11,6 +11,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/tls"
 	"errors"
@@ -50,7 +51,11 @@ type Config struct {
 	// MaxConns caps open client connections; beyond it new ones get 503.
 	// 0 sizes it from the process's file-descriptor limit; < 0: no cap.
 	MaxConns int
-	Logger   *slog.Logger
+	// Resume wakes a suspended backend (Route.Suspended) before a request
+	// is forwarded to it, within WaitReady. Nil: suspended routes are
+	// forwarded as they are.
+	Resume func(ctx context.Context, backendID string) error
+	Logger *slog.Logger
 }
 
 const (

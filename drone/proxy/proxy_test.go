@@ -550,6 +550,42 @@ func TestProxyKeyHeader(t *testing.T) {
 	}
 }
 
+// A suspended backend is woken (Config.Resume) before a request it may
+// serve is forwarded; one that cannot be woken answers 503; a request it
+// may not serve (no token) does not wake it.
+func TestProxyResumesSuspended(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	woken := map[string]int{}
+	e := newEnv(t, Config{Resume: func(_ context.Context, id string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		woken[id]++
+		if id == "stuck" {
+			return errors.New("the runtime refused")
+		}
+		return nil
+	}}, false)
+	b := newBackend(t, "b")
+	for _, id := range []string{"b1", "stuck"} {
+		e.p.SetRoute(Route{BackendID: id, Address: b.addr(), Status: plane.StatusReady, Public: true, Suspended: true})
+	}
+	e.p.SetRoute(Route{BackendID: "private", Address: b.addr(), Status: plane.StatusReady, Suspended: true})
+	c, _ := e.client()
+	if resp, body := e.get(c, e.url("b1", "/fixed"), nil); resp.StatusCode != 200 || body != "hello" {
+		t.Fatalf("suspended backend: %d %q", resp.StatusCode, body)
+	}
+	resp, body := e.get(c, e.url("stuck", "/fixed"), nil)
+	checkPage(t, resp, body, 503, "could not be woken")
+	resp, body = e.get(c, e.url("private", "/fixed"), nil)
+	checkPage(t, resp, body, 401, "needs a connect token")
+	mu.Lock()
+	defer mu.Unlock()
+	if woken["b1"] != 1 || woken["stuck"] != 1 || woken["private"] != 0 {
+		t.Errorf("woken %v, want b1 and stuck once, private never", woken)
+	}
+}
+
 func TestProxyLookup(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, Config{Lookup: func(id string) (plane.BackendStatus, bool) {

@@ -16,6 +16,9 @@ type Route struct {
 	Status      plane.BackendStatus
 	Public      bool // no connect token needed
 	AllowBearer bool // the token may come as "Authorization: Bearer"
+	// Suspended: the container is paused; a request wakes it through
+	// Config.Resume before it is forwarded.
+	Suspended bool
 }
 
 // route is a live backend in the table: its settings, the upstream

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"net"
 	"strconv"
@@ -66,6 +67,17 @@ func (cn *conn) serve() (keep bool, tunnel func()) {
 	a, done := cn.authorize(id, r)
 	if done {
 		return clean, nil
+	}
+	if r.Suspended && p.cfg.Resume != nil {
+		// Woken only for a request it may serve: after authorization.
+		ctx, cancel := context.WithTimeout(context.Background(), p.cfg.WaitReady)
+		err := p.cfg.Resume(ctx, id)
+		cancel()
+		if err != nil {
+			p.cfg.Logger.Warn("resume a suspended backend", "backend", id, "err", err)
+			cn.page(503, id, string(r.Status), "the backend is suspended and could not be woken; try again in a moment", !clean)
+			return clean, nil
+		}
 	}
 	rt.begin()
 	if p.observe != nil {
