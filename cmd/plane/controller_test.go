@@ -26,6 +26,10 @@ func TestRedactURL(t *testing.T) {
 		{"s3cret@nats-1", "xxxxx@nats-1"},
 		{"nats-1:4222", "nats-1:4222"},
 		{"", ""},
+		// Postgres URLs (--store): libpq also reads a password from the query.
+		{"postgres://plane:s3cret@db:5432/plane?sslmode=require", "postgres://plane:xxxxx@db:5432/plane?sslmode=require"},
+		{"postgres://plane@db/plane?password=s3cret", "postgres://xxxxx@db/plane?password=xxxxx"}, // a user alone may be a NATS token: hidden
+		{"postgres://db/plane?user=plane&password=s3cret&sslpassword=k3y", "postgres://db/plane?password=xxxxx&sslpassword=xxxxx&user=plane"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {

@@ -93,6 +93,20 @@ func redactURL(s string) string {
 
 func redactOneURL(s string) string {
 	u, err := neturl.Parse(strings.TrimSpace(s))
+	if err == nil {
+		// libpq (and pgx) also read a password from the query.
+		if q := u.Query(); q.Has("password") || q.Has("sslpassword") {
+			for _, k := range []string{"password", "sslpassword"} {
+				if q.Has(k) {
+					q.Set(k, "xxxxx")
+				}
+			}
+			u.RawQuery = q.Encode()
+			if u.User == nil {
+				return u.String()
+			}
+		}
+	}
 	if err == nil && u.User != nil {
 		if _, ok := u.User.Password(); !ok {
 			u.User = neturl.User("xxxxx")

@@ -24,10 +24,15 @@ import (
 // durable and shared, and every change is applied once whichever
 // controller takes it.
 //
-// With the default, a holder renews every 2 s; when it dies, another
-// controller takes over at most 6 s after the last renewal plus one 2 s
-// tick: within 8 s, inside the 10 s an operator is promised.
-const DefaultLeaseTTL = 6 * time.Second
+// Whether another controller's lease is stale is judged on this
+// controller's own clock: by how long its record has not changed since this
+// controller saw it change, not by the expiry the holder wrote, so that
+// clocks set apart by seconds neither take a healthy holder's lease nor
+// keep a dead one's. With the default, a holder renews every 5/3 s; when it
+// dies, another controller sees its last renewal within a tick, takes over
+// 5 s later, at its next tick: within about 8.5 s, inside the 10 s an
+// operator is promised.
+const DefaultLeaseTTL = 5 * time.Second
 
 // leaseRecord is the lease's value.
 type leaseRecord struct {
@@ -40,6 +45,10 @@ type lease struct {
 	mu    sync.Mutex
 	held  bool
 	until time.Time
+	// The last revision of another holder's record seen, and when, by
+	// this controller's clock.
+	seenRev uint64
+	seenAt  time.Time
 }
 
 // newHolderID names a controller in the lease.
@@ -87,9 +96,9 @@ func (d *Dispatcher) renewLease(ctx context.Context, kv jetstream.KeyValue) erro
 	case err != nil:
 	default:
 		var cur leaseRecord
-		if jerr := json.Unmarshal(e.Value(), &cur); jerr == nil && cur.Holder != d.HolderID && now.Before(cur.ExpiresAt) {
+		if jerr := json.Unmarshal(e.Value(), &cur); jerr == nil && cur.Holder != d.HolderID && cur.Holder != "" && !d.leaseStale(e.Revision(), now) {
 			d.setLease(false, time.Time{}, cur.Holder)
-			return nil // another controller's, and fresh
+			return nil // another controller's, and renewed lately
 		}
 		_, err = kv.Update(ctx, plane.ClusterLeaseKey, rec, e.Revision())
 	}
@@ -99,6 +108,17 @@ func (d *Dispatcher) renewLease(ctx context.Context, kv jetstream.KeyValue) erro
 	}
 	d.setLease(true, now.Add(d.LeaseTTL), d.HolderID)
 	return nil
+}
+
+// leaseStale reports whether another holder's record, at revision rev, has
+// not changed for LeaseTTL by this controller's clock.
+func (d *Dispatcher) leaseStale(rev uint64, now time.Time) bool {
+	d.lease.mu.Lock()
+	defer d.lease.mu.Unlock()
+	if rev != d.lease.seenRev {
+		d.lease.seenRev, d.lease.seenAt = rev, now
+	}
+	return now.Sub(d.lease.seenAt) >= d.LeaseTTL
 }
 
 // setLease records the outcome of a try, and logs a change of hands once.

@@ -26,8 +26,14 @@ import (
 // Every drone request is idempotent (a spawn of a backend the drone has, a
 // stop of one it stopped, a drain it is in), so a resent request that the
 // drone did get is harmless. Waiting out the whole timeout instead made a
-// spawn during the loss of a node take more than 5 s.
-func (d *Dispatcher) request(ctx context.Context, subject string, v any) error {
+// spawn during the loss of a node take more than 5 s. A pull is the
+// exception (resend false): the drone answers it only once the pull is
+// over, so resending would pull the image again every second.
+//
+// Only the first send's "no responders" means that no drone listens: to a
+// resend it may mean that the drone's own connection is being replaced,
+// with the first request in hand; the request waits for its answer then.
+func (d *Dispatcher) request(ctx context.Context, subject string, v any, resend bool) error {
 	data, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("encode request: %w", err)
@@ -45,14 +51,17 @@ func (d *Dispatcher) request(ctx context.Context, subject string, v any) error {
 	if every <= 0 {
 		every = time.Second
 	}
-	resend := time.NewTicker(every)
-	defer resend.Stop()
-	for {
-		if err := d.NC.PublishRequest(subject, inbox, data); err != nil {
-			return fmt.Errorf("request %s: %w", subject, err)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for sent := 0; ; {
+		if sent == 0 || resend {
+			if err := d.NC.PublishRequest(subject, inbox, data); err != nil {
+				return fmt.Errorf("request %s: %w", subject, err)
+			}
+			sent++
 		}
 		select {
-		case <-resend.C:
+		case <-tick.C:
 			continue
 		case <-ctx.Done():
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
@@ -61,6 +70,9 @@ func (d *Dispatcher) request(ctx context.Context, subject string, v any) error {
 			return fmt.Errorf("request %s: %w", subject, ctx.Err())
 		case m := <-replies:
 			if isNoResponders(m) {
+				if sent > 1 {
+					continue
+				}
 				return plane.Errorf(plane.EUNAVAILABLE, "drone did not answer (%v)", nats.ErrNoResponders)
 			}
 			var r plane.Reply
@@ -81,22 +93,22 @@ func isNoResponders(m *nats.Msg) bool {
 
 // Spawn asks a drone to start a backend.
 func (d *Dispatcher) Spawn(ctx context.Context, droneID string, spec plane.SpawnSpec) error {
-	return d.request(ctx, plane.SubjectSpawn(droneID), spec)
+	return d.request(ctx, plane.SubjectSpawn(droneID), spec, true)
 }
 
 // Terminate asks a drone to stop a backend.
 func (d *Dispatcher) Terminate(ctx context.Context, droneID string, req plane.TerminateRequest) error {
-	return d.request(ctx, plane.SubjectTerminate(droneID), req)
+	return d.request(ctx, plane.SubjectTerminate(droneID), req, true)
 }
 
 // Drain sets or clears a drone's draining flag.
 func (d *Dispatcher) Drain(ctx context.Context, droneID string, draining bool) error {
-	return d.request(ctx, plane.SubjectDrain(droneID), plane.DrainRequest{Draining: draining})
+	return d.request(ctx, plane.SubjectDrain(droneID), plane.DrainRequest{Draining: draining}, true)
 }
 
 // Pull asks a drone to pull an image ahead of use.
 func (d *Dispatcher) Pull(ctx context.Context, droneID, ref string) error {
-	return d.request(ctx, plane.SubjectPull(droneID), plane.PullRequest{ImageRef: ref})
+	return d.request(ctx, plane.SubjectPull(droneID), plane.PullRequest{ImageRef: ref}, false)
 }
 
 // handleConnectKey answers a drone's request for the connect-token keys.

@@ -158,3 +158,67 @@ func TestRequestResent(t *testing.T) {
 		})
 	}
 }
+
+// A pull is not sent again while the drone pulls: it answers once the pull
+// is over, and every copy would pull the image once more.
+func TestPullNotResent(t *testing.T) {
+	t.Parallel()
+	nc := startNATS(t)
+	drone := connect(t, nc.ConnectedUrl())
+	var mu sync.Mutex
+	pulls := 0
+	if _, err := drone.Subscribe(plane.SubjectPull("puller"), func(m *nats.Msg) {
+		mu.Lock()
+		pulls++
+		mu.Unlock()
+		time.Sleep(350 * time.Millisecond) // the pull
+		_ = m.Respond(msg(t, plane.ReplyOf(nil)).Data)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := drone.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := newDispatcher(newStore(nil, nil), nc)
+	d.RequestTimeout, d.ResendAfter = 10*time.Second, 100*time.Millisecond
+	if err := d.Pull(t.Context(), "puller", "plane-demo:latest"); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if pulls != 1 {
+		t.Errorf("the drone pulled %d times, want once", pulls)
+	}
+}
+
+// A drone whose connection is replaced after it got a request is briefly
+// without a subscription: the resends meet "no responders", which does not
+// fail the request; the drone's answer, once it is back, does.
+func TestRequestSurvivesTheDroneReconnecting(t *testing.T) {
+	t.Parallel()
+	nc := startNATS(t)
+	drone := connect(t, nc.ConnectedUrl())
+	got := make(chan struct{}, 1)
+	sub, err := drone.Subscribe(plane.SubjectSpawn("mover"), func(m *nats.Msg) { got <- struct{}{} }) // gets it, then goes
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := drone.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		<-got
+		_ = sub.Unsubscribe()
+		_ = drone.Flush()
+		time.Sleep(350 * time.Millisecond) // reconnecting: several resends meet no responders
+		_, _ = drone.Subscribe(plane.SubjectSpawn("mover"), func(m *nats.Msg) {
+			_ = m.Respond(msg(t, plane.ReplyOf(nil)).Data)
+		})
+		_ = drone.Flush()
+	}()
+	d, _ := newDispatcher(newStore(nil, nil), nc)
+	d.RequestTimeout, d.ResendAfter = 10*time.Second, 100*time.Millisecond
+	if err := d.Spawn(t.Context(), "mover", plane.SpawnSpec{BackendID: "a"}); err != nil {
+		t.Fatalf("Spawn = %v, want the answer of the drone once it is back", err)
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"time"
@@ -47,9 +48,12 @@ type Dialect struct {
 	AfterCopy func(ctx context.Context, tx *sql.Tx, tables []string) error
 }
 
-// maxTxAttempts bounds how often a write transaction is run again after a
-// serialization failure.
-const maxTxAttempts = 10
+// maxTxRetrying bounds how long a write transaction is run again after
+// serialization failures. While tables are small Postgres scans them whole,
+// and serializable transactions on different rows then conflict too: a
+// burst of spawns on a new cluster meets many of these, each gone once the
+// other transaction ends.
+const maxTxRetrying = 5 * time.Second
 
 // DB is the controller's store. Safe for concurrent use.
 type DB struct {
@@ -135,14 +139,18 @@ func (d *Dialect) rebind(query string) string {
 // again. Row locks at each of those places would do too, at the price of a
 // rule every new query must remember.
 func (db *DB) inTx(ctx context.Context, fn func(tx *conn) error) error {
-	for attempt := 1; ; attempt++ {
+	start := time.Now()
+	for attempt := 0; ; attempt++ {
 		err := db.tryTx(ctx, fn)
-		if err == nil || db.dialect.Retry == nil || !db.dialect.Retry(err) || attempt == maxTxAttempts || ctx.Err() != nil {
+		if err == nil || db.dialect.Retry == nil || !db.dialect.Retry(err) || time.Since(start) > maxTxRetrying || ctx.Err() != nil {
 			return err
 		}
-		// A short, growing pause lets the other transaction finish.
+		// A growing pause with jitter lets the other transactions finish
+		// rather than meeting them again: 1 ms, 2 ms, 4 ms… up to 250 ms.
+		pause := min(time.Millisecond<<min(attempt, 8), 250*time.Millisecond)
+		pause = pause/2 + rand.N(pause)
 		select {
-		case <-time.After(time.Duration(attempt) * time.Millisecond):
+		case <-time.After(pause):
 		case <-ctx.Done():
 			return err
 		}
