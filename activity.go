@@ -15,6 +15,8 @@ const (
 	ActionImageDelete      Action = "image.delete"
 	ActionBackendSpawn     Action = "backend.spawn"
 	ActionBackendTerminate Action = "backend.terminate"
+	ActionBackendSuspend   Action = "backend.suspend" // by its drone, when idle
+	ActionBackendResume    Action = "backend.resume"  // by its drone, at a request
 	ActionTokenCreate      Action = "token.create"
 	ActionTokenRevoke      Action = "token.revoke"
 )

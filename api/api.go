@@ -30,7 +30,14 @@ type Backend struct {
 	ExitCode          *int                    `json:"exit_code"`
 	Error             string                  `json:"error"`
 	plane.Limits
-	CreatedAt time.Time `json:"created_at"`
+	// Suspended: the backend is ready but its drone paused it while idle
+	// (suspend_seconds); the next request through the proxy resumes it.
+	// SuspendedAt and ResumedAt are its last suspension and resume (null:
+	// never).
+	Suspended   bool       `json:"suspended"`
+	SuspendedAt *time.Time `json:"suspended_at"`
+	ResumedAt   *time.Time `json:"resumed_at"`
+	CreatedAt   time.Time  `json:"created_at"`
 	// From the drone's latest stats, for live backends.
 	Connections  int        `json:"connections"`
 	LastActivity *time.Time `json:"last_activity"`

@@ -26,17 +26,24 @@ func (s *Server) BackendResponse(b *plane.Backend, spawned bool) api.Backend {
 		ID: b.ID, Key: b.Key, Image: b.Image, Status: b.Status, Spawned: spawned,
 		URL: s.core.BackendURL(b.ID), Drone: b.DroneID, User: b.User, StatusHistory: hist,
 		TerminationReason: b.TerminationReason, ExitCode: b.ExitCode, Error: b.Error,
-		Limits: b.Limits, CreatedAt: b.CreatedAt,
+		Limits: b.Limits, Suspended: b.Suspended(), SuspendedAt: b.SuspendedAt, ResumedAt: b.ResumedAt, CreatedAt: b.CreatedAt,
 	}
 	if b.Status.Live() {
 		out.DroneUnreachable = s.core.DroneUnreachable(context.Background(), b.DroneID)
+	}
+	if out.Suspended && b.SuspendSeconds > 0 {
+		// Suspended, it stops once suspended that long unless resumed.
+		d := b.SuspendedAt.Add(time.Duration(b.SuspendSeconds) * time.Second)
+		out.IdleDeadline = &d
 	}
 	if st, ok := s.core.Stats(b.ID); ok && b.Status.Live() {
 		out.Connections, out.CPUPercent, out.MemoryBytes = st.Connections, st.CPUPercent, st.MemoryBytes
 		if !st.LastActivity.IsZero() {
 			last := st.LastActivity
 			out.LastActivity = &last
-			if st.Connections == 0 && b.MaxIdleSeconds > 0 {
+			// Awake and idle, it stops (or, with suspend_seconds, is
+			// suspended) when idle that long.
+			if st.Connections == 0 && b.MaxIdleSeconds > 0 && !out.Suspended {
 				d := last.Add(time.Duration(b.MaxIdleSeconds) * time.Second)
 				out.IdleDeadline = &d
 			}

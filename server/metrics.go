@@ -19,6 +19,7 @@ type metrics struct {
 	spawns   *prometheus.CounterVec
 	phase    *prometheus.HistogramVec
 	ready    prometheus.Histogram
+	suspends *prometheus.CounterVec
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	handler  echo.HandlerFunc
@@ -38,6 +39,9 @@ func newMetrics(s *Server) *metrics {
 		ready: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "plane_backend_spawn_to_ready_seconds", Help: "Time from scheduled to ready.", Buckets: latencyBuckets,
 		}),
+		suspends: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "plane_backend_suspensions_total", Help: "Ready backends suspended when idle (suspended) and resumed by a request (resumed), by their drones.",
+		}, []string{"event"}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "plane_api_requests_total", Help: "HTTP requests by method, route and status code.",
 		}, []string{"method", "route", "code"}),
@@ -45,7 +49,7 @@ func newMetrics(s *Server) *metrics {
 			Name: "plane_api_request_seconds", Help: "HTTP request duration by route.", Buckets: latencyBuckets,
 		}, []string{"route"}),
 	}
-	m.reg.MustRegister(m.spawns, m.phase, m.ready, m.requests, m.duration, &stateCollector{s: s},
+	m.reg.MustRegister(m.spawns, m.phase, m.ready, m.suspends, m.requests, m.duration, &stateCollector{s: s},
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	m.handler = echo.WrapHandler(promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
 	return m
@@ -88,17 +92,28 @@ func (m *metrics) BackendChanged(b *plane.Backend) {
 	}
 }
 
+// BackendSuspended counts a suspension or a resume (controller.Metrics).
+func (m *metrics) BackendSuspended(suspended bool) {
+	event := "resumed"
+	if suspended {
+		event = "suspended"
+	}
+	m.suspends.WithLabelValues(event).Inc()
+}
+
 // stateCollector reports live backends by status and drones by status, read
 // from the store at scrape time so that they are never out of step.
 type stateCollector struct{ s *Server }
 
 var (
-	backendsDesc = prometheus.NewDesc("plane_backends", "Live backends by status.", []string{"status"}, nil)
-	dronesDesc   = prometheus.NewDesc("plane_drones", "Drones by status.", []string{"status"}, nil)
+	backendsDesc  = prometheus.NewDesc("plane_backends", "Live backends by status.", []string{"status"}, nil)
+	suspendedDesc = prometheus.NewDesc("plane_backends_suspended", "Ready backends that are suspended.", nil, nil)
+	dronesDesc    = prometheus.NewDesc("plane_drones", "Drones by status.", []string{"status"}, nil)
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- backendsDesc
+	ch <- suspendedDesc
 	ch <- dronesDesc
 }
 
@@ -108,14 +123,19 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	live := true
 	if bs, err := c.s.Backends.FindBackends(ctx, plane.BackendFilter{Live: &live, Limit: 1000}); err == nil {
 		counts := map[plane.BackendStatus]int{}
+		suspended := 0
 		for _, b := range bs {
 			counts[b.Status]++
+			if b.Suspended() {
+				suspended++
+			}
 		}
 		for _, st := range plane.Statuses {
 			if st.Live() {
 				ch <- prometheus.MustNewConstMetric(backendsDesc, prometheus.GaugeValue, float64(counts[st]), string(st))
 			}
 		}
+		ch <- prometheus.MustNewConstMetric(suspendedDesc, prometheus.GaugeValue, float64(suspended))
 	}
 	if ds, err := c.s.Drones.FindDrones(ctx); err == nil {
 		counts := map[plane.DroneStatus]int{}

@@ -197,23 +197,50 @@ func optionalInt(f web.Form, name string) (*int, error) {
 	return &n, nil
 }
 
+// spawnFields are the inputs of the spawn form.
+var spawnFields = []string{"image", "key", "env", "max_idle_seconds", "suspend_seconds", "lifetime_seconds"}
+
+// limitsInput reads a form's limit fields into in: an empty one is absent
+// (nil), or, with orNone, 0 (no limit). A form without a field leaves it
+// empty.
+func limitsInput(f web.Form, in *plane.LimitsInput, orNone bool) error {
+	for _, l := range []struct {
+		name string
+		dst  **int
+	}{
+		{"max_idle_seconds", &in.MaxIdleSeconds},
+		{"suspend_seconds", &in.SuspendSeconds},
+		{"lifetime_seconds", &in.LifetimeSeconds},
+		{"cpu_millis", &in.CPUMillis},
+		{"memory_mb", &in.MemoryMB},
+	} {
+		v, err := optionalInt(f, l.name)
+		if err != nil {
+			return err
+		}
+		if v == nil && orNone {
+			v = new(int)
+		}
+		*l.dst = v
+	}
+	return nil
+}
+
 func (s *Server) handleSpawnForm(c echo.Context) error {
 	p := currentProject(c)
-	f := formValues(c, "image", "key", "env", "max_idle_seconds", "lifetime_seconds")
+	f := formValues(c, spawnFields...)
 	req := plane.SpawnRequest{Image: f.Value("image"), Key: strings.TrimSpace(f.Value("key")), User: currentUser(c).Email}
 	var err error
 	if req.Env, err = parseEnv(f.Value("env")); err == nil {
-		if req.MaxIdleSeconds, err = optionalInt(f, "max_idle_seconds"); err == nil {
-			if req.LifetimeSeconds, err = optionalInt(f, "lifetime_seconds"); err == nil {
-				err = req.Validate()
-			}
+		if err = limitsInput(f, &req.LimitsInput, false); err == nil {
+			err = req.Validate()
 		}
 	}
 	if err == nil {
 		_, err = s.core.Spawn(c.Request().Context(), actorOf(c), p.ID, req)
 	}
 	if err != nil {
-		if !formError(&f, err, "image", "key", "env", "max_idle_seconds", "lifetime_seconds", "user") {
+		if !formError(&f, err, append(spawnFields, "user")...) {
 			return err
 		}
 		return s.renderBackends(c, http.StatusUnprocessableEntity, f)
@@ -238,7 +265,7 @@ func (s *Server) handleBackendPage(c echo.Context) error {
 
 // statsView gathers a backend's live numbers from the drone's recent stats.
 func (s *Server) statsView(b *plane.Backend) web.StatsView {
-	v := web.StatsView{Live: b.Status.Live(), MaxIdle: b.MaxIdleSeconds, Now: time.Now()}
+	v := web.StatsView{Live: b.Status.Live(), MaxIdle: b.MaxIdleSeconds, SuspendFor: b.SuspendSeconds, Suspended: b.Suspended(), Now: time.Now()}
 	if !v.Live {
 		return v
 	}

@@ -25,7 +25,7 @@ func (s *Server) imageRoutes(g *echo.Group) {
 
 // imageFields are the inputs of the image forms.
 var imageFields = []string{"name", "ref", "port", "pull_policy", "env", "public", "allow_bearer",
-	"max_idle_seconds", "lifetime_seconds", "cpu_millis", "memory_mb"}
+	"max_idle_seconds", "suspend_seconds", "lifetime_seconds", "cpu_millis", "memory_mb"}
 
 func imagesPath(c echo.Context) string { return web.ProjectPath(currentProject(c).ID) + "/images" }
 
@@ -116,23 +116,7 @@ func imageInput(f web.Form, edit bool) (plane.ImageInput, error) {
 	if in.Port, err = optionalInt(f, "port"); err != nil {
 		return in, err
 	}
-	for _, l := range []struct {
-		name string
-		dst  **int
-	}{
-		{"max_idle_seconds", &in.MaxIdleSeconds},
-		{"lifetime_seconds", &in.LifetimeSeconds},
-		{"cpu_millis", &in.CPUMillis},
-		{"memory_mb", &in.MemoryMB},
-	} {
-		if *l.dst, err = optionalInt(f, l.name); err != nil {
-			return in, err
-		}
-		if *l.dst == nil && edit {
-			*l.dst = new(int)
-		}
-	}
-	return in, nil
+	return in, limitsInput(f, &in.LimitsInput, edit)
 }
 
 func (s *Server) handleCreateImageForm(c echo.Context) error {
@@ -180,6 +164,7 @@ func imageForm(img *plane.Image) web.Form {
 	f.Values["name"], f.Values["ref"], f.Values["pull_policy"] = img.Name, img.Ref, string(img.PullPolicy)
 	num("port", img.Port)
 	num("max_idle_seconds", img.MaxIdleSeconds)
+	num("suspend_seconds", img.SuspendSeconds)
 	num("lifetime_seconds", img.LifetimeSeconds)
 	num("cpu_millis", img.CPUMillis)
 	num("memory_mb", img.MemoryMB)

@@ -2,6 +2,8 @@ package server_test
 
 import (
 	"context"
+	"encoding/json"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -91,7 +93,7 @@ func TestImagesPage(t *testing.T) {
 	if v, _ := form.Find(testid("field-pull_policy") + " option[selected]").Attr("value"); v != "if_not_present" {
 		t.Errorf("pull policy default %q", v)
 	}
-	for _, f := range []string{"name", "ref", "env", "public", "allow_bearer", "max_idle_seconds", "lifetime_seconds", "cpu_millis", "memory_mb"} {
+	for _, f := range []string{"name", "ref", "env", "public", "allow_bearer", "max_idle_seconds", "suspend_seconds", "lifetime_seconds", "cpu_millis", "memory_mb"} {
 		if form.Find(testid("field-"+f)).Length() != 1 {
 			t.Errorf("no field %s", f)
 		}
@@ -105,7 +107,7 @@ func TestRegisterImage(t *testing.T) {
 	d, b, pr, base := spawnedProject(t)
 	p := b.post(base+"/images", url.Values{
 		"name": {"web"}, "ref": {"registry.example.com:5000/team/web:1.2"}, "port": {"3000"}, "pull_policy": {"always"},
-		"env": {"A=1\nB=two"}, "public": {"on"}, "max_idle_seconds": {"60"}, "lifetime_seconds": {"3600"}, "cpu_millis": {"500"}, "memory_mb": {"256"},
+		"env": {"A=1\nB=two"}, "public": {"on"}, "max_idle_seconds": {"60"}, "suspend_seconds": {"900"}, "lifetime_seconds": {"3600"}, "cpu_millis": {"500"}, "memory_mb": {"256"},
 	})
 	if p.status() != http.StatusSeeOther || p.location() != base+"/images?flash=image-created" {
 		t.Fatalf("register: %d %q %s", p.status(), p.location(), p.Find(".field-error").Text())
@@ -115,11 +117,13 @@ func TestRegisterImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := plane.Image{Name: "web", Ref: "registry.example.com:5000/team/web:1.2", Port: 3000, PullPolicy: plane.PullAlways, Public: true,
-		Limits: plane.Limits{MaxIdleSeconds: 60, LifetimeSeconds: 3600, CPUMillis: 500, MemoryMB: 256}}
+		Limits: plane.Limits{MaxIdleSeconds: 60, LifetimeSeconds: 3600, CPUMillis: 500, MemoryMB: 256, SuspendSeconds: 900}}
 	if img.Name != want.Name || img.Ref != want.Ref || img.Port != want.Port || img.PullPolicy != want.PullPolicy || !img.Public || img.AllowBearer ||
-		img.MaxIdleSeconds != want.MaxIdleSeconds || img.LifetimeSeconds != want.LifetimeSeconds || img.CPUMillis != want.CPUMillis ||
-		img.MemoryMB != want.MemoryMB || img.Env["A"] != "1" || img.Env["B"] != "two" {
+		img.Limits != want.Limits || img.Env["A"] != "1" || img.Env["B"] != "two" {
 		t.Errorf("stored %+v", img)
+	}
+	if got := b.get(base + "/images").text(testid("image-suspend")); got != ", then suspended 15 min 0 s" {
+		t.Errorf("the images table shows the suspension as %q", got)
 	}
 	if acts := d.activity(pr.ID); acts[0].Action != plane.ActionImageCreate || acts[0].Target != "web" || acts[0].Actor.Name != "ada@example.com" {
 		t.Errorf("activity %+v", acts[0])
@@ -213,7 +217,7 @@ func TestEditImage(t *testing.T) {
 	t.Parallel()
 	d, b, pr, base := spawnedProject(t)
 	img, _ := d.db.FindImage(context.Background(), pr.ID, "demo")
-	if _, err := d.db.UpdateImage(context.Background(), pr.ID, "demo", plane.ImageInput{Env: &map[string]string{"B": "2", "A": "1"}, LimitsInput: plane.LimitsInput{CPUMillis: ptr(100)}}); err != nil {
+	if _, err := d.db.UpdateImage(context.Background(), pr.ID, "demo", plane.ImageInput{Env: &map[string]string{"B": "2", "A": "1"}, LimitsInput: plane.LimitsInput{CPUMillis: ptr(100), SuspendSeconds: ptr(600)}}); err != nil {
 		t.Fatal(err)
 	}
 	p := b.get(base + "/images/demo/edit")
@@ -224,7 +228,7 @@ func TestEditImage(t *testing.T) {
 	if action, _ := form.Attr("action"); action != base+"/images/demo" {
 		t.Errorf("form action %q", action)
 	}
-	for field, want := range map[string]string{"name": "demo", "ref": img.Ref, "port": "8080", "max_idle_seconds": "300", "cpu_millis": "100", "memory_mb": ""} {
+	for field, want := range map[string]string{"name": "demo", "ref": img.Ref, "port": "8080", "max_idle_seconds": "300", "suspend_seconds": "600", "cpu_millis": "100", "memory_mb": ""} {
 		if v, _ := form.Find(testid("field-" + field)).Attr("value"); v != want {
 			t.Errorf("%s shows %q, want %q", field, v, want)
 		}
@@ -244,11 +248,11 @@ func TestEditImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Ref != "plane-demo:2" || got.PullPolicy != plane.PullNever || !got.AllowBearer || got.MaxIdleSeconds != 30 || got.CPUMillis != 0 || len(got.Env) != 1 {
+	if got.Ref != "plane-demo:2" || got.PullPolicy != plane.PullNever || !got.AllowBearer || got.MaxIdleSeconds != 30 || got.CPUMillis != 0 || got.SuspendSeconds != 0 || len(got.Env) != 1 {
 		t.Errorf("saved %+v", got)
 	}
 	act := d.activity(pr.ID)[0]
-	if act.Action != plane.ActionImageUpdate || act.Target != "demo" || act.Detail != "changed ref plane-demo:2, pull_policy, allow_bearer, env, max_idle_seconds, cpu_millis" {
+	if act.Action != plane.ActionImageUpdate || act.Target != "demo" || act.Detail != "changed ref plane-demo:2, pull_policy, allow_bearer, env, max_idle_seconds, cpu_millis, suspend_seconds" {
 		t.Errorf("activity %+v", act)
 	}
 
@@ -379,6 +383,13 @@ func TestAPIImageActivity(t *testing.T) {
 // api calls the JSON API with a token and returns the status.
 func (d *dash) api(token, method, path, body string) int {
 	d.t.Helper()
+	return d.apiJSON(token, method, path, body, nil)
+}
+
+// apiJSON calls the JSON API with a token, decodes its answer into out
+// (unless nil) and returns the status.
+func (d *dash) apiJSON(token, method, path, body string, out any) int {
+	d.t.Helper()
 	req, err := http.NewRequest(method, d.url+path, strings.NewReader(body))
 	if err != nil {
 		d.t.Fatal(err)
@@ -389,6 +400,16 @@ func (d *dash) api(token, method, path, body string) int {
 	if err != nil {
 		d.t.Fatal(err)
 	}
-	resp.Body.Close()
+	defer resp.Body.Close()
+	if out == nil {
+		return resp.StatusCode
+	}
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		d.t.Fatalf("%s %s: %v in %s", method, path, err, data)
+	}
 	return resp.StatusCode
 }

@@ -168,6 +168,23 @@ func StatusText(b *plane.Backend) string {
 	return string(b.Status)
 }
 
+// idleVerb is what becomes of an idle backend: suspended first, with a
+// suspend time, or stopped.
+func idleVerb(s StatsView) string {
+	if s.SuspendFor > 0 {
+		return "Suspended"
+	}
+	return "Stops"
+}
+
+// idlePolicy says what idleness does to a backend.
+func idlePolicy(s StatsView) string {
+	if s.SuspendFor > 0 {
+		return fmt.Sprintf("Suspended %d s after its last connection closes; stops once suspended %d s.", s.MaxIdle, s.SuspendFor)
+	}
+	return fmt.Sprintf("Stops %d s after its last connection closes.", s.MaxIdle)
+}
+
 func memoryLabel(s StatsView) string {
 	if s.MemoryLimit > 0 {
 		return "memory of " + Bytes(s.MemoryLimit)

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -58,6 +59,20 @@ func backendAt(status plane.BackendStatus) *plane.Backend {
 	return b
 }
 
+// suspendedAt is a ready backend suspended at t0+suspended and resumed
+// at t0+resumed (seconds; 0: never).
+func suspendedAt(status plane.BackendStatus, suspended, resumed int) *plane.Backend {
+	b := backendAt(status)
+	b.Limits = plane.Limits{MaxIdleSeconds: 30, SuspendSeconds: 600}
+	if suspended > 0 {
+		b.SuspendedAt = ptr(t0.Add(time.Duration(suspended) * time.Second))
+	}
+	if resumed > 0 {
+		b.ResumedAt = ptr(t0.Add(time.Duration(resumed) * time.Second))
+	}
+	return b
+}
+
 func TestViewsGolden(t *testing.T) {
 	tests := []struct {
 		name string
@@ -68,6 +83,10 @@ func TestViewsGolden(t *testing.T) {
 		{"status-ready", StatusPanel("tok", "/projects/7/backends/abc123def456gh", backendAt(plane.StatusReady))},
 		{"status-unreachable", StatusBadge(func() *plane.Backend { b := backendAt(plane.StatusReady); b.DroneUnreachable = true; return b }())},
 		{"status-terminated", StatusPanel("tok", "/projects/7/backends/abc123def456gh", backendAt(plane.StatusTerminated))},
+		{"status-suspended", StatusPanel("tok", "/projects/7/backends/abc123def456gh", suspendedAt(plane.StatusReady, 20, 10))},
+		{"rows-suspended", BackendRows("/projects/7", []*plane.Backend{suspendedAt(plane.StatusReady, 20, 0), suspendedAt(plane.StatusReady, 20, 30)}, t0.Add(90*time.Second))},
+		{"stats-suspended", StatsPanel(StatsView{Live: true, Known: true, MaxIdle: 30, SuspendFor: 600, Suspended: true, IdleDeadline: ptr(t0.Add(10 * time.Minute)), Now: t0})},
+		{"stats-idle-suspend", StatsPanel(StatsView{Live: true, Known: true, Connections: 2, MaxIdle: 30, SuspendFor: 600, Now: t0})},
 		{"stats-idle", StatsPanel(StatsView{Live: true, Known: true, Connections: 0, MaxIdle: 30, IdleDeadline: ptr(t0.Add(time.Hour)), Now: t0, CPUPercent: 1.5, MemoryBytes: 3 << 20, MemoryLimit: 256 << 20, CPUHistory: []float64{0, 1.5, 3}, MemHistory: []float64{1, 2}})},
 		{"stats-ended", StatsPanel(StatsView{})},
 		{"log-line", LogLine(plane.LogLine{Stream: "stderr", Text: "<b>boom</b>"})},
@@ -116,5 +135,40 @@ func TestPhases(t *testing.T) {
 	ph = Phases(backendAt(plane.StatusTerminated))
 	if last := ph[len(ph)-1]; last.Status != plane.StatusTerminated || last.Ongoing {
 		t.Fatalf("last phase %+v", last)
+	}
+
+	// The last suspension and resume take their places in time among the
+	// statuses; a suspension lasts until the resume after it, or until the
+	// backend left ready, or is ongoing.
+	marks := func(ph []Phase) (out []string) {
+		for _, p := range ph {
+			s := string(p.Status) + p.Mark
+			if p.Ongoing {
+				s += " ongoing"
+			} else if p.Mark == "suspended" {
+				s += " " + Duration(p.Length)
+			}
+			out = append(out, s)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name string
+		b    *plane.Backend
+		want []string
+	}{
+		{"suspended now", suspendedAt(plane.StatusReady, 20, 10),
+			[]string{"scheduled", "loading", "starting", "waiting", "ready ongoing", "resumed", "suspended ongoing"}},
+		{"resumed", suspendedAt(plane.StatusReady, 20, 30),
+			[]string{"scheduled", "loading", "starting", "waiting", "ready ongoing", "suspended 10.0 s", "resumed"}},
+		{"terminated while suspended", func() *plane.Backend {
+			b := suspendedAt(plane.StatusTerminated, 0, 0)
+			b.SuspendedAt = ptr(t0.Add(1200 * time.Millisecond)) // ready at 1 s, terminated at 1.5 s
+			return b
+		}(), []string{"scheduled", "loading", "starting", "waiting", "ready", "suspended 300 ms", "terminated"}},
+	} {
+		if got := marks(Phases(tc.b)); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: timeline %q, want %q", tc.name, got, tc.want)
+		}
 	}
 }

@@ -80,6 +80,7 @@ func runSpawn(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	wait := fs.Bool("wait", true, "wait until the backend is ready (or failed)")
 	maxIdle := fs.Int("max-idle-seconds", -1, "idle limit; default: the image's")
 	lifetime := fs.Int("lifetime-seconds", -1, "lifetime limit; default: the image's")
+	suspend := fs.Int("suspend-seconds", -1, "when idle, suspend for this long before stopping (0: stop at once); default: the image's")
 	env := envFlags{}
 	fs.Var(env, "env", "environment variable KEY=VALUE (repeatable)")
 	asJSON := fs.Bool("json", false, "print the API's JSON answer")
@@ -101,6 +102,9 @@ func runSpawn(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *lifetime >= 0 {
 		req.LifetimeSeconds = lifetime
 	}
+	if *suspend >= 0 {
+		req.SuspendSeconds = suspend
+	}
 	b, err := c.Spawn(ctx, req)
 	if err != nil {
 		return err
@@ -121,6 +125,9 @@ func runSpawn(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 func statusText(b backendOut) string {
 	s := string(b.Status)
+	if b.Suspended {
+		s += " (suspended)"
+	}
 	if b.Status == plane.StatusTerminated {
 		s += " (" + string(b.TerminationReason)
 		if b.ExitCode != nil {
@@ -177,10 +184,21 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if b.Error != "" {
 		fmt.Fprintf(stdout, "error: %s\n", b.Error)
 	}
-	if b.Status.Live() {
+	switch {
+	case b.Suspended:
+		fmt.Fprintf(stdout, "suspended since %s", b.SuspendedAt.Local().Format("15:04:05.000"))
+		if b.IdleDeadline != nil {
+			fmt.Fprintf(stdout, ", stops in %d s unless a request resumes it", max(0, int(time.Until(*b.IdleDeadline).Seconds())))
+		}
+		fmt.Fprintln(stdout)
+	case b.Status.Live():
 		fmt.Fprintf(stdout, "connections: %d", b.Connections)
 		if b.IdleDeadline != nil {
-			fmt.Fprintf(stdout, ", stops in %d s when idle", max(0, int(time.Until(*b.IdleDeadline).Seconds())))
+			verb := "stops"
+			if b.SuspendSeconds > 0 {
+				verb = "suspended"
+			}
+			fmt.Fprintf(stdout, ", %s in %d s when idle", verb, max(0, int(time.Until(*b.IdleDeadline).Seconds())))
 		}
 		fmt.Fprintln(stdout)
 	}

@@ -60,8 +60,11 @@ type Metrics interface {
 	// placed none: no drone could take it, or none it tried did
 	// ("unavailable").
 	Spawned(outcome string)
-	// BackendChanged observes a backend's new state (phase latencies).
+	// BackendChanged observes a backend's new status (phase latencies).
 	BackendChanged(b *plane.Backend)
+	// BackendSuspended counts a ready backend suspended (true) or resumed
+	// by its drone.
+	BackendSuspended(suspended bool)
 }
 
 // Core is the controller's use-cases.
@@ -401,24 +404,35 @@ func (c *Core) Terminate(ctx context.Context, actor plane.Actor, b *plane.Backen
 
 // ApplyBackendEvent stores a backend's status change (from its drone, the
 // liveness sweep or a failed dispatch) and, when it moves the backend
-// forward, records it in the metrics and publishes it on the bus. The
-// dispatcher calls it for every change of the status stream.
+// forward, records it in the metrics and publishes it on the bus. A
+// suspension or a resume that the store records is announced by
+// backendSuspended. The dispatcher calls it for every change of the status
+// stream.
 func (c *Core) ApplyBackendEvent(ctx context.Context, ev plane.BackendEvent) (*plane.Backend, bool, error) {
 	b, applied, err := c.Store.ApplyBackendEvent(ctx, ev)
 	if err != nil || !applied {
 		return b, applied, err
 	}
+	if ev.Suspended != nil {
+		c.backendSuspended(ctx, b, *ev.Suspended)
+		return b, true, nil
+	}
 	c.backendChanged(b)
 	return b, true, nil
 }
 
-// backendChanged records a backend's new state in the metrics and publishes
-// it on the bus, for waiters, event streams and live tables here and on the
-// other controllers.
+// backendChanged records a backend's new status in the metrics and
+// publishes it.
 func (c *Core) backendChanged(b *plane.Backend) {
 	if c.Metrics != nil {
 		c.Metrics.BackendChanged(b)
 	}
+	c.publish(b)
+}
+
+// publish announces a backend's new state on the bus, for waiters, event
+// streams and live tables here and on the other controllers.
+func (c *Core) publish(b *plane.Backend) {
 	if err := c.Bus.Publish(context.Background(), plane.Event{Kind: plane.EventBackend, Backend: b}); err != nil {
 		c.logger().Warn("publish backend change", "backend", b.ID, "err", err)
 	}

@@ -136,14 +136,28 @@ func (s *fakeStore) CreateBackend(_ context.Context, b *plane.Backend) (*plane.B
 	return &cp, true, nil
 }
 
-// ApplyBackendEvent moves a live backend to a later status; anything else
-// is not applied.
+// ApplyBackendEvent moves a live backend to a later status, or records a
+// ready backend's suspension or resume at a later time than the last;
+// anything else is not applied.
 func (s *fakeStore) ApplyBackendEvent(_ context.Context, ev plane.BackendEvent) (*plane.Backend, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b, ok := s.backends[ev.BackendID]
 	if !ok {
 		return nil, false, plane.Errorf(plane.ENOTFOUND, "backend %q not found", ev.BackendID)
+	}
+	if ev.Suspended != nil {
+		last := &b.ResumedAt
+		if *ev.Suspended {
+			last = &b.SuspendedAt
+		}
+		applied := b.Status == plane.StatusReady && (*last == nil || ev.Time.After(**last))
+		if applied {
+			at := ev.Time
+			*last = &at
+		}
+		cp := *b
+		return &cp, applied, nil
 	}
 	if !b.Status.Live() || ev.Status == b.Status {
 		cp := *b
@@ -290,9 +304,10 @@ func (d *fakeDrones) Logs(context.Context, string, bool, func(plane.LogLine) err
 }
 
 type fakeMetrics struct {
-	mu       sync.Mutex
-	outcomes []string
-	changed  []plane.BackendStatus
+	mu        sync.Mutex
+	outcomes  []string
+	changed   []plane.BackendStatus
+	suspended []bool
 }
 
 func (m *fakeMetrics) Spawned(o string) {
@@ -305,6 +320,12 @@ func (m *fakeMetrics) BackendChanged(b *plane.Backend) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.changed = append(m.changed, b.Status)
+}
+
+func (m *fakeMetrics) BackendSuspended(suspended bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.suspended = append(m.suspended, suspended)
 }
 
 func newCore(t *testing.T) (*controller.Core, *fakeStore, *fakeDrones, *fakeMetrics) {
@@ -322,9 +343,9 @@ func TestSpawn(t *testing.T) {
 		c, st, dr, m := newCore(t)
 		ch, cancel := c.Bus.Subscribe(plane.TopicProject(1))
 		defer cancel()
-		idle := 60
+		idle, suspend := 60, 120
 		sp, err := c.Spawn(ctx, alice, 1, plane.SpawnRequest{Image: "demo", Env: map[string]string{"B": "request"},
-			User: "u", LimitsInput: plane.LimitsInput{MaxIdleSeconds: &idle}})
+			User: "u", LimitsInput: plane.LimitsInput{MaxIdleSeconds: &idle, SuspendSeconds: &suspend}})
 		if err != nil || !sp.New || sp.Backend == nil {
 			t.Fatalf("spawn: %+v, %v", sp, err)
 		}
@@ -332,7 +353,7 @@ func TestSpawn(t *testing.T) {
 			t.Fatalf("drones got %d specs", len(dr.spawned))
 		}
 		spec := dr.spawned[0]
-		want := plane.Limits{MaxIdleSeconds: 60, CPUMillis: 500}
+		want := plane.Limits{MaxIdleSeconds: 60, CPUMillis: 500, SuspendSeconds: 120}
 		if spec.Limits != want || spec.Env["A"] != "image" || spec.Env["B"] != "request" || spec.User != "u" || spec.ImageRef != "plane-demo:latest" {
 			t.Fatalf("spec %+v", spec)
 		}
@@ -442,11 +463,11 @@ func TestImages(t *testing.T) {
 	if got := st.activity(plane.ActionImageCreate); got != "alice@example.com app "+ref {
 		t.Fatalf("activity %q", got)
 	}
-	idle := 30
-	if _, err := c.UpdateImage(ctx, alice, 1, "app", plane.ImageInput{Port: &port, LimitsInput: plane.LimitsInput{MaxIdleSeconds: &idle}}); err != nil {
+	idle, suspend := 30, 600
+	if _, err := c.UpdateImage(ctx, alice, 1, "app", plane.ImageInput{Port: &port, LimitsInput: plane.LimitsInput{MaxIdleSeconds: &idle, SuspendSeconds: &suspend}}); err != nil {
 		t.Fatal(err)
 	}
-	if got := st.activity(plane.ActionImageUpdate); got != "alice@example.com app changed port, max_idle_seconds" {
+	if got := st.activity(plane.ActionImageUpdate); got != "alice@example.com app changed port, max_idle_seconds, suspend_seconds" {
 		t.Fatalf("activity %q", got)
 	}
 	if _, err := c.UpdateImage(ctx, alice, 1, "app", plane.ImageInput{}); err != nil || st.activity(plane.ActionImageUpdate) != "alice@example.com app no change" {
@@ -608,6 +629,66 @@ func TestApplyBackendEvent(t *testing.T) {
 	}
 	if _, _, err := c.ApplyBackendEvent(ctx, plane.BackendEvent{BackendID: "nope", Status: plane.StatusReady}); plane.ErrorCodeOf(err) != plane.ENOTFOUND {
 		t.Fatalf("unknown backend: %v", err)
+	}
+}
+
+// A suspension or a resume the store records is published, counted apart
+// from status changes (the phase latencies are not observed again) and
+// logged as Plane's doing; one it does not record is not heard of.
+func TestApplyBackendSuspension(t *testing.T) {
+	ctx := context.Background()
+	c, st, _, m := newCore(t)
+	t0 := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	st.backends["b"] = &plane.Backend{ID: "b", ProjectID: 1, Status: plane.StatusReady, Limits: plane.Limits{MaxIdleSeconds: 60, SuspendSeconds: 600}}
+	st.backends["w"] = &plane.Backend{ID: "w", ProjectID: 1, Status: plane.StatusWaiting}
+	ch, cancel := c.Bus.Subscribe(plane.TopicProject(1))
+	defer cancel()
+	apply := func(id string, sec int, suspended bool) (*plane.Backend, bool) {
+		t.Helper()
+		b, applied, err := c.ApplyBackendEvent(ctx, plane.BackendEvent{BackendID: id, Status: plane.StatusReady, Time: t0.Add(time.Duration(sec) * time.Second), Suspended: &suspended})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b, applied
+	}
+
+	if b, applied := apply("b", 10, true); !applied || !b.Suspended() {
+		t.Fatalf("suspend: applied %v, %+v", applied, b)
+	}
+	if e := <-ch; e.Backend.ID != "b" || !e.Backend.Suspended() || e.Backend.Status != plane.StatusReady {
+		t.Fatalf("bus: %+v", e.Backend)
+	}
+	if got := st.activity(plane.ActionBackendSuspend); got != "plane b idle for 60 s; stops after 600 s suspended" {
+		t.Fatalf("suspend activity %q", got)
+	}
+	if b, applied := apply("b", 52, false); !applied || b.Suspended() {
+		t.Fatalf("resume: applied %v, %+v", applied, b)
+	}
+	if e := <-ch; e.Backend.ID != "b" || e.Backend.Suspended() {
+		t.Fatalf("bus: %+v", e.Backend)
+	}
+	if got := st.activity(plane.ActionBackendResume); got != "plane b after 42 s suspended" {
+		t.Fatalf("resume activity %q", got)
+	}
+
+	// Not recorded: a redelivery, a backend not ready.
+	st.log = map[plane.Action]string{}
+	if _, applied := apply("b", 52, false); applied {
+		t.Fatal("a redelivered resume was applied")
+	}
+	if _, applied := apply("w", 60, true); applied {
+		t.Fatal("a backend not ready was suspended")
+	}
+	select {
+	case e := <-ch:
+		t.Fatalf("bus carried a change not applied: %+v", e.Backend)
+	default:
+	}
+	if len(st.log) != 0 {
+		t.Fatalf("activity of changes not applied: %v", st.log)
+	}
+	if !slices.Equal(m.suspended, []bool{true, false}) || len(m.changed) != 0 {
+		t.Fatalf("metrics: suspensions %v, status changes %v", m.suspended, m.changed)
 	}
 }
 

@@ -64,6 +64,7 @@ func imageChanges(old, img *plane.Image) string {
 		{"lifetime_seconds", old.LifetimeSeconds != img.LifetimeSeconds},
 		{"cpu_millis", old.CPUMillis != img.CPUMillis},
 		{"memory_mb", old.MemoryMB != img.MemoryMB},
+		{"suspend_seconds", old.SuspendSeconds != img.SuspendSeconds},
 	} {
 		if f.diff {
 			changed = append(changed, f.name)

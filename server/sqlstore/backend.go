@@ -20,7 +20,8 @@ const (
 
 const backendColumns = `id, project_id, image, image_ref, key, drone_id, status,
 	termination_reason, exit_code, error, address, env, "user",
-	max_idle_seconds, lifetime_seconds, cpu_millis, memory_mb, created_at, updated_at`
+	max_idle_seconds, lifetime_seconds, cpu_millis, memory_mb, suspend_seconds,
+	suspended_at, resumed_at, created_at, updated_at`
 
 // FindBackendByID returns the backend with id and its status history.
 func (db *DB) FindBackendByID(ctx context.Context, id string) (*plane.Backend, error) {
@@ -71,12 +72,12 @@ func (db *DB) CreateBackend(ctx context.Context, b *plane.Backend) (*plane.Backe
 		res, err := tx.ExecContext(ctx, `
 			INSERT INTO backends (id, project_id, image, image_ref, key, drone_id, status,
 				address, env, "user", max_idle_seconds, lifetime_seconds, cpu_millis, memory_mb,
-				created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+				suspend_seconds, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT DO NOTHING`,
 			id, b.ProjectID, b.Image, b.ImageRef, b.Key, b.DroneID, plane.StatusScheduled,
 			b.Address, env, b.User, b.MaxIdleSeconds, b.LifetimeSeconds, b.CPUMillis, b.MemoryMB,
-			toMS(created), toMS(created))
+			b.SuspendSeconds, toMS(created), toMS(created))
 		switch {
 		case db.isForeignKey(err):
 			return plane.Errorf(plane.ENOTFOUND, "project %d not found", b.ProjectID)
@@ -114,6 +115,7 @@ func (db *DB) CreateBackend(ctx context.Context, b *plane.Backend) (*plane.Backe
 	b.ID, b.Status, b.CreatedAt, b.UpdatedAt = id, plane.StatusScheduled, created, created
 	b.StatusHistory = []plane.StatusChange{{Status: plane.StatusScheduled, Time: created}}
 	b.TerminationReason, b.ExitCode, b.Error = "", nil, ""
+	b.SuspendedAt, b.ResumedAt = nil, nil
 	if b.Env == nil {
 		b.Env = map[string]string{}
 	}
@@ -126,7 +128,8 @@ func (db *DB) CreateBackend(ctx context.Context, b *plane.Backend) (*plane.Backe
 // history lacks (a redelivered `loading` that arrives after `starting`) is
 // recorded in it, in time order, so that the history stays complete. A
 // step dated after the backend's latest one (a late `ready` after it was
-// terminated) contradicts the history and is left out.
+// terminated) contradicts the history and is left out. An event that
+// reports a suspension or a resume is applySuspension's.
 func (db *DB) ApplyBackendEvent(ctx context.Context, e plane.BackendEvent) (*plane.Backend, bool, error) {
 	if err := e.Validate(); err != nil {
 		return nil, false, err
@@ -137,6 +140,10 @@ func (db *DB) ApplyBackendEvent(ctx context.Context, e plane.BackendEvent) (*pla
 		applied = false // afresh: the transaction may run again
 		var err error
 		if b, err = findBackendByID(ctx, tx, e.BackendID); err != nil {
+			return err
+		}
+		if e.Suspended != nil {
+			b, applied, err = applySuspension(ctx, tx, b, e)
 			return err
 		}
 		if !b.Status.CanMoveTo(e.Status) {
@@ -191,6 +198,30 @@ func (db *DB) ApplyBackendEvent(ctx context.Context, e plane.BackendEvent) (*pla
 		return nil, false, err
 	}
 	return b, applied, nil
+}
+
+// applySuspension records, in ApplyBackendEvent's transaction, when b, as
+// stored, was suspended (e.Suspended true) or resumed: at e.Time, leaving
+// its status and history alone. A backend that is not ready, or a time no
+// later than the one recorded (a redelivered event, or one that arrives
+// after a later one), changes nothing: b is returned as it is, not applied.
+// Suspensions and resumes are recorded apart, so that a resume that
+// overtakes its suspension still ends up after it.
+func applySuspension(ctx context.Context, tx *conn, b *plane.Backend, e plane.BackendEvent) (*plane.Backend, bool, error) {
+	column, last := "resumed_at", b.ResumedAt
+	if *e.Suspended {
+		column, last = "suspended_at", b.SuspendedAt
+	}
+	at := fromMS(toMS(e.Time))
+	if b.Status != plane.StatusReady || (last != nil && !at.After(*last)) {
+		return b, false, nil
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE backends SET `+column+` = ?, updated_at = ? WHERE id = ?`,
+		toMS(at), toMS(now()), b.ID); err != nil {
+		return nil, false, fmt.Errorf("apply backend event: %w", err)
+	}
+	b, err := findBackendByID(ctx, tx, b.ID)
+	return b, err == nil, err
 }
 
 // CountLiveBackendsByDrone returns the number of live backends of each drone
@@ -325,10 +356,12 @@ func scanBackend(s scanner) (*plane.Backend, error) {
 	var b plane.Backend
 	var exit sql.NullInt64
 	var env string
+	var suspended, resumed sql.NullInt64
 	var created, updated int64
 	if err := s.Scan(&b.ID, &b.ProjectID, &b.Image, &b.ImageRef, &b.Key, &b.DroneID, &b.Status,
 		&b.TerminationReason, &exit, &b.Error, &b.Address, &env, &b.User,
-		&b.MaxIdleSeconds, &b.LifetimeSeconds, &b.CPUMillis, &b.MemoryMB, &created, &updated); err != nil {
+		&b.MaxIdleSeconds, &b.LifetimeSeconds, &b.CPUMillis, &b.MemoryMB, &b.SuspendSeconds,
+		&suspended, &resumed, &created, &updated); err != nil {
 		return nil, err
 	}
 	var err error
@@ -339,6 +372,7 @@ func scanBackend(s scanner) (*plane.Backend, error) {
 		code := int(exit.Int64)
 		b.ExitCode = &code
 	}
+	b.SuspendedAt, b.ResumedAt = fromNullMS(suspended), fromNullMS(resumed)
 	b.CreatedAt, b.UpdatedAt = fromMS(created), fromMS(updated)
 	return &b, nil
 }

@@ -57,16 +57,17 @@ func testCreateBackend(t *testing.T, s store) {
 			backend: plane.Backend{
 				ID: "given1", ProjectID: p.ID, Image: "app", ImageRef: "registry.local/app:2", Key: "room-1",
 				DroneID: "drone-a", Address: "127.0.0.1:32768", Env: map[string]string{"A": "1"}, User: "alice",
-				Limits:    plane.Limits{MaxIdleSeconds: 30, LifetimeSeconds: 600, CPUMillis: 250, MemoryMB: 64},
+				Limits:    plane.Limits{MaxIdleSeconds: 30, LifetimeSeconds: 600, CPUMillis: 250, MemoryMB: 64, SuspendSeconds: 900},
 				CreatedAt: time.UnixMilli(1_700_000_000_123).Add(456 * time.Microsecond),
 			},
 		},
 		{name: "generated id", backend: plane.Backend{ProjectID: p.ID, Image: "app", ImageRef: "app:1"}},
 		{
-			name: "status and outcome are reset",
+			name: "status, outcome and suspension are reset",
 			backend: plane.Backend{
 				ProjectID: p.ID, Image: "app", ImageRef: "app:1", Status: plane.StatusReady,
 				TerminationReason: plane.ReasonFailed, ExitCode: ptr(1), Error: "stale",
+				SuspendedAt: ptr(time.Now()), ResumedAt: ptr(time.Now()),
 			},
 		},
 		{name: "taken id", backend: plane.Backend{ID: taken.ID, ProjectID: p.ID, Image: "app", ImageRef: "app:1"}, code: plane.ECONFLICT, field: "id"},
@@ -94,8 +95,9 @@ func testCreateBackend(t *testing.T, s store) {
 			if err := plane.ValidateBackendID(b.ID); err != nil || (tt.backend.ID != "" && b.ID != tt.backend.ID) {
 				t.Fatalf("id %q (%v), want %q or a generated one", b.ID, err, tt.backend.ID)
 			}
-			if b.Status != plane.StatusScheduled || b.TerminationReason != "" || b.ExitCode != nil || b.Error != "" {
-				t.Fatalf("status %q, outcome %q %v %q: want a fresh scheduled backend", b.Status, b.TerminationReason, b.ExitCode, b.Error)
+			if b.Status != plane.StatusScheduled || b.TerminationReason != "" || b.ExitCode != nil || b.Error != "" || b.SuspendedAt != nil || b.ResumedAt != nil {
+				t.Fatalf("status %q, outcome %q %v %q, suspended %v resumed %v: want a fresh scheduled backend",
+					b.Status, b.TerminationReason, b.ExitCode, b.Error, b.SuspendedAt, b.ResumedAt)
 			}
 			wantCreated := ms(tt.backend.CreatedAt.UnixMilli())
 			if tt.backend.CreatedAt.IsZero() {
@@ -378,6 +380,9 @@ func testApplyBackendEvent(t *testing.T, s store) {
 			{"no time", plane.BackendEvent{BackendID: b.ID, Status: plane.StatusReady}, plane.EINVALID},
 			{"terminated without reason", plane.BackendEvent{BackendID: b.ID, Status: plane.StatusTerminated, Time: t0}, plane.EINVALID},
 			{"bad id", plane.BackendEvent{BackendID: "Bad ID", Status: plane.StatusReady, Time: t0}, plane.EINVALID},
+			{"suspension of an unknown backend", plane.BackendEvent{BackendID: "nosuchbackend", Status: plane.StatusReady, Time: t0, Suspended: ptr(true)}, plane.ENOTFOUND},
+			{"suspension with a status other than ready", plane.BackendEvent{BackendID: b.ID, Status: plane.StatusWaiting, Time: t0, Suspended: ptr(true)}, plane.EINVALID},
+			{"resume without a time", plane.BackendEvent{BackendID: b.ID, Status: plane.StatusReady, Suspended: ptr(false)}, plane.EINVALID},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				got, applied, err := db.ApplyBackendEvent(ctx, tc.event)
@@ -390,6 +395,102 @@ func testApplyBackendEvent(t *testing.T, s store) {
 		if got, err := db.FindBackendByID(ctx, b.ID); err != nil || got.Status != plane.StatusScheduled || len(got.StatusHistory) != 1 {
 			t.Fatalf("after refused events: %+v, %v", got, err)
 		}
+	})
+}
+
+// TestApplyBackendEvent_suspension: a ready backend's suspensions and
+// resumes are recorded at their times, each only forward, without touching
+// its status or history; a backend that is not ready takes none.
+func TestApplyBackendEvent_suspension(t *testing.T) { eachStore(t, testApplyBackendEvent_suspension) }
+
+func testApplyBackendEvent_suspension(t *testing.T, s store) {
+	ctx := context.Background()
+	db := s.MustOpen(t)
+	p := MustCreateProject(t, db, "suspend")
+	t0 := ms(1_700_000_000_000)
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	suspend := func(id string, sec int, suspended bool) plane.BackendEvent {
+		return plane.BackendEvent{BackendID: id, Status: plane.StatusReady, Time: at(sec), Suspended: &suspended}
+	}
+	created, _, err := db.CreateBackend(ctx, &plane.Backend{ProjectID: p.ID, Image: "app", ImageRef: "app:1", CreatedAt: t0,
+		Limits: plane.Limits{MaxIdleSeconds: 60, SuspendSeconds: 600}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := created.ID
+
+	// apply applies e and checks that it was applied or not, that it left
+	// the status and the history alone, and that the store holds what it
+	// returned.
+	apply := func(t *testing.T, e plane.BackendEvent, want bool) *plane.Backend {
+		t.Helper()
+		before, err := db.FindBackendByID(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, applied, err := db.ApplyBackendEvent(ctx, e)
+		if err != nil || applied != want {
+			t.Fatalf("suspended %v at %v: applied %v, %v; want applied %v", *e.Suspended, e.Time, applied, err, want)
+		}
+		if !applied && !reflect.DeepEqual(b, before) {
+			t.Fatalf("an event not applied changed the backend:\n%+v\nwas\n%+v", b, before)
+		}
+		if b.Status != before.Status || !reflect.DeepEqual(b.StatusHistory, before.StatusHistory) || b.UpdatedAt.Before(before.UpdatedAt) {
+			t.Fatalf("status %s, history %v, updated at %v; were %s, %v, %v", b.Status, b.StatusHistory, b.UpdatedAt, before.Status, before.StatusHistory, before.UpdatedAt)
+		}
+		if stored, err := db.FindBackendByID(ctx, id); err != nil || !reflect.DeepEqual(stored, b) {
+			t.Fatalf("stored\n%+v (%v)\nreturned\n%+v", stored, err, b)
+		}
+		return b
+	}
+	// want checks the recorded times (0: none) and whether it is suspended.
+	want := func(t *testing.T, b *plane.Backend, suspendedAt, resumedAt int, suspended bool) {
+		t.Helper()
+		wantAt := func(sec int) *time.Time {
+			if sec == 0 {
+				return nil
+			}
+			return ptr(at(sec))
+		}
+		if !reflect.DeepEqual(b.SuspendedAt, wantAt(suspendedAt)) || !reflect.DeepEqual(b.ResumedAt, wantAt(resumedAt)) || b.Suspended() != suspended {
+			t.Fatalf("suspended at %v, resumed at %v, suspended %v; want %v, %v, %v",
+				b.SuspendedAt, b.ResumedAt, b.Suspended(), wantAt(suspendedAt), wantAt(resumedAt), suspended)
+		}
+	}
+
+	t.Run("not ready yet: ignored", func(t *testing.T) {
+		mustApply(t, db, plane.BackendEvent{BackendID: id, Status: plane.StatusWaiting, Time: at(1)})
+		want(t, apply(t, suspend(id, 2, true), false), 0, 0, false)
+		want(t, apply(t, suspend(id, 2, false), false), 0, 0, false)
+	})
+	mustApply(t, db, plane.BackendEvent{BackendID: id, Status: plane.StatusReady, Time: at(3)})
+	t.Run("suspended", func(t *testing.T) {
+		b := apply(t, suspend(id, 10, true), true)
+		want(t, b, 10, 0, true)
+		if b.Limits != (plane.Limits{MaxIdleSeconds: 60, SuspendSeconds: 600}) {
+			t.Fatalf("limits %+v", b.Limits)
+		}
+	})
+	t.Run("redelivered or older: ignored", func(t *testing.T) {
+		want(t, apply(t, suspend(id, 10, true), false), 10, 0, true)
+		want(t, apply(t, suspend(id, 5, true), false), 10, 0, true)
+	})
+	t.Run("resumed", func(t *testing.T) {
+		want(t, apply(t, suspend(id, 20, false), true), 10, 20, false)
+		want(t, apply(t, suspend(id, 20, false), false), 10, 20, false)
+		want(t, apply(t, suspend(id, 15, false), false), 10, 20, false)
+	})
+	t.Run("suspended again", func(t *testing.T) {
+		want(t, apply(t, suspend(id, 30, true), true), 30, 20, true)
+	})
+	t.Run("a resume that overtakes its suspension", func(t *testing.T) {
+		want(t, apply(t, suspend(id, 40, false), true), 30, 40, false)
+		want(t, apply(t, suspend(id, 35, true), true), 35, 40, false)
+	})
+	t.Run("terminated: ignored, times kept", func(t *testing.T) {
+		mustApply(t, db, plane.BackendEvent{BackendID: id, Status: plane.StatusTerminated, Reason: plane.ReasonIdle, Time: at(50)})
+		want(t, apply(t, suspend(id, 60, true), false), 35, 40, false)
+		want(t, apply(t, suspend(id, 60, false), false), 35, 40, false)
 	})
 }
 

@@ -55,18 +55,18 @@ func mustFill(t *testing.T, db *sqlstore.DB) {
 
 	public := &plane.Image{ProjectID: web.ID, Name: "site", Ref: "registry.local/site:1", Port: 8080, PullPolicy: plane.PullAlways,
 		Public: true, AllowBearer: true, Env: map[string]string{"MODE": "prod"},
-		Limits: plane.Limits{MaxIdleSeconds: 60, LifetimeSeconds: 3600, CPUMillis: 500, MemoryMB: 256}, CreatedAt: at}
+		Limits: plane.Limits{MaxIdleSeconds: 60, LifetimeSeconds: 3600, CPUMillis: 500, MemoryMB: 256, SuspendSeconds: 600}, CreatedAt: at}
 	check("create public image", db.CreateImage(ctx, public))
 	private := &plane.Image{ProjectID: web.ID, Name: "admin", Ref: "registry.local/admin:1", Port: 80, PullPolicy: plane.PullIfNotPresent, CreatedAt: at}
 	check("create private image", db.CreateImage(ctx, private))
 
 	// Backends: two of one millisecond, one through its whole life to an
 	// exit with a code (two steps of one millisecond in its history), one
-	// failed, one live with a key.
+	// failed, one live with a key, suspended and resumed.
 	backend := func(id, key string, projectID int64) {
 		t.Helper()
 		_, created, err := db.CreateBackend(ctx, &plane.Backend{ID: id, ProjectID: projectID, Image: "site", ImageRef: "registry.local/site:1",
-			Key: key, Env: map[string]string{"ID": id}, User: "u-" + id, Limits: plane.Limits{MaxIdleSeconds: 30}, CreatedAt: at})
+			Key: key, Env: map[string]string{"ID": id}, User: "u-" + id, Limits: plane.Limits{MaxIdleSeconds: 30, SuspendSeconds: 300}, CreatedAt: at})
 		if err != nil || !created {
 			t.Fatalf("create backend %s: %v, %v", id, created, err)
 		}
@@ -94,6 +94,8 @@ func mustFill(t *testing.T, db *sqlstore.DB) {
 	apply(plane.BackendEvent{BackendID: "exited", Status: plane.StatusTerminated, Time: step(50), Reason: plane.ReasonExited, ExitCode: ptr(3)})
 	apply(plane.BackendEvent{BackendID: "failed", DroneID: "drone-b", Status: plane.StatusTerminated, Time: step(5), Reason: plane.ReasonFailed, Error: "pull: not found"})
 	apply(plane.BackendEvent{BackendID: "live", DroneID: "drone-a", Status: plane.StatusReady, Time: step(7), Address: "10.0.0.1:32769"})
+	apply(plane.BackendEvent{BackendID: "live", Status: plane.StatusReady, Time: step(8), Suspended: ptr(true)})
+	apply(plane.BackendEvent{BackendID: "live", Status: plane.StatusReady, Time: step(9), Suspended: ptr(false)})
 
 	check("upsert drone-a", db.UpsertDrone(ctx, &plane.Drone{ID: "drone-a", Address: "10.0.0.1", ProxyAddress: "10.0.0.1:443",
 		Version: "v1.2.3", ProtocolVersion: 3, Draining: true, Capacity: 20, Backends: 1, CPUPercent: 12.5, MemoryBytes: 1 << 30,

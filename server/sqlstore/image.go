@@ -12,7 +12,7 @@ import (
 var _ plane.ImageService = (*DB)(nil)
 
 const imageColumns = `id, project_id, name, ref, port, pull_policy, public, allow_bearer, env,
-	max_idle_seconds, lifetime_seconds, cpu_millis, memory_mb, created_at, updated_at`
+	max_idle_seconds, lifetime_seconds, cpu_millis, memory_mb, suspend_seconds, created_at, updated_at`
 
 // FindImage returns the image of the project named name.
 func (db *DB) FindImage(ctx context.Context, projectID int64, name string) (*plane.Image, error) {
@@ -54,10 +54,10 @@ func (db *DB) CreateImage(ctx context.Context, img *plane.Image) error {
 	var id int64
 	err = db.write.QueryRowContext(ctx, `
 		INSERT INTO images (project_id, name, ref, port, pull_policy, public, allow_bearer, env,
-			max_idle_seconds, lifetime_seconds, cpu_millis, memory_mb, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+			max_idle_seconds, lifetime_seconds, cpu_millis, memory_mb, suspend_seconds, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 		img.ProjectID, img.Name, img.Ref, img.Port, img.PullPolicy, img.Public, img.AllowBearer, env,
-		img.MaxIdleSeconds, img.LifetimeSeconds, img.CPUMillis, img.MemoryMB, toMS(created), toMS(created),
+		img.MaxIdleSeconds, img.LifetimeSeconds, img.CPUMillis, img.MemoryMB, img.SuspendSeconds, toMS(created), toMS(created),
 	).Scan(&id)
 	switch {
 	case db.isUnique(err):
@@ -93,10 +93,10 @@ func (db *DB) UpdateImage(ctx context.Context, projectID int64, name string, in 
 		img.UpdatedAt = now()
 		_, err = tx.ExecContext(ctx, `
 			UPDATE images SET name = ?, ref = ?, port = ?, pull_policy = ?, public = ?, allow_bearer = ?, env = ?,
-				max_idle_seconds = ?, lifetime_seconds = ?, cpu_millis = ?, memory_mb = ?, updated_at = ?
+				max_idle_seconds = ?, lifetime_seconds = ?, cpu_millis = ?, memory_mb = ?, suspend_seconds = ?, updated_at = ?
 			WHERE id = ?`,
 			img.Name, img.Ref, img.Port, img.PullPolicy, img.Public, img.AllowBearer, env,
-			img.MaxIdleSeconds, img.LifetimeSeconds, img.CPUMillis, img.MemoryMB, toMS(img.UpdatedAt), img.ID)
+			img.MaxIdleSeconds, img.LifetimeSeconds, img.CPUMillis, img.MemoryMB, img.SuspendSeconds, toMS(img.UpdatedAt), img.ID)
 		if db.isUnique(err) {
 			return conflict("name", "image %q already exists", img.Name)
 		}
@@ -126,7 +126,7 @@ func scanImage(s scanner) (*plane.Image, error) {
 	var env string
 	var created, updated int64
 	if err := s.Scan(&img.ID, &img.ProjectID, &img.Name, &img.Ref, &img.Port, &img.PullPolicy, &img.Public, &img.AllowBearer, &env,
-		&img.MaxIdleSeconds, &img.LifetimeSeconds, &img.CPUMillis, &img.MemoryMB, &created, &updated); err != nil {
+		&img.MaxIdleSeconds, &img.LifetimeSeconds, &img.CPUMillis, &img.MemoryMB, &img.SuspendSeconds, &created, &updated); err != nil {
 		return nil, err
 	}
 	var err error

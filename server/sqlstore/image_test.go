@@ -34,7 +34,7 @@ func testCreateImage(t *testing.T, s store) {
 	full := plane.Image{
 		ProjectID: p.ID, Name: "full", Ref: "registry.example.com:5000/team/app:v1", Port: 3000,
 		PullPolicy: plane.PullAlways, Public: true, AllowBearer: true, Env: map[string]string{"A": "1", "B": "two"},
-		Limits:    plane.Limits{MaxIdleSeconds: 60, LifetimeSeconds: 3600, CPUMillis: 500, MemoryMB: 256},
+		Limits:    plane.Limits{MaxIdleSeconds: 60, LifetimeSeconds: 3600, CPUMillis: 500, MemoryMB: 256, SuspendSeconds: 900},
 		CreatedAt: ms(1_700_000_000_001),
 	}
 	tests := []struct {
@@ -126,6 +126,23 @@ func testUpdateImage(t *testing.T, s store) {
 				want.Port, want.Env, want.Public, want.AllowBearer, want.UpdatedAt = 9000, map[string]string{"X": "y"}, true, true, after.UpdatedAt
 				if !reflect.DeepEqual(after, &want) {
 					t.Fatalf("got %+v, want %+v", after, want)
+				}
+			},
+		},
+		{
+			name: "every limit",
+			in:   plane.ImageInput{LimitsInput: plane.LimitsInput{MaxIdleSeconds: ptr(30), LifetimeSeconds: ptr(600), CPUMillis: ptr(250), MemoryMB: ptr(64), SuspendSeconds: ptr(120)}},
+			check: func(t *testing.T, before, after *plane.Image) {
+				if want := (plane.Limits{MaxIdleSeconds: 30, LifetimeSeconds: 600, CPUMillis: 250, MemoryMB: 64, SuspendSeconds: 120}); after.Limits != want {
+					t.Fatalf("limits %+v, want %+v", after.Limits, want)
+				}
+				// And back to none: zero is stored, not skipped.
+				again, err := db.UpdateImage(ctx, p.ID, after.Name, plane.ImageInput{LimitsInput: plane.LimitsInput{SuspendSeconds: ptr(0)}})
+				if err != nil || again.SuspendSeconds != 0 || again.MaxIdleSeconds != 30 {
+					t.Fatalf("suspend_seconds back to 0: %+v, %v", again, err)
+				}
+				if stored, err := db.FindImage(ctx, p.ID, after.Name); err != nil || !reflect.DeepEqual(stored, again) {
+					t.Fatalf("stored %+v, %v; returned %+v", stored, err, again)
 				}
 			},
 		},
