@@ -218,6 +218,12 @@ func (c *Core) redispatchStale(ctx context.Context, b *plane.Backend) bool {
 		c.logger().Warn("a backend stays scheduled and its image cannot be read to send it again", "backend", b.ID, "err", err)
 		return false
 	}
+	if img.Ref != b.ImageRef || img.UpdatedAt.After(b.CreatedAt) {
+		// The image changed since (its port, or made public): the spec
+		// would not be the one the backend was stored with.
+		c.logger().Warn("a backend stays scheduled and its image changed since: left to reconciliation", "backend", b.ID)
+		return false
+	}
 	if err := c.Dispatch.Spawn(ctx, b.DroneID, specFor(b, img)); err != nil {
 		c.logger().Warn("a backend stays scheduled and its drone did not take it again", "backend", b.ID, "drone", b.DroneID, "err", err)
 		return false
@@ -344,13 +350,15 @@ func (c *Core) WaitSettled(ctx context.Context, b *plane.Backend) (*plane.Backen
 	recheck := time.NewTicker(settleRecheck)
 	defer recheck.Stop()
 	resent := false
-	reread := func() error {
+	// A failed read (the store failing over) does not end the wait: the
+	// bus may still bring the change, and the next recheck may read it.
+	reread := func() {
 		stored, err := c.Store.FindBackendByID(ctx, b.ID)
 		if err != nil {
-			return err
+			c.logger().Warn("wait for a backend: read the store", "backend", b.ID, "err", err)
+			return
 		}
 		cur = stored
-		return nil
 	}
 	for {
 		select {
@@ -363,9 +371,7 @@ func (c *Core) WaitSettled(ctx context.Context, b *plane.Backend) (*plane.Backen
 				return cur, nil
 			}
 		case <-recheck.C:
-			if err := reread(); err != nil {
-				return nil, err
-			}
+			reread()
 			if settled(cur) {
 				return cur, nil
 			}
@@ -373,9 +379,7 @@ func (c *Core) WaitSettled(ctx context.Context, b *plane.Backend) (*plane.Backen
 				resent = c.redispatchStale(ctx, cur)
 			}
 		case <-timeout.C:
-			if err := reread(); err != nil {
-				return nil, err
-			}
+			reread()
 			return cur, nil
 		case <-ctx.Done():
 			return nil, ctx.Err()

@@ -31,6 +31,8 @@ type fakeStore struct {
 	delay time.Duration
 	// onCreate, when set, runs at the start of every CreateBackend.
 	onCreate func()
+	// failFinds: that many FindBackendByID calls fail.
+	failFinds int
 }
 
 func newStore() *fakeStore {
@@ -91,6 +93,10 @@ func (s *fakeStore) DeleteImage(_ context.Context, projectID int64, name string)
 func (s *fakeStore) FindBackendByID(_ context.Context, id string) (*plane.Backend, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.failFinds > 0 {
+		s.failFinds--
+		return nil, errors.New("the store is failing over")
+	}
 	if b, ok := s.backends[id]; ok {
 		cp := *b
 		return &cp, nil
@@ -543,6 +549,28 @@ func TestWaitSettledReadsTheStore(t *testing.T) {
 	}
 }
 
+// A read of the store that fails during a wait (a failover) does not end
+// the wait: the next recheck, or the bus, brings the change.
+func TestWaitSettledSurvivesAFailedRead(t *testing.T) {
+	ctx := context.Background()
+	c, st, _, _ := newCore(t)
+	c.WaitTimeout = time.Minute
+	st.addBackend(&plane.Backend{ID: "b", ProjectID: 1, Status: plane.StatusStarting})
+	go func() {
+		time.Sleep(50 * time.Millisecond) // while WaitSettled waits
+		st.mu.Lock()
+		st.failFinds = 1 // the first recheck fails
+		st.mu.Unlock()
+		if _, _, err := st.ApplyBackendEvent(ctx, plane.BackendEvent{BackendID: "b", Status: plane.StatusReady}); err != nil {
+			t.Error(err)
+		}
+	}()
+	got, err := c.WaitSettled(ctx, &plane.Backend{ID: "b", Status: plane.StatusStarting})
+	if err != nil || got.Status != plane.StatusReady {
+		t.Fatalf("WaitSettled: %+v, %v; want ready at the recheck after the failed one", got, err)
+	}
+}
+
 // A backend still scheduled RedispatchAfter after it was stored (the
 // controller that stored it died before sending it) is sent to its drone
 // again by a spawn of its key, or by a wait for it; a fresh one is not.
@@ -558,11 +586,17 @@ func TestRedispatchStale(t *testing.T) {
 		{"fresh scheduled", plane.Backend{Status: plane.StatusScheduled, UpdatedAt: time.Now(), DroneID: "d1"}, false},
 		{"stale loading", plane.Backend{Status: plane.StatusLoading, UpdatedAt: stale, DroneID: "d1"}, false},
 		{"stale but never placed", plane.Backend{Status: plane.StatusScheduled, UpdatedAt: stale}, false},
+		// Its image was changed since (here its reference): the spec it
+		// was stored with cannot be rebuilt, so it is left to reconciliation.
+		{"stale, image changed since", plane.Backend{Status: plane.StatusScheduled, UpdatedAt: stale, DroneID: "d1", ImageRef: "plane-demo:1"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, st, dr, _ := newCore(t)
 			b := tc.backend
-			b.ID, b.ProjectID, b.Image, b.ImageRef, b.Key = "k1", 1, "demo", "plane-demo:1", "room"
+			b.ID, b.ProjectID, b.Image, b.Key = "k1", 1, "demo", "room"
+			if b.ImageRef == "" {
+				b.ImageRef = "plane-demo:latest" // the image's: unchanged since
+			}
 			st.addBackend(&b)
 			sp, err := c.Spawn(ctx, alice, 1, plane.SpawnRequest{Image: "demo", Key: "room"})
 			if err != nil || sp.New || sp.Backend.ID != "k1" {
@@ -572,7 +606,7 @@ func TestRedispatchStale(t *testing.T) {
 				t.Fatalf("sent again: %v (%d specs), want %v", got, len(dr.spawned), tc.resent)
 			}
 			if tc.resent {
-				if spec, to := dr.spawned[0], dr.sent()[0]; spec.BackendID != "k1" || spec.ImageRef != "plane-demo:1" || spec.Port != 8080 || to != "d1" {
+				if spec, to := dr.spawned[0], dr.sent()[0]; spec.BackendID != "k1" || spec.ImageRef != "plane-demo:latest" || spec.Port != 8080 || to != "d1" {
 					t.Fatalf("sent %+v to %s, want k1's spec with its stored image reference to d1", spec, to)
 				}
 			}
