@@ -253,6 +253,19 @@ func jsonKind(k string) string {
 	return k
 }
 
+// ValidateName checks a name people give (a user's, a team's, a token's):
+// at most max bytes of printable UTF-8. Control characters and invalid
+// UTF-8 would be stored by one database and refused by another.
+func ValidateName(field, s string, max int) error {
+	if len(s) > max {
+		return FieldErrorf(field, "use at most %d characters", max)
+	}
+	if !printable(s) {
+		return FieldErrorf(field, "must be printable text")
+	}
+	return nil
+}
+
 func printable(s string) bool {
 	if !utf8.ValidString(s) {
 		return false

@@ -62,8 +62,8 @@ func (c *Core) SignUp(ctx context.Context, in SignUp) (*plane.User, error) {
 	if err := plane.ValidatePassword(in.Password); err != nil {
 		return nil, err
 	}
-	if len(u.Name) > maxName {
-		return nil, plane.FieldErrorf("name", "use at most %d characters", maxName)
+	if err := plane.ValidateName("name", u.Name, maxName); err != nil {
+		return nil, err
 	}
 	if u.PasswordHash, err = auth.HashPassword(in.Password); err != nil {
 		return nil, err
@@ -140,8 +140,9 @@ func (c *Core) CreateTeam(ctx context.Context, actor plane.Actor, name string) (
 	switch {
 	case t.Name == "":
 		return nil, plane.FieldErrorf("team_name", "give the team a name")
-	case len(t.Name) > maxName:
-		return nil, plane.FieldErrorf("team_name", "use at most %d characters", maxName)
+	}
+	if err := plane.ValidateName("team_name", t.Name, maxName); err != nil {
+		return nil, err
 	}
 	if err := acc.CreateTeam(ctx, t, actor.UserID); err != nil {
 		return nil, err

@@ -181,6 +181,10 @@ func TestSignUpAndLogIn(t *testing.T) {
 		{controller.SignUp{Email: "nope", Password: "long enough pw"}, "email"},
 		{controller.SignUp{Email: "a@example.com", Password: "short"}, "password"},
 		{controller.SignUp{Name: strings.Repeat("n", 101), Email: "a@example.com", Password: "long enough pw"}, "name"},
+		// Postgres refuses a NUL and invalid UTF-8 (sqlite would store them):
+		// refused here for both, as the user's mistake, not a 500.
+		{controller.SignUp{Name: "Ann\x00", Email: "a@example.com", Password: "long enough pw"}, "name"},
+		{controller.SignUp{Name: "Ann\xff", Email: "a@example.com", Password: "long enough pw"}, "name"},
 	} {
 		if _, err := c.SignUp(ctx, tc.in); fieldOf(err) != tc.field {
 			t.Errorf("sign up %+v: %v, want a %s error", tc.in, err, tc.field)
@@ -220,6 +224,9 @@ func TestTeamsAndProjects(t *testing.T) {
 	ctx := context.Background()
 	c, acc, st := newAccountsCore(t)
 	ann, bob := plane.Actor{UserID: 1, Name: "ann"}, plane.Actor{UserID: 2, Name: "bob"}
+	if _, err := c.CreateTeam(ctx, ann, "crew\x00"); fieldOf(err) != "team_name" {
+		t.Errorf("a team name with a NUL: %v, want a team_name error", err)
+	}
 	if _, err := c.CreateTeam(ctx, ann, "  "); fieldOf(err) != "team_name" {
 		t.Fatalf("blank team: %v", err)
 	}
@@ -292,6 +299,7 @@ func TestTokens(t *testing.T) {
 	}{
 		{controller.TokenInput{Name: " ", Scopes: all}, "name"},
 		{controller.TokenInput{Name: strings.Repeat("n", 101), Scopes: all}, "name"},
+		{controller.TokenInput{Name: "ci\r\nX: y", Scopes: all}, "name"},
 		{controller.TokenInput{Name: "ci"}, "scopes"},
 		{controller.TokenInput{Name: "ci", Scopes: []string{"admin"}}, "scopes"},
 		{controller.TokenInput{Name: "ci", Scopes: append([]string{string(plane.ScopeAdmin)}, all...)}, "scopes"},

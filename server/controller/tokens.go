@@ -58,8 +58,9 @@ func newToken(projectID int64, in TokenInput, now time.Time) (*plane.Token, erro
 	switch {
 	case tok.Name == "":
 		return nil, plane.FieldErrorf("name", "give the token a name, such as the app that uses it")
-	case len(tok.Name) > maxName:
-		return nil, plane.FieldErrorf("name", "use at most %d characters", maxName)
+	}
+	if err := plane.ValidateName("name", tok.Name, maxName); err != nil {
+		return nil, err
 	}
 	for _, v := range in.Scopes {
 		sc := plane.Scope(v)
