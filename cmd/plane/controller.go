@@ -110,6 +110,10 @@ func OpenController(ctx context.Context, cfg ControllerConfig) (c *Controller, e
 	}
 	signID, acceptIDs := keys.describe()
 	cfg.Logger.Info("signing key", "key", signID, "accepted", acceptIDs)
+	// Several controllers share one store, and must share one key.
+	if err := c.DB.RegisterSigningKeys(ctx, signID, acceptIDs); err != nil {
+		return nil, fmt.Errorf("%s: give this controller the cluster's key file with --signing-key (docs/deploy.md, \"The signing key\")", plane.ErrorMessageOf(err))
+	}
 	url := cfg.NATSURL
 	if url == "" {
 		if c.NATS, err = startNATS(cfg.NATSListen, filepath.Join(cfg.DataDir, "nats")); err != nil {

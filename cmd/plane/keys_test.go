@@ -14,6 +14,7 @@ import (
 
 	"plane"
 	"plane/auth"
+	"plane/server/postgres/pgtest"
 )
 
 // A rotation of the signing key, as docs/deploy.md tells it, on a real
@@ -109,4 +110,35 @@ func TestSigningKeyRotation(t *testing.T) {
 	if _, err := OpenController(ctx, c.ctrlCfg); err == nil || !strings.Contains(err.Error(), "does not exist") {
 		t.Errorf("a missing --signing-key: %v", err)
 	}
+}
+
+// Two controllers on one Postgres store with keys of their own: the second
+// refuses to start, saying to give it the cluster's key; given it, it
+// starts.
+func TestSecondControllerWithItsOwnKey(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.DSN(t)
+	ns := mustStartNATS(t)
+	cfg := func(data string) ControllerConfig {
+		return ControllerConfig{DataDir: data, Store: dsn, HTTPAddr: "127.0.0.1:0", NATSURL: ns.ClientURL(),
+			Domain: "plane.localhost", BackendURL: "http://{id}.plane.localhost/", Logger: testLogger(t, "controller")}
+	}
+	first, err := OpenController(ctx, cfg(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	second := cfg(t.TempDir()) // a new signing.key is made there
+	if c, err := OpenController(ctx, second); err == nil {
+		c.Close()
+		t.Fatal("a controller with a key of its own started on the cluster's store")
+	} else if !strings.Contains(err.Error(), "--signing-key") {
+		t.Fatalf("refusal %q does not say what to do", err)
+	}
+	second.SigningKey = filepath.Join(first.cfg.DataDir, auth.KeyFileName)
+	c, err := OpenController(ctx, second)
+	if err != nil {
+		t.Fatalf("with the cluster's key: %v", err)
+	}
+	c.Close()
 }

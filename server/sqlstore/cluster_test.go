@@ -2,6 +2,7 @@ package sqlstore_test
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 
@@ -80,6 +81,43 @@ func testClusterIdentityConcurrentFirstStart(t *testing.T, s store) {
 		}
 		if ids[i] != ids[0] {
 			t.Fatalf("store %d got %+v, store 0 %+v", i, ids[i], ids[0])
+		}
+	}
+}
+
+// The cluster's signing keys: the first controller's are recorded; another
+// that signs with one of them, or accepts one of them (a rotation), is
+// let in and its keys recorded; one with a key of its own is refused.
+func TestRegisterSigningKeys(t *testing.T) { eachStore(t, testRegisterSigningKeys) }
+
+func testRegisterSigningKeys(t *testing.T, s store) {
+	ctx := context.Background()
+	db := s.MustOpen(t)
+	for _, tc := range []struct {
+		name   string
+		sign   string
+		accept []string
+		code   plane.ErrorCode
+		known  []string // the cluster's keys a refusal names
+	}{
+		{"the first controller", "old", nil, "", nil},
+		{"another with the same key", "old", nil, "", nil},
+		{"a key of its own", "mine", nil, plane.EFORBIDDEN, []string{"old"}},
+		{"rotation, step 1: accepts the new key", "old", []string{"new"}, "", nil},
+		{"rotation, step 2: signs with the new key", "new", []string{"old"}, "", nil},
+		{"rotation, step 3: the new key alone", "new", nil, "", nil},
+		{"still a key of its own", "mine", []string{"other"}, plane.EFORBIDDEN, []string{"old", "new"}},
+		// A refused controller's keys were not recorded.
+		{"accepting a refused key", "x", []string{"mine", "other"}, plane.EFORBIDDEN, []string{"old", "new"}},
+	} {
+		err := db.RegisterSigningKeys(ctx, tc.sign, tc.accept)
+		if plane.ErrorCodeOf(err) != tc.code {
+			t.Fatalf("%s: %v, want code %q", tc.name, err, tc.code)
+		}
+		for _, k := range tc.known {
+			if !strings.Contains(err.Error(), k) {
+				t.Errorf("%s: the refusal %q does not name the cluster's key %s", tc.name, err, k)
+			}
 		}
 	}
 }

@@ -31,6 +31,7 @@ var copyTables = []struct{ name, order string }{
 	{"activity", "id"},
 	{"cluster", "one"},
 	{"acme_state", "one"},
+	{"signing_keys", "id"},
 }
 
 // copyBatch is how many rows one INSERT of Copy carries: few round trips to

@@ -124,6 +124,7 @@ func mustFill(t *testing.T, db *sqlstore.DB) {
 	}
 	_, err = db.ClusterIdentity(ctx)
 	check("cluster identity", err)
+	check("signing keys", db.RegisterSigningKeys(ctx, "key-a", []string{"key-b"}))
 	check("ACME state", db.UpdateACMEState(ctx, func(st *plane.ACMEState) error {
 		st.Holder, st.Until, st.Values = "drone-a", step(80), map[string]string{"txt-value": "drone-a"}
 		return nil
