@@ -25,13 +25,7 @@ const backendColumns = `id, project_id, image, image_ref, key, drone_id, status,
 
 // FindBackendByID returns the backend with id and its status history.
 func (db *DB) FindBackendByID(ctx context.Context, id string) (*plane.Backend, error) {
-	var b *plane.Backend
-	err := db.inReadTx(ctx, func(tx *conn) error {
-		var err error
-		b, err = findBackendByID(ctx, tx, id)
-		return err
-	})
-	return b, err
+	return findBackendByID(ctx, db.read, id)
 }
 
 // FindBackends returns the backends that match f, newest first, with their
@@ -250,16 +244,59 @@ func (db *DB) CountLiveBackendsByDrone(ctx context.Context) (map[string]int, err
 	return counts, nil
 }
 
-func findBackendByID(ctx context.Context, q queryer, id string) (*plane.Backend, error) {
-	backends, err := findBackends(ctx, q, plane.BackendFilter{ID: &id, Limit: 1})
-	if err != nil {
-		return nil, err
+// backendByIDQuery reads one backend with its status history in one
+// statement (one snapshot without a transaction, one round trip to
+// Postgres): a row per history entry, the backend's columns on each.
+var backendByIDQuery = func() string {
+	cols := strings.Split(backendColumns, ",")
+	for i, c := range cols {
+		cols[i] = "b." + strings.TrimSpace(c)
 	}
-	if len(backends) == 0 {
+	return `SELECT ` + strings.Join(cols, ", ") + `, h.status, h.time_ms
+		FROM backends b LEFT JOIN backend_status_history h ON h.backend_id = b.id
+		WHERE b.id = ?
+		ORDER BY h.time_ms, h.rowid`
+}()
+
+func findBackendByID(ctx context.Context, q queryer, id string) (*plane.Backend, error) {
+	rows, err := q.QueryContext(ctx, backendByIDQuery, id)
+	if err != nil {
+		return nil, fmt.Errorf("find backend %q: %w", id, err)
+	}
+	defer rows.Close()
+	var b *plane.Backend
+	for rows.Next() {
+		var status sql.NullString
+		var ms sql.NullInt64
+		row, err := scanBackend(withExtra{rows, []any{&status, &ms}})
+		if err != nil {
+			return nil, fmt.Errorf("find backend %q: %w", id, err)
+		}
+		if b == nil {
+			b = row
+			b.StatusHistory = []plane.StatusChange{}
+		}
+		if status.Valid {
+			b.StatusHistory = append(b.StatusHistory, plane.StatusChange{Status: plane.BackendStatus(status.String), Time: fromMS(ms.Int64)})
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("find backend %q: %w", id, err)
+	}
+	if b == nil {
 		return nil, plane.Errorf(plane.ENOTFOUND, "backend %q not found", id)
 	}
-	return backends[0], nil
+	return b, nil
 }
+
+// withExtra is a row whose Scan also fills extra, after the destinations
+// it is given: the joined columns after a scan function's own.
+type withExtra struct {
+	s     scanner
+	extra []any
+}
+
+func (w withExtra) Scan(dest ...any) error { return w.s.Scan(append(dest, w.extra...)...) }
 
 func findBackends(ctx context.Context, q queryer, f plane.BackendFilter) ([]*plane.Backend, error) {
 	var where []string
