@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"plane"
 	"plane/drone/docker/dockertest"
 )
 
@@ -32,22 +31,9 @@ func BenchmarkSpawnReady(b *testing.B) {
 	var api, raw []time.Duration
 	for range b.N {
 		for i := range rounds + 2 {
-			// API round.
-			start := time.Now()
-			_, be := c.spawn(map[string]any{"image": "demo", "wait": true})
-			d := time.Since(start)
-			if be.Status != plane.StatusReady {
-				b.Fatalf("backend %s is %s (%s)", be.ID, be.Status, be.Error)
-			}
-			c.call(http.MethodPost, "/api/v1/backends/"+be.ID+"/terminate", map[string]bool{"hard": true})
-			c.waitStatus(be.ID, plane.StatusTerminated, 30*time.Second)
-			// Let the drone remove the container before the raw round starts.
-			eventually(b, 30*time.Second, "container removed", func() bool {
-				_, err := rt.Inspect(ctx, "plane-"+be.ID)
-				return err != nil
-			})
-
-			// Raw Docker round, same image and same readiness check.
+			// API round, then a raw Docker round: the same image and the
+			// same readiness check.
+			d := spawnReadyAPI(b, c, rt)
 			r := spawnReadyDocker(ctx, b, rt, c.droneID+"raw")
 			if i >= 2 { // the first rounds warm caches on both sides
 				api, raw = append(api, d), append(raw, r)
