@@ -25,7 +25,8 @@ import (
 )
 
 // TestSpread: 40 spawns at once on three idle drones land evenly.
-func TestSpread(t *testing.T) {
+func TestSpread(tt *testing.T) {
+	t := scenario(tt)
 	c := newCluster(t, clusterOpts{})
 	const n = 40
 	ss := c.spawnMany(n, nil, true)
@@ -57,7 +58,8 @@ func TestSpread(t *testing.T) {
 // TestDronePartitionHeals: a drone cut off for a minute, shorter than the
 // lost limit, keeps its backends running and serving the users that still
 // reach it, and is back to ready within seconds of healing.
-func TestDronePartitionHeals(t *testing.T) {
+func TestDronePartitionHeals(tt *testing.T) {
+	t := scenario(tt)
 	requireCluster(t)
 	const cutFor = 60 * time.Second
 	var opts clusterOpts
@@ -178,7 +180,8 @@ func TestDronePartitionHeals(t *testing.T) {
 // TestDroneLostAfterPartition: a drone cut off for longer than the lost
 // limit loses its backends (terminated, lost, their keys free again), and
 // once back it stops exactly those containers.
-func TestDroneLostAfterPartition(t *testing.T) {
+func TestDroneLostAfterPartition(tt *testing.T) {
+	t := scenario(tt)
 	requireCluster(t)
 	if !controllerHasFlag("drone-lost-after") {
 		t.Skip("skipping: plane controller has no --drone-lost-after yet (the change that adds it has not landed)")
@@ -250,7 +253,8 @@ func TestDroneLostAfterPartition(t *testing.T) {
 // TestKillDroneDuringBurst: a drone killed (SIGKILL) in the middle of a
 // burst of 15 spawns costs none of them a backend, those sent after the
 // kill included; restarted, it settles what it had taken.
-func TestKillDroneDuringBurst(t *testing.T) {
+func TestKillDroneDuringBurst(tt *testing.T) {
+	t := scenario(tt)
 	c := newCluster(t, clusterOpts{})
 	victim := c.drones[1]
 	// 15 spawns sent 20 ms apart, each answered in some tens of

@@ -24,7 +24,8 @@ import (
 // stream, killed (SIGKILL) in the middle of a burst of spawns, costs none of
 // them more than a few seconds, nor any status change or log line; back on
 // its store, it rejoins every stream.
-func TestKillNATSLeaderDuringBurst(t *testing.T) {
+func TestKillNATSLeaderDuringBurst(tt *testing.T) {
+	t := scenario(tt)
 	c := newCluster(t, clusterOpts{})
 	leader := c.streamLeader(plane.StreamStatus)
 	vi := c.natsIndex(leader)
@@ -118,7 +119,8 @@ func TestKillNATSLeaderDuringBurst(t *testing.T) {
 // backends a controller killed mid-spawn leaves live in its store and on no
 // drone, which a kill alone makes only by chance (it must land between
 // storing a backend and its drone reading the request).
-func TestKillControllerDuringKeyedBurst(t *testing.T) {
+func TestKillControllerDuringKeyedBurst(tt *testing.T) {
+	t := scenario(tt)
 	c := newCluster(t, clusterOpts{})
 	frozen := c.drones[0]
 	if err := syscall.Kill(frozen.proc.cmd.Process.Pid, syscall.SIGSTOP); err != nil {
@@ -303,7 +305,8 @@ func TestKillControllerDuringKeyedBurst(t *testing.T) {
 // its own, started on the cluster's NATS, refuses to start within seconds
 // and changes nothing: the backends keep their containers, the claim and
 // the lease are as they were, the first controller keeps working.
-func TestSecondControllerRefused(t *testing.T) {
+func TestSecondControllerRefused(tt *testing.T) {
+	t := scenario(tt)
 	c := newCluster(t, clusterOpts{})
 	ss := c.spawnMany(3, nil, true)
 	logLatencies(t, "spawn until ready (wait: true)", latencies(ss))

@@ -13,7 +13,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"testing"
 	"time"
 )
 
@@ -45,7 +44,7 @@ type host struct {
 // network is one cluster's hosts: namespaces, links, the forwarding rule
 // and IP forwarding, all removed when the test ends.
 type network struct {
-	t      *testing.T
+	t      *T
 	prefix string // of every namespace and interface name
 	octet  int    // the hosts are in 10.213.<octet>.0/24
 	hosts  []*host
@@ -66,7 +65,7 @@ var (
 // forwarding on, and a rule that lets the hosts' traffic through the
 // FORWARD chain, whose policy Docker sets to DROP. It skips the test when
 // not run as root.
-func newNetwork(t *testing.T) *network {
+func newNetwork(t *T) *network {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("skipping: network namespaces need root (run as root, or with sudo -E)")
@@ -128,7 +127,7 @@ var (
 // sweepStale removes the namespaces, links and FORWARD rules of earlier
 // runs whose process is gone, and returns their prefixes (their drones'
 // containers carry them). A live process's are left alone.
-func sweepStale(t *testing.T) []string {
+func sweepStale(t *T) []string {
 	staleOnce.Do(func() {
 		dead := func(pid string) bool {
 			n, err := strconv.Atoi(pid)
@@ -184,7 +183,7 @@ func sweepStale(t *testing.T) []string {
 // freeOctet picks a /24 of 10.213.0.0/16 that no address or route of the
 // root namespace uses, nor another network of this process; under
 // subnetMu.
-func freeOctet(t *testing.T) int {
+func freeOctet(t *T) int {
 	out, err := exec.Command("sh", "-c", "ip -4 -o addr show; ip -4 route show table all").CombinedOutput()
 	if err != nil {
 		t.Fatalf("list addresses: %v\n%s", err, out)
@@ -299,7 +298,7 @@ func (n *network) try(name string, args ...string) {
 
 // proc is a process started in a host's namespace.
 type proc struct {
-	t    *testing.T
+	t    *T
 	name string
 	cmd  *exec.Cmd
 	log  string // its stdout and stderr

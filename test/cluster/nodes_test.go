@@ -78,7 +78,7 @@ func runTests(m *testing.M) int {
 }
 
 // requireCluster skips unless the scenarios are asked for and can run.
-func requireCluster(t *testing.T) {
+func requireCluster(t *T) {
 	t.Helper()
 	if os.Getenv(enableEnv) != "1" {
 		t.Skipf("skipping the multi-host cluster scenarios (minutes, as root, on network namespaces): set %s=1 to run them, as `make test-cluster` does", enableEnv)
@@ -100,7 +100,7 @@ type clusterOpts struct {
 // cluster is three nats-servers clustered with JetStream, a controller and
 // three drones, each process on a host of its own.
 type cluster struct {
-	t        *testing.T
+	t        *T
 	net      *network
 	nats     []*host
 	natsURLs string
@@ -131,7 +131,7 @@ type droneNode struct {
 }
 
 // newCluster starts a cluster and returns once every drone is ready.
-func newCluster(t *testing.T, opts clusterOpts) *cluster {
+func newCluster(t *T, opts clusterOpts) *cluster {
 	t.Helper()
 	requireCluster(t)
 	start := time.Now()
@@ -802,7 +802,7 @@ func (c *cluster) eventually(within time.Duration, what string, cond func() bool
 }
 
 // logLatencies logs the median and the longest of ds.
-func logLatencies(t *testing.T, what string, ds []time.Duration) {
+func logLatencies(t *T, what string, ds []time.Duration) {
 	t.Helper()
 	if len(ds) == 0 {
 		t.Logf("%s: none", what)

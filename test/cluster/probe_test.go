@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"testing"
 	"time"
 )
 
@@ -113,7 +112,7 @@ func (c *cluster) startProbe(d *droneNode, ids []string) *proc {
 }
 
 // probeResults reads what a probe has printed so far.
-func probeResults(t *testing.T, p *proc) []probeResult {
+func probeResults(t *T, p *proc) []probeResult {
 	t.Helper()
 	var out []probeResult
 	sc := bufio.NewScanner(strings.NewReader(p.output()))
