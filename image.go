@@ -37,8 +37,11 @@ type Image struct {
 	AllowBearer bool              `json:"allow_bearer"`
 	Env         map[string]string `json:"env"`
 	Limits                        // defaults of the backends started from it
-	CreatedAt   time.Time         `json:"created_at"`
-	UpdatedAt   time.Time         `json:"updated_at"`
+	// WarmPool is how many started, ready, unclaimed backends of the image
+	// every ready drone keeps, for spawns to claim at once (0: none).
+	WarmPool  int       `json:"warm_pool"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // ImageInput is the body of POST /api/v1/images and PATCH /api/v1/images/{name}.
@@ -51,6 +54,7 @@ type ImageInput struct {
 	Public      *bool              `json:"public,omitempty"`
 	AllowBearer *bool              `json:"allow_bearer,omitempty"`
 	Env         *map[string]string `json:"env,omitempty"`
+	WarmPool    *int               `json:"warm_pool,omitempty"`
 	LimitsInput
 }
 
@@ -107,6 +111,9 @@ func (img *Image) Apply(in ImageInput) error {
 			next.Env = map[string]string{}
 		}
 	}
+	if in.WarmPool != nil {
+		next.WarmPool = *in.WarmPool
+	}
 	next.Limits = next.Limits.With(in.LimitsInput)
 	if err := next.Validate(); err != nil {
 		return err
@@ -131,6 +138,9 @@ func (img *Image) Validate() error {
 	}
 	if err := ValidateEnv("env", img.Env); err != nil {
 		return err
+	}
+	if img.WarmPool < 0 || img.WarmPool > MaxWarmPool {
+		return FieldErrorf("warm_pool", "must be between 0 and %d (got %d)", MaxWarmPool, img.WarmPool)
 	}
 	return img.Limits.Validate()
 }

@@ -17,8 +17,11 @@ import (
 //	1  the first contract
 //	2  Heartbeat.ProxyError (a drone of version 1 sends none: its proxy
 //	   counts as healthy)
+//	3  warm pools (pool.go): SubjectPools, Heartbeat.Pools, SpawnSpec.Warm
+//	   and Reply.Warm (a drone of version 2 reports no pools and is sent
+//	   none: its spawns start cold)
 const (
-	ProtocolVersion    = 2
+	ProtocolVersion    = 3
 	MinProtocolVersion = ProtocolVersion - 1
 )
 
@@ -92,6 +95,10 @@ type SpawnSpec struct {
 	// clients send it as "Authorization: Bearer".
 	Public      bool `json:"public,omitempty"`
 	AllowBearer bool `json:"allow_bearer,omitempty"`
+	// Warm: BackendID is a ready member of one of the drone's warm pools,
+	// which becomes this backend (with this spec's key, user and limits);
+	// a member gone meanwhile is started cold under that ID.
+	Warm bool `json:"warm,omitempty"`
 }
 
 // Validate checks a spec received from the network.
@@ -192,6 +199,9 @@ func (k *ConnectKey) Keys() []ed25519.PublicKey {
 // Reply answers every request; Error is empty on success.
 type Reply struct {
 	Error *WireError `json:"error,omitempty"`
+	// Warm (spawn only): the backend is a warm pool's member, claimed
+	// ready; false for one started cold.
+	Warm bool `json:"warm,omitempty"`
 }
 
 // WireError carries an *Error over NATS.
@@ -234,6 +244,9 @@ type Heartbeat struct {
 	MemoryBytes     uint64   `json:"memory_bytes"`
 	LiveBackends    []string `json:"live_backends"`
 	Images          []string `json:"images"`
+	// Pools are the drone's warm pools (version 3); their members are not
+	// in LiveBackends.
+	Pools []PoolState `json:"pools,omitempty"`
 	// HTTPS: the expiry of the certificate the drone serves (nil: none)
 	// and the last certificate error, for drone health.
 	CertNotAfter *time.Time `json:"cert_not_after,omitempty"`
@@ -258,6 +271,14 @@ func (h *Heartbeat) Validate() error {
 	}
 	for _, id := range h.LiveBackends {
 		if err := ValidateBackendID(id); err != nil {
+			return err
+		}
+	}
+	if len(h.Pools) > MaxPools {
+		return FieldErrorf("pools", "at most %d (got %d)", MaxPools, len(h.Pools))
+	}
+	for i := range h.Pools {
+		if err := h.Pools[i].Validate(); err != nil {
 			return err
 		}
 	}

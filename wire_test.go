@@ -102,26 +102,26 @@ func TestDecodeTerminateRequest(t *testing.T) {
 }
 
 func TestDecodeHeartbeat(t *testing.T) {
-	ok := `"protocol_version":1,"drone_id":"drone-1","time":"2025-01-02T03:04:05.678Z"`
+	ok := `"protocol_version":2,"drone_id":"drone-1","time":"2025-01-02T03:04:05.678Z"`
 	cases := []decodeCase[plane.Heartbeat]{
-		{name: "minimal", json: `{` + ok + `}`, valid: true, want: &plane.Heartbeat{ProtocolVersion: 1, DroneID: "drone-1", Time: t0}},
+		{name: "minimal", json: `{` + ok + `}`, valid: true, want: &plane.Heartbeat{ProtocolVersion: 2, DroneID: "drone-1", Time: t0}},
 		{name: "full", valid: true,
 			json: `{` + ok + `,"address":"127.0.0.1","proxy_address":"127.0.0.1:9090","version":"v1.2.3","draining":true,"stopping":true,"capacity":10,"cpu_percent":12.5,"memory_bytes":1048576,"live_backends":["abc","def"],"images":["plane-demo:latest"]}`,
-			want: &plane.Heartbeat{ProtocolVersion: 1, DroneID: "drone-1", Address: "127.0.0.1", ProxyAddress: "127.0.0.1:9090", Version: "v1.2.3",
+			want: &plane.Heartbeat{ProtocolVersion: 2, DroneID: "drone-1", Address: "127.0.0.1", ProxyAddress: "127.0.0.1:9090", Version: "v1.2.3",
 				Draining: true, Stopping: true, Capacity: 10, CPUPercent: 12.5, MemoryBytes: 1 << 20, LiveBackends: []string{"abc", "def"},
 				Images: []string{"plane-demo:latest"}, Time: t0}},
-		{name: "no drone_id", json: `{"protocol_version":1}`, field: "drone_id", contains: "is required"},
-		{name: "bad drone_id", json: `{"protocol_version":1,"drone_id":"drone.1"}`, field: "drone_id"},
-		{name: "wildcard drone_id", json: `{"protocol_version":1,"drone_id":"*"}`, field: "drone_id"},
+		{name: "no drone_id", json: `{"protocol_version":2}`, field: "drone_id", contains: "is required"},
+		{name: "bad drone_id", json: `{"protocol_version":2,"drone_id":"drone.1"}`, field: "drone_id"},
+		{name: "wildcard drone_id", json: `{"protocol_version":2,"drone_id":"*"}`, field: "drone_id"},
 		{name: "no protocol_version", json: `{"drone_id":"d1"}`, field: "protocol_version", contains: "version 0"},
-		{name: "newer protocol_version", json: `{"protocol_version":3,"drone_id":"d1"}`, field: "protocol_version", contains: "drone speaks version 3, controller speaks 1 to 2: upgrade the controller"},
-		{name: "protocol_version before the last", json: `{"protocol_version":0,"drone_id":"d1"}`, field: "protocol_version", contains: "upgrade the drone"},
-		{name: "previous protocol_version", json: `{"protocol_version":1,"drone_id":"d1"}`, valid: true, want: &plane.Heartbeat{ProtocolVersion: 1, DroneID: "d1"}},
+		{name: "newer protocol_version", json: `{"protocol_version":4,"drone_id":"d1"}`, field: "protocol_version", contains: "drone speaks version 4, controller speaks 2 to 3: upgrade the controller"},
+		{name: "protocol_version before the last", json: `{"protocol_version":1,"drone_id":"d1"}`, field: "protocol_version", contains: "upgrade the drone"},
+		{name: "previous protocol_version", json: `{"protocol_version":2,"drone_id":"d1"}`, valid: true, want: &plane.Heartbeat{ProtocolVersion: 2, DroneID: "d1"}},
 		{name: "negative protocol_version", json: `{"protocol_version":-1,"drone_id":"d1"}`, field: "protocol_version"},
 		{name: "negative capacity", json: `{` + ok + `,"capacity":-1}`, field: "capacity"},
 		{name: "bad live backend", json: `{` + ok + `,"live_backends":["abc","NOPE"]}`, field: "id"},
 		{name: "empty live backend", json: `{` + ok + `,"live_backends":[""]}`, field: "id"},
-		{name: "bad time", json: `{"protocol_version":1,"drone_id":"d1","time":"yesterday"}`, contains: "malformed message"},
+		{name: "bad time", json: `{"protocol_version":2,"drone_id":"d1","time":"yesterday"}`, contains: "malformed message"},
 		{name: "negative memory", json: `{` + ok + `,"memory_bytes":-1}`, contains: "malformed message"},
 	}
 	runDecode(t, append(cases, malformed[plane.Heartbeat]()...))

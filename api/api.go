@@ -18,8 +18,13 @@ type Backend struct {
 	Image   string              `json:"image"`
 	Status  plane.BackendStatus `json:"status"`
 	Spawned bool                `json:"spawned"` // a spawn started it (not found by its key)
-	URL     string              `json:"url"`
-	Drone   string              `json:"drone"`
+	// Warm and ColdReason answer a spawn that started the backend (absent
+	// elsewhere): warm, it is a warm pool's member, claimed ready; cold,
+	// ColdReason says why no member could serve the request.
+	Warm       *bool            `json:"warm,omitempty"`
+	ColdReason plane.ColdReason `json:"cold_reason,omitempty"`
+	URL        string           `json:"url"`
+	Drone      string           `json:"drone"`
 	// DroneUnreachable: the backend is live, but its drone has not been
 	// heard from for a while; it keeps its status (and may well serve its
 	// users) until the drone is back or declared lost.
