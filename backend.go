@@ -121,6 +121,9 @@ type BackendEvent struct {
 	// Suspended, when set, reports a suspension (true) or a resume (false)
 	// of a ready backend at Time; its status does not change.
 	Suspended *bool `json:"suspended,omitempty"`
+	// Connection, when set, reports a user who joined or left the ready
+	// backend at Time (connection.go); its status does not change.
+	Connection *ConnectionChange `json:"connection,omitempty"`
 }
 
 // Suspended reports whether the backend is suspended now.
@@ -147,6 +150,14 @@ func (e *BackendEvent) Validate() error {
 	}
 	if e.Suspended != nil && e.Status != StatusReady {
 		return FieldErrorf("suspended", "only a ready backend is suspended or resumed")
+	}
+	if e.Connection != nil {
+		if e.Status != StatusReady || e.Suspended != nil {
+			return FieldErrorf("connection", "only a ready backend's event reports a connection, and no suspension with it")
+		}
+		if err := e.Connection.Validate(); err != nil {
+			return err
+		}
 	}
 	if len(e.Error) > MaxErrorLen {
 		return FieldErrorf("error", "longer than %d bytes", MaxErrorLen)

@@ -200,6 +200,8 @@ func FuzzDecodeHeartbeat(f *testing.F) {
 		`{"protocol_version":1,"drone_id":"-d1"}`,
 		`{"protocol_version":1,"drone_id":"d1","capacity":-1}`,
 		`{"protocol_version":1,"drone_id":"d1","live_backends":["A"]}`,
+		`{"protocol_version":3,"drone_id":"d1","pools":[{"id":"i7","hash":"ab","size":2,"ready":["abc"],"starting":1,"refill_ms":250}]}`,
+		`{"protocol_version":3,"drone_id":"d1","pools":[{"id":"","ready":["A"],"starting":-1}]}`,
 		`{}`, ``, `{"protocol_version":1.5}`, `null`,
 	} {
 		f.Add([]byte(s))
@@ -219,7 +221,47 @@ func FuzzDecodeHeartbeat(f *testing.F) {
 				t.Fatalf("accepted heartbeat with live backend %q: %v", id, err)
 			}
 		}
+		for _, p := range h.Pools {
+			if p.ID == "" || p.Starting < 0 || len(p.Ready) > plane.MaxWarmPool {
+				t.Fatalf("accepted heartbeat with pool %+v", p)
+			}
+			for _, id := range p.Ready {
+				if err := plane.ValidateBackendID(id); err != nil {
+					t.Fatalf("accepted heartbeat with pool member %q: %v", id, err)
+				}
+			}
+		}
 		roundTrip(t, h, decode, func(h *plane.Heartbeat) { h.Time = h.Time.UTC() })
+	})
+}
+
+func FuzzDecodePoolsRequest(f *testing.F) {
+	for _, s := range []string{
+		`{"pools":[]}`,
+		`{"pools":[{"id":"i7","image":"demo","size":2,"spec":{"image_ref":"plane-demo:latest","pull_policy":"never","port":8080},"hash":"x"}]}`,
+		`{"pools":[{"id":"i7","image":"demo","size":-1}]}`,
+		`{"pools":[{"id":"i7","image":"demo","size":2,"spec":{"backend_id":"abc","image_ref":"x","pull_policy":"never","port":80}}]}`,
+		`{}`, ``, `null`, `{"pools":null}`,
+	} {
+		f.Add([]byte(s))
+	}
+	decode := func(data []byte) (plane.PoolsRequest, error) { return plane.Decode[plane.PoolsRequest](data) }
+	f.Fuzz(func(t *testing.T, data []byte) {
+		req, err := decode(data)
+		if err != nil {
+			checkDecodeError(t, err)
+			return
+		}
+		for _, p := range req.Pools {
+			if p.Size < 0 || p.Size > plane.MaxWarmPool || p.Spec.BackendID != "" || p.Hash != p.SpecHash() {
+				t.Fatalf("accepted pool %+v breaks an invariant", p)
+			}
+		}
+		roundTrip(t, req, decode, func(r *plane.PoolsRequest) {
+			for i := range r.Pools {
+				r.Pools[i].Spec.Env = nilIfEmpty(r.Pools[i].Spec.Env)
+			}
+		})
 	})
 }
 

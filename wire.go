@@ -19,7 +19,10 @@ import (
 //	   counts as healthy)
 //	3  warm pools (pool.go): SubjectPools, Heartbeat.Pools, SpawnSpec.Warm
 //	   and Reply.Warm (a drone of version 2 reports no pools and is sent
-//	   none: its spawns start cold)
+//	   none: its spawns start cold); connections (connection.go):
+//	   BackendEvent.Connection, BackendStats.Users, SubjectDisconnect and
+//	   SubjectKeepAlive (a drone of version 2 reports no users and cannot
+//	   disconnect one or keep a backend alive)
 const (
 	ProtocolVersion    = 3
 	MinProtocolVersion = ProtocolVersion - 1
@@ -311,6 +314,8 @@ type BackendStats struct {
 	MemoryLimit  uint64    `json:"memory_limit"`
 	Connections  int       `json:"connections"`
 	LastActivity time.Time `json:"last_activity"`
+	// Users are the users connected now (version 3).
+	Users []UserConnections `json:"users,omitempty"`
 }
 
 // LogLine is one line of a backend's output, on SubjectBackendLogs.
@@ -334,7 +339,17 @@ func Decode[T any, P interface {
 }
 
 // Validate checks stats received from the network.
-func (s *BackendStats) Validate() error { return ValidateBackendID(s.BackendID) }
+func (s *BackendStats) Validate() error {
+	if len(s.Users) > MaxStatsUsers {
+		return FieldErrorf("users", "at most %d (got %d)", MaxStatsUsers, len(s.Users))
+	}
+	for _, u := range s.Users {
+		if len(u.User) > MaxUserLen || !printable(u.User) || u.Connections < 0 {
+			return FieldErrorf("users", "bad user entry")
+		}
+	}
+	return ValidateBackendID(s.BackendID)
+}
 
 // Validate checks a log line received from the network.
 func (l *LogLine) Validate() error { return ValidateBackendID(l.BackendID) }
