@@ -187,4 +187,7 @@ type ImageService interface {
 	// UpdateImage applies in to the named image and returns it.
 	UpdateImage(ctx context.Context, projectID int64, name string, in ImageInput) (*Image, error)
 	DeleteImage(ctx context.Context, projectID int64, name string) error
+	// FindWarmPoolImages returns the images of every project whose
+	// WarmPool is above 0, by ID.
+	FindWarmPoolImages(ctx context.Context) ([]*Image, error)
 }

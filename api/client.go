@@ -87,6 +87,12 @@ func (c *Client) Images(ctx context.Context) ([]*plane.Image, error) {
 	return out.Images, err
 }
 
+// UpdateImage changes the fields of the named image that in sets.
+func (c *Client) UpdateImage(ctx context.Context, name string, in plane.ImageInput) (*plane.Image, error) {
+	var img plane.Image
+	return &img, c.Do(ctx, http.MethodPatch, "/api/v1/images/"+url.PathEscape(name), in, &img)
+}
+
 // Drones lists every drone; it takes a token with the admin scope.
 func (c *Client) Drones(ctx context.Context) ([]plane.Drone, error) {
 	var out Drones

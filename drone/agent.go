@@ -50,7 +50,9 @@ type Config struct {
 	Address      string // IP that backend hostnames resolve to
 	ProxyAddress string // where this drone's proxy listens
 	Version      string
-	Capacity     int // most live backends; 0 = no limit
+	// Capacity bounds the containers the drone runs: live backends plus
+	// warm pools' members (pool.go); 0 = no limit.
+	Capacity int
 	// SuspendMemoryBytes bounds the memory suspended backends may hold;
 	// past it the longest-suspended are terminated (idle). 0: no bound.
 	SuspendMemoryBytes int64
@@ -67,8 +69,9 @@ type Config struct {
 	KeyRefresh        time.Duration // between asks for the connect-token keys; plane.ConnectKeyRefresh by default
 
 	// Proxy routes requests to this drone's backends; the agent keeps its
-	// route table and reads its connection counts for the idle limit. Nil:
-	// nobody connects, so backends go idle max_idle_seconds after ready.
+	// route table, reads its connection counts for the idle limit, and
+	// reports who it says is connected (connections.go). Nil: nobody
+	// connects, so backends go idle max_idle_seconds after ready.
 	Proxy *proxy.Proxy
 	// CertStatus reports the HTTPS certificate's expiry (nil: none) and the
 	// last certificate error, for heartbeats. Nil: the drone serves no HTTPS.
@@ -102,6 +105,20 @@ type Agent struct {
 	backends map[string]*backend // live backends
 	draining bool
 	images   []string
+	pools    map[string]*pool    // warm pools to keep, by pool ID (pool.go)
+	members  map[string]*backend // unclaimed pool members, until their container is removed
+
+	poolKick chan struct{} // wakes poolLoop
+	beatKick chan struct{} // asks heartbeatLoop for a beat soon
+	lastBeat atomic.Int64  // unix nanoseconds of the last beat
+
+	// Connection changes from the proxy, waiting for connectionLoop
+	// (connections.go); connSeq numbers their messages.
+	connMu      sync.Mutex
+	connQueue   []proxy.UserChange
+	connDropped int
+	connKick    chan struct{}
+	connSeq     atomic.Uint64
 
 	reconciled chan struct{} // closed once reconcile is done
 	wg         sync.WaitGroup
@@ -145,13 +162,22 @@ func New(cfg Config) (*Agent, error) {
 		cfg.Logger = slog.Default()
 	}
 	log := cfg.Logger.With("component", "drone", "drone", cfg.ID)
-	return &Agent{
+	a := &Agent{
 		cfg:      cfg,
 		log:      log,
 		out:      newOutbox(cfg.NATS, cfg.Store, log),
 		started:  strconv.FormatInt(time.Now().UnixNano(), 36),
 		backends: map[string]*backend{},
-	}, nil
+		pools:    map[string]*pool{},
+		members:  map[string]*backend{},
+		poolKick: make(chan struct{}, 1),
+		beatKick: make(chan struct{}, 1),
+		connKick: make(chan struct{}, 1),
+	}
+	if cfg.Proxy != nil {
+		cfg.Proxy.OnUsers(a.userChanged)
+	}
+	return a, nil
 }
 
 // Run reconciles with the runtime, then serves NATS requests, beats and
@@ -178,12 +204,15 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	subs := []struct {
 		subject string
-		handle  func(context.Context, []byte) error
+		handle  handler
 	}{
 		{plane.SubjectSpawn(a.cfg.ID), a.handleSpawn},
-		{plane.SubjectTerminate(a.cfg.ID), a.handleTerminate},
-		{plane.SubjectDrain(a.cfg.ID), a.handleDrain},
-		{plane.SubjectPull(a.cfg.ID), a.handlePull},
+		{plane.SubjectTerminate(a.cfg.ID), plain(a.handleTerminate)},
+		{plane.SubjectDrain(a.cfg.ID), plain(a.handleDrain)},
+		{plane.SubjectPull(a.cfg.ID), plain(a.handlePull)},
+		{plane.SubjectPools(a.cfg.ID), plain(a.handlePools)},
+		{plane.SubjectDisconnect(a.cfg.ID), plain(a.handleDisconnect)},
+		{plane.SubjectKeepAlive(a.cfg.ID), plain(a.handleKeepAlive)},
 	}
 	for _, s := range subs {
 		sub, err := a.cfg.NATS.Subscribe(s.subject, a.replier(s.subject, s.handle))
@@ -206,26 +235,44 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.wg.Go(func() { a.heartbeatLoop(a.ctx) })
 	a.wg.Go(func() { a.statsLoop(a.ctx) })
+	// After reconcile, which makes the live set the changes are of.
+	a.wg.Go(func() { a.connectionLoop(a.ctx) })
+	// After reconcile, which would take new members for strays.
+	a.wg.Go(func() { a.poolLoop(a.ctx) })
 	<-a.ctx.Done()
 	a.beat(true)
 	a.wg.Wait()
 	return nil
 }
 
+// handler handles one request: the reply on success (most have nothing
+// to say but that), or the error to answer.
+type handler func(context.Context, []byte) (plane.Reply, error)
+
+// plain adapts a handler whose success says nothing more.
+func plain(handle func(context.Context, []byte) error) handler {
+	return func(ctx context.Context, data []byte) (plane.Reply, error) {
+		return plane.Reply{}, handle(ctx, data)
+	}
+}
+
 // replier adapts a request handler to a NATS message handler that always
 // answers with a plane.Reply.
-func (a *Agent) replier(subject string, handle func(context.Context, []byte) error) nats.MsgHandler {
+func (a *Agent) replier(subject string, handle handler) nats.MsgHandler {
 	return func(m *nats.Msg) {
 		select {
 		case <-a.reconciled:
 		case <-a.ctx.Done():
 			return
 		}
-		err := handle(a.ctx, m.Data)
-		if err != nil && plane.ErrorCodeOf(err) == plane.EINTERNAL {
-			a.log.Error("request failed", "subject", subject, "err", err)
+		reply, err := handle(a.ctx, m.Data)
+		if err != nil {
+			if plane.ErrorCodeOf(err) == plane.EINTERNAL {
+				a.log.Error("request failed", "subject", subject, "err", err)
+			}
+			reply = plane.ReplyOf(err)
 		}
-		data, _ := json.Marshal(plane.ReplyOf(err))
+		data, _ := json.Marshal(reply)
 		if m.Reply != "" {
 			if err := m.Respond(data); err != nil {
 				a.log.Warn("reply failed", "subject", subject, "err", err)
@@ -234,32 +281,79 @@ func (a *Agent) replier(subject string, handle func(context.Context, []byte) err
 	}
 }
 
-func (a *Agent) handleSpawn(ctx context.Context, data []byte) error {
+// handleSpawn starts a backend, or hands it a ready warm pool member when
+// the spec asks to claim one (Warm): the reply says which.
+func (a *Agent) handleSpawn(ctx context.Context, data []byte) (plane.Reply, error) {
 	spec, err := plane.Decode[plane.SpawnSpec](data)
 	if err != nil {
-		return err
+		return plane.Reply{}, err
 	}
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	if _, ok := a.backends[spec.BackendID]; ok {
-		return nil // a retried request: it is already running
+	if b, ok := a.backends[spec.BackendID]; ok {
+		a.mu.Unlock()
+		return plane.Reply{Warm: b.warm()}, nil // a retried request: it is already running
 	}
-	// A retried request for a backend that has already terminated must not
-	// run it again under the same ID: the controller has its terminated event
-	// and would never hear of the new container.
-	switch _, err := a.cfg.Store.FindBackend(ctx, spec.BackendID); {
-	case err == nil:
-		return nil
-	case plane.ErrorCodeOf(err) != plane.ENOTFOUND:
-		return err
+	mb := a.members[spec.BackendID]
+	if mb == nil {
+		// A retried request for a backend that has already terminated must
+		// not run it again under the same ID: the controller has its
+		// terminated event and would never hear of the new container. (A
+		// member's ID has no record: the lookup is left off the claim's
+		// path.)
+		switch rec, err := a.cfg.Store.FindBackend(ctx, spec.BackendID); {
+		case err == nil:
+			a.mu.Unlock()
+			return plane.Reply{Warm: rec.Spec.Warm}, nil
+		case plane.ErrorCodeOf(err) != plane.ENOTFOUND:
+			a.mu.Unlock()
+			return plane.Reply{}, err
+		}
 	}
 	if a.draining {
-		return plane.Errorf(plane.EUNAVAILABLE, "drone %s is draining", a.cfg.ID)
+		a.mu.Unlock()
+		return plane.Reply{}, plane.Errorf(plane.EUNAVAILABLE, "drone %s is draining", a.cfg.ID)
 	}
-	if a.cfg.Capacity > 0 && len(a.backends) >= a.cfg.Capacity {
-		return plane.Errorf(plane.EUNAVAILABLE, "drone %s is full (%d backends)", a.cfg.ID, a.cfg.Capacity)
+	if spec.Warm && mb != nil && mb.member.claimable() && mb.runs(spec) {
+		m := mb.member
+		m.claiming = true
+		a.mu.Unlock()
+		err := a.claim(ctx, mb, spec)
+		if err == nil {
+			return plane.Reply{Warm: true}, nil
+		}
+		a.mu.Lock()
+		m.claiming = false
+		if !errors.Is(err, errMemberGone) {
+			a.mu.Unlock()
+			return plane.Reply{}, err
+		}
+		// It left its pool meanwhile: started cold below.
+	}
+	defer a.mu.Unlock()
+	return plane.Reply{}, a.startLocked(ctx, spec)
+}
+
+// startLocked starts a backend cold: its container is started from its
+// image. a.mu is held.
+func (a *Agent) startLocked(ctx context.Context, spec plane.SpawnSpec) error {
+	spec.Warm = false // the record says it started cold, for the answer to a retry
+	var after []<-chan struct{}
+	if mb := a.members[spec.BackendID]; mb != nil {
+		// A member with this ID that cannot be claimed (starting, or
+		// leaving): its container, which has the name, goes first.
+		a.stopMemberLocked(mb)
+		after = append(after, mb.member.done)
+	}
+	if a.cfg.Capacity > 0 && len(a.backends)+a.activeMembersLocked() >= a.cfg.Capacity {
+		// A backend comes before a pool's member: one makes room.
+		mb := a.evictMemberLocked()
+		if mb == nil {
+			return plane.Errorf(plane.EUNAVAILABLE, "drone %s is full (%d backends)", a.cfg.ID, a.cfg.Capacity)
+		}
+		after = append(after, mb.member.done)
 	}
 	b := a.newBackend(&store.Backend{Spec: spec, Status: plane.StatusScheduled, CreatedAt: time.Now()})
+	b.after = after
 	if err := a.cfg.Store.PutBackend(ctx, b.rec); err != nil {
 		return fmt.Errorf("store backend %s: %w", spec.BackendID, err)
 	}
@@ -307,6 +401,9 @@ func (a *Agent) handleDrain(ctx context.Context, data []byte) error {
 	a.draining = req.Draining
 	a.mu.Unlock()
 	a.log.Info("drain flag set", "draining", req.Draining)
+	// A draining drone keeps no pool members: they go at once, and come
+	// back once it is undrained.
+	a.kickPools()
 	a.beat(false)
 	return nil
 }
@@ -409,11 +506,20 @@ func (a *Agent) Resume(ctx context.Context, backendID string) error {
 	return b.wake(ctx, true)
 }
 
-// forget drops a backend that reached terminated from the live set.
-func (a *Agent) forget(id string) {
+// forget drops a backend that reached terminated from the live set: its
+// place may go to a pool's member.
+func (a *Agent) forget(b *backend) {
 	a.mu.Lock()
-	delete(a.backends, id)
+	// Another backend may have its ID by now: one started cold under the
+	// ID of a member that left.
+	live := a.backends[b.id] == b
+	if live {
+		delete(a.backends, b.id)
+	}
 	a.mu.Unlock()
+	if live {
+		a.kickPools()
+	}
 }
 
 func (a *Agent) liveCount() int {

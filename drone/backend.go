@@ -35,6 +35,25 @@ type backend struct {
 	// (under mu) is when it was paused, zero while it is not.
 	suspendMu sync.Mutex
 	suspended time.Time
+	// keepUntil (under mu): a keep-alive request (connections.go) holds
+	// off the idle stop until then.
+	keepUntil time.Time
+
+	// outMu orders the backend's messages in the outbox: a connection
+	// change (connections.go), checked to be of a ready backend, is
+	// queued before its terminating or after, never between the check
+	// and a status change.
+	outMu sync.Mutex
+
+	// member is set while the backend is an unclaimed member of a warm
+	// pool (pool.go): the controller knows nothing of it, so its status
+	// changes stay in memory. Its goroutine clears it, under a.mu, when a
+	// spawn claims it; other goroutines read it under a.mu.
+	member *member
+	// after are closed once the containers this backend must wait for
+	// are removed (a pool member evicted to make room for it, or one with
+	// its ID and so its container's name): its own starts after them.
+	after []<-chan struct{}
 }
 
 type stopRequest struct {
@@ -65,6 +84,8 @@ func (b *backend) terminate(hard bool, reason plane.TerminationReason) {
 // one transaction of the outbox so that the controller gets every change,
 // even across a drone or controller restart.
 func (b *backend) emit(ctx context.Context, status plane.BackendStatus, mutate func(*store.Backend, *plane.BackendEvent)) {
+	b.outMu.Lock()
+	defer b.outMu.Unlock()
 	now := time.Now()
 	b.mu.Lock()
 	b.rec.Status = status
@@ -75,6 +96,9 @@ func (b *backend) emit(ctx context.Context, status plane.BackendStatus, mutate f
 	}
 	rec := *b.rec
 	b.mu.Unlock()
+	if b.member != nil {
+		return // an unclaimed pool member: nobody is told of it (pool.go)
+	}
 	if b.record(ctx, &rec, ev, b.id+"."+string(status)) {
 		b.a.route(&rec)
 		b.log.Debug("status", "status", status)
@@ -157,6 +181,8 @@ func (b *backend) wake(ctx context.Context, report bool) error {
 // reportSuspension sends the controller a suspension (true) or a resume of
 // the ready backend at t; each is its own message of the outbox.
 func (b *backend) reportSuspension(ctx context.Context, suspended bool, t time.Time) {
+	b.outMu.Lock()
+	defer b.outMu.Unlock()
 	b.mu.Lock()
 	rec := *b.rec
 	b.mu.Unlock()
@@ -178,14 +204,21 @@ func (b *backend) suspendedSince() time.Time {
 // finish records terminated with reason and cleans up: the container is
 // removed (its logs were forwarded first) and the backend leaves the live set.
 func (b *backend) finish(ctx context.Context, reason plane.TerminationReason, exitCode *int, msg string) {
-	if msg != "" {
+	if m := b.member; m != nil {
+		// Whatever ended it, the pool replaces it once its container is
+		// gone, so that a new member never runs beside it over capacity.
+		defer b.a.memberGone(b)
+		if msg != "" {
+			b.log.Warn("warm pool member failed", "error", msg)
+		}
+	} else if msg != "" {
 		b.log.Info("backend terminated", "reason", reason, "error", msg)
 	}
 	b.emit(ctx, plane.StatusTerminated, func(r *store.Backend, e *plane.BackendEvent) {
 		r.Reason, r.ExitCode, r.Error = reason, exitCode, msg
 		e.Reason, e.ExitCode, e.Error = reason, exitCode, msg
 	})
-	b.a.forget(b.id)
+	b.a.forget(b)
 	b.mu.Lock()
 	cid := b.rec.ContainerID
 	b.mu.Unlock()
@@ -232,7 +265,20 @@ func (b *backend) spawn(ctx context.Context) {
 		return
 	}
 
+	for _, gone := range b.after {
+		select {
+		case <-gone:
+		case <-ctx.Done():
+			return
+		}
+	}
+
 	b.emit(ctx, plane.StatusStarting, nil)
+	var poolImage string
+	if m := b.member; m != nil {
+		poolImage = m.image
+		m.startedAt = time.Now()
+	}
 	c, err := rt.Start(ctx, docker.ContainerSpec{
 		BackendID: spec.BackendID,
 		DroneID:   b.a.cfg.ID,
@@ -241,6 +287,7 @@ func (b *backend) spawn(ctx context.Context) {
 		Env:       containerEnv(spec),
 		CPUMillis: spec.CPUMillis,
 		MemoryMB:  spec.MemoryMB,
+		Pool:      poolImage,
 	})
 	if ctx.Err() != nil {
 		return
@@ -320,6 +367,11 @@ func (b *backend) waitReady(ctx context.Context) {
 	for {
 		if probe(ctx, url) {
 			b.emit(ctx, plane.StatusReady, nil)
+			// A pool's member waits for a claim first, and its
+			// lifecycle ends there unless one comes.
+			if b.member != nil && !b.pooled(ctx) {
+				return
+			}
 			b.watch(ctx)
 			return
 		}
@@ -397,8 +449,9 @@ func (b *backend) watch(ctx context.Context) {
 			return
 		case now := <-idleTick:
 			if at := b.suspendedSince(); !at.IsZero() {
-				// Suspended: ended once suspended for SuspendSeconds.
-				if now.Sub(at) >= time.Duration(spec.SuspendSeconds)*time.Second {
+				// Suspended: ended once suspended for SuspendSeconds, or
+				// that long after a keep-alive that came meanwhile.
+				if now.Sub(b.idleFrom(at)) >= time.Duration(spec.SuspendSeconds)*time.Second {
 					b.stopContainer(ctx, stopRequest{reason: plane.ReasonIdle})
 					return
 				}
@@ -419,7 +472,8 @@ func (b *backend) watch(ctx context.Context) {
 }
 
 // idleFor is how long the backend has had no open connection: since its last
-// activity, or since it became ready (or was adopted) when nobody came.
+// activity, or since it became ready (or was adopted) when nobody came, or
+// since the end of a keep-alive; none while a keep-alive holds.
 func (b *backend) idleFor(now time.Time) time.Duration {
 	conns, last := b.a.activity(b.id)
 	if conns > 0 {
@@ -428,10 +482,22 @@ func (b *backend) idleFor(now time.Time) time.Duration {
 	b.mu.Lock()
 	since := b.since
 	b.mu.Unlock()
-	if last.Before(since) {
-		last = since
+	return max(0, now.Sub(b.idleFrom(latest(last, since))))
+}
+
+// idleFrom is when an idle clock that would start at t starts: not before
+// the end of a keep-alive.
+func (b *backend) idleFrom(t time.Time) time.Time {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return latest(t, b.keepUntil)
+}
+
+func latest(x, y time.Time) time.Time {
+	if y.After(x) {
+		return y
 	}
-	return now.Sub(last)
+	return x
 }
 
 // stopContainer terminates: SIGTERM, grace, SIGKILL (at once when hard), then
@@ -502,4 +568,12 @@ func (b *backend) pendingStop() (stopRequest, bool) {
 	default:
 		return stopRequest{}, false
 	}
+}
+
+// warm reports whether the backend is a warm pool's member that a spawn
+// claimed, as the answer to a retry of that spawn says.
+func (b *backend) warm() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.rec.Spec.Warm
 }

@@ -212,6 +212,12 @@ func (h *harness) stop() plane.Heartbeat {
 // error. v is marshalled unless it is already []byte.
 func (h *harness) request(subject string, v any) error {
 	h.t.Helper()
+	return h.reply(subject, v).Err()
+}
+
+// reply sends a request as the controller does and returns the reply.
+func (h *harness) reply(subject string, v any) plane.Reply {
+	h.t.Helper()
 	data, ok := v.([]byte)
 	if !ok {
 		var err error
@@ -227,7 +233,7 @@ func (h *harness) request(subject string, v any) error {
 	if err := json.Unmarshal(m.Data, &r); err != nil {
 		h.t.Fatalf("reply to %s: %q: %v", subject, m.Data, err)
 	}
-	return r.Err()
+	return r
 }
 
 func (h *harness) spawn(spec plane.SpawnSpec) error {
@@ -371,6 +377,33 @@ type feed[T any] struct {
 }
 
 func newFeed[T any]() *feed[T] { return &feed[T]{changed: make(chan struct{})} }
+
+// subscribeFeed collects the messages of type T on subject, each checked
+// as the controller decodes it, until the test ends.
+func subscribeFeed[T any, P interface {
+	*T
+	Validate() error
+}](t *testing.T, nc *nats.Conn, subject string) *feed[T] {
+	t.Helper()
+	f := newFeed[T]()
+	sub, err := nc.Subscribe(subject, func(m *nats.Msg) {
+		v, err := plane.Decode[T, P](m.Data)
+		if err != nil {
+			t.Errorf("invalid message on %s: %s: %v", subject, m.Data, err)
+			return
+		}
+		f.add(v)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	// Registered with the server before the test goes on.
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
 
 func (f *feed[T]) add(v T) {
 	f.mu.Lock()

@@ -78,7 +78,9 @@ func (a *Agent) reconcile(ctx context.Context) error {
 	}
 	for id, c := range byBackend {
 		// A container of ours with no live record: either already reported
-		// terminated, or created by a run that died before recording it.
+		// terminated, or created by a run that died before recording it,
+		// or a warm pool's member that no spawn claimed (members are not
+		// stored: the pools start again from empty, pool.go).
 		if c.Running {
 			if err := a.cfg.Runtime.Stop(ctx, c.ID, 0); err != nil {
 				a.log.Warn("stop stray container", "backend", id, "err", err)
@@ -86,6 +88,10 @@ func (a *Agent) reconcile(ctx context.Context) error {
 		}
 		if err := a.cfg.Runtime.Remove(ctx, c.ID); err != nil {
 			a.log.Warn("remove stray container", "backend", id, "err", err)
+			continue
+		}
+		if c.Pool != "" {
+			a.log.Info("removed a warm pool member of the previous run", "backend", id, "image", c.Pool)
 		}
 	}
 	return nil

@@ -14,14 +14,48 @@ import (
 	"plane"
 )
 
-// heartbeatLoop publishes a heartbeat every HeartbeatInterval,
-// refreshes the list of cached images now and then, and prunes old records.
+// heartbeatLoop publishes a heartbeat every HeartbeatInterval, and one
+// soon after beatSoon asks, refreshes the list of cached images now and
+// then, and prunes old records.
 func (a *Agent) heartbeatLoop(ctx context.Context) {
 	a.refreshImages(ctx)
 	a.beat(false)
 	a.wg.Go(func() { every(ctx, 30*time.Second, a.refreshImages) })
 	a.wg.Go(func() { every(ctx, time.Hour, a.pruneTerminated) })
-	every(ctx, a.cfg.HeartbeatInterval, func(context.Context) { a.beat(false) })
+	tick := time.NewTicker(a.cfg.HeartbeatInterval)
+	defer tick.Stop()
+	var soon <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			a.beat(false)
+		case <-a.beatKick:
+			if soon == nil {
+				// At most one extra beat per beatCoalesce: a burst of
+				// changes (a pool filling) is told in one.
+				last := time.Unix(0, a.lastBeat.Load())
+				soon = time.After(max(0, beatCoalesce-time.Since(last)))
+			}
+		case <-soon:
+			soon = nil
+			a.beat(false)
+		}
+	}
+}
+
+// beatCoalesce is the least time between a beat and one beatSoon asks for.
+const beatCoalesce = 100 * time.Millisecond
+
+// beatSoon asks for a heartbeat within beatCoalesce, so that the
+// controller hears at once of a change it acts on: a pool member ready, or
+// claimed.
+func (a *Agent) beatSoon() {
+	select {
+	case a.beatKick <- struct{}{}:
+	default:
+	}
 }
 
 // keepTerminated is how long the drone remembers terminated backends, so
@@ -70,9 +104,11 @@ func (a *Agent) beat(stopping bool) {
 		Capacity:        a.cfg.Capacity,
 		LiveBackends:    live,
 		Images:          a.images,
+		Pools:           a.poolStatesLocked(),
 		Time:            time.Now(),
 	}
 	a.mu.Unlock()
+	a.lastBeat.Store(hb.Time.UnixNano())
 	hb.CPUPercent, hb.MemoryBytes = hostLoad()
 	if a.cfg.CertStatus != nil {
 		hb.CertNotAfter, hb.CertError = a.cfg.CertStatus()
@@ -94,7 +130,7 @@ func (a *Agent) beat(stopping bool) {
 }
 
 // statsLoop publishes each ready backend's stats every ActivityInterval:
-// its connections and last activity, fresh from the proxy, and its CPU and
+// its connections, users and last activity, fresh from the proxy, and its CPU and
 // memory as last sampled by sampleLoop (Docker's stats call is slow).
 func (a *Agent) statsLoop(ctx context.Context) {
 	a.wg.Go(func() { every(ctx, a.cfg.StatsInterval, a.sample) })
@@ -123,6 +159,9 @@ func (a *Agent) publishStats(context.Context) {
 		b.mu.Unlock()
 		s.BackendID, s.Time = b.id, time.Now()
 		s.Connections, s.LastActivity = a.activity(b.id)
+		if a.cfg.Proxy != nil {
+			s.Users = a.cfg.Proxy.Users(b.id)
+		}
 		data, _ := json.Marshal(s)
 		if err := a.cfg.NATS.Publish(plane.SubjectBackendStats(b.id), data); err != nil {
 			b.log.Warn("publish stats", "err", err)

@@ -120,19 +120,7 @@ func TestStats(t *testing.T) {
 	usage := docker.Stats{CPUPercent: 12.5, MemoryBytes: 3 << 20, MemoryLimit: 64 << 20}
 	h.rt.Script("a", dronetest.Behavior{Stats: usage})
 	h.rt.Script("b", dronetest.Behavior{NotReady: true, Stats: usage})
-	stats := newFeed[plane.BackendStats]()
-	sub, err := h.nc.Subscribe(plane.SubjectBackendStatsAll, func(m *nats.Msg) {
-		s, err := plane.Decode[plane.BackendStats](m.Data)
-		if err != nil {
-			t.Errorf("invalid stats %s: %v", m.Data, err)
-			return
-		}
-		stats.add(s)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Unsubscribe() //nolint:errcheck // closing anyway
+	stats := subscribeFeed[plane.BackendStats](t, h.nc, plane.SubjectBackendStatsAll)
 	h.start()
 	h.mustSpawn(spec("a"))
 	h.mustSpawn(spec("b"))

@@ -89,6 +89,10 @@ func (s *Server) handleSpawn(c echo.Context) error {
 		status = http.StatusCreated
 	}
 	out := s.BackendResponse(b, spawned)
+	if spawned {
+		warm := sp.Warm
+		out.Warm, out.ColdReason = &warm, sp.ColdReason
+	}
 	// A backend found by its key may predate a change of its image's
 	// public flag, so it always gets a token: one is harmless where none
 	// is needed, a missing one locks the user out.

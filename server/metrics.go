@@ -20,6 +20,8 @@ type metrics struct {
 	phase    *prometheus.HistogramVec
 	ready    prometheus.Histogram
 	suspends *prometheus.CounterVec
+	claims   prometheus.Counter
+	misses   *prometheus.CounterVec
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	handler  echo.HandlerFunc
@@ -42,6 +44,12 @@ func newMetrics(s *Server) *metrics {
 		suspends: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "plane_backend_suspensions_total", Help: "Ready backends suspended when idle (suspended) and resumed by a request (resumed), by their drones.",
 		}, []string{"event"}),
+		claims: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "plane_pool_claims_total", Help: "Spawns that claimed a warm pool's member (warm).",
+		}),
+		misses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "plane_pool_misses_total", Help: "Spawns that started their backend cold, by why no warm pool's member could serve them.",
+		}, []string{"reason"}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "plane_api_requests_total", Help: "HTTP requests by method, route and status code.",
 		}, []string{"method", "route", "code"}),
@@ -49,8 +57,11 @@ func newMetrics(s *Server) *metrics {
 			Name: "plane_api_request_seconds", Help: "HTTP request duration by route.", Buckets: latencyBuckets,
 		}, []string{"route"}),
 	}
-	m.reg.MustRegister(m.spawns, m.phase, m.ready, m.suspends, m.requests, m.duration, &stateCollector{s: s},
+	m.reg.MustRegister(m.spawns, m.phase, m.ready, m.suspends, m.claims, m.misses, m.requests, m.duration, &stateCollector{s: s},
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	for _, r := range plane.ColdReasons {
+		m.misses.WithLabelValues(string(r)) // every reason shows, from 0
+	}
 	m.handler = echo.WrapHandler(promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
 	return m
 }
@@ -101,6 +112,15 @@ func (m *metrics) BackendSuspended(suspended bool) {
 	m.suspends.WithLabelValues(event).Inc()
 }
 
+// PoolClaim counts a warm or a cold spawn (controller.Metrics).
+func (m *metrics) PoolClaim(warm bool, reason plane.ColdReason) {
+	if warm {
+		m.claims.Inc()
+		return
+	}
+	m.misses.WithLabelValues(string(reason)).Inc()
+}
+
 // stateCollector reports live backends by status and drones by status, read
 // from the store at scrape time so that they are never out of step.
 type stateCollector struct{ s *Server }
@@ -109,12 +129,16 @@ var (
 	backendsDesc  = prometheus.NewDesc("plane_backends", "Live backends by status.", []string{"status"}, nil)
 	suspendedDesc = prometheus.NewDesc("plane_backends_suspended", "Ready backends that are suspended.", nil, nil)
 	dronesDesc    = prometheus.NewDesc("plane_drones", "Drones by status.", []string{"status"}, nil)
+	poolDesc      = prometheus.NewDesc("plane_pool_members", "Warm pools' unclaimed members by pool (plane.PoolID of the image), drone and state (ready, starting), as the drones' heartbeats report them.", []string{"pool", "drone", "state"}, nil)
+	refillDesc    = prometheus.NewDesc("plane_pool_refill_seconds", "How long a warm pool's last new member took from its start to ready, by pool and drone.", []string{"pool", "drone"}, nil)
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- backendsDesc
 	ch <- suspendedDesc
 	ch <- dronesDesc
+	ch <- poolDesc
+	ch <- refillDesc
 }
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
@@ -144,6 +168,18 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		for _, st := range []plane.DroneStatus{plane.DroneReady, plane.DroneDraining, plane.DroneUnreachable, plane.DroneLost, plane.DroneStopped} {
 			ch <- prometheus.MustNewConstMetric(dronesDesc, prometheus.GaugeValue, float64(counts[st]), string(st))
+		}
+	}
+	if c.s.Dispatch == nil {
+		return
+	}
+	for drone, pools := range c.s.Dispatch.Pools() {
+		for _, p := range pools {
+			ch <- prometheus.MustNewConstMetric(poolDesc, prometheus.GaugeValue, float64(len(p.Ready)), p.ID, drone, "ready")
+			ch <- prometheus.MustNewConstMetric(poolDesc, prometheus.GaugeValue, float64(p.Starting), p.ID, drone, "starting")
+			if p.RefillMillis > 0 {
+				ch <- prometheus.MustNewConstMetric(refillDesc, prometheus.GaugeValue, float64(p.RefillMillis)/1000, p.ID, drone)
+			}
 		}
 	}
 }

@@ -25,7 +25,7 @@ func (s *Server) imageRoutes(g *echo.Group) {
 
 // imageFields are the inputs of the image forms.
 var imageFields = []string{"name", "ref", "port", "pull_policy", "env", "public", "allow_bearer",
-	"max_idle_seconds", "suspend_seconds", "lifetime_seconds", "cpu_millis", "memory_mb"}
+	"max_idle_seconds", "suspend_seconds", "lifetime_seconds", "cpu_millis", "memory_mb", "warm_pool"}
 
 func imagesPath(c echo.Context) string { return web.ProjectPath(currentProject(c).ID) + "/images" }
 
@@ -58,13 +58,27 @@ func (s *Server) renderImages(c echo.Context, status int, f web.Form, v web.Imag
 		v.Drones = append(v.Drones, d.ID)
 	}
 	for _, img := range imgs {
-		row := web.ImageRow{Image: img}
+		row := web.ImageRow{Image: img, Pools: s.imagePools(img)}
 		for _, d := range drones {
 			row.Pulled = append(row.Pulled, web.DronePull{Drone: d.ID, Pulled: hasImage(d.Images, img.Ref)})
 		}
 		v.Images = append(v.Images, row)
 	}
 	return render(c, status, web.Images(s.page(c, p.Name+" images", "projects"), v))
+}
+
+// imagePools is img's warm pool on each drone that reports it. A drone
+// may still report the pool of an image whose warm_pool was just set to 0:
+// that pool is on its way out and not shown.
+func (s *Server) imagePools(img *plane.Image) []web.DronePool {
+	if img.WarmPool == 0 {
+		return nil
+	}
+	var out []web.DronePool
+	for _, p := range s.core.ImagePools(img) {
+		out = append(out, web.DronePool{Drone: p.Drone, Wanted: p.Size, Ready: p.Ready, Starting: p.Starting, Stale: p.Stale, Refill: p.Refill})
+	}
+	return out
 }
 
 // servingDrones are the drones that run backends: ready or draining.
@@ -101,8 +115,8 @@ func normalizeRef(ref string) string {
 }
 
 // imageInput reads an image form. Empty fields are absent on register
-// (defaults); on edit, an empty limit is none and the checkboxes and the
-// environment are always set.
+// (defaults); on edit, an empty limit or warm pool is none and the
+// checkboxes and the environment are always set.
 func imageInput(f web.Form, edit bool) (plane.ImageInput, error) {
 	name, ref := strings.TrimSpace(f.Value("name")), strings.TrimSpace(f.Value("ref"))
 	policy := plane.PullPolicy(f.Value("pull_policy"))
@@ -115,6 +129,13 @@ func imageInput(f web.Form, edit bool) (plane.ImageInput, error) {
 	in.Env = &env
 	if in.Port, err = optionalInt(f, "port"); err != nil {
 		return in, err
+	}
+	// Like a limit: empty is the default (none) on register, none on edit.
+	if in.WarmPool, err = optionalInt(f, "warm_pool"); err != nil {
+		return in, err
+	}
+	if in.WarmPool == nil && edit {
+		in.WarmPool = new(int)
 	}
 	return in, limitsInput(f, &in.LimitsInput, edit)
 }
@@ -168,6 +189,7 @@ func imageForm(img *plane.Image) web.Form {
 	num("lifetime_seconds", img.LifetimeSeconds)
 	num("cpu_millis", img.CPUMillis)
 	num("memory_mb", img.MemoryMB)
+	num("warm_pool", img.WarmPool)
 	check("public", img.Public)
 	check("allow_bearer", img.AllowBearer)
 	var env strings.Builder

@@ -8,10 +8,12 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/PuerkitoBio/goquery"
 
 	"plane"
+	"plane/api"
 )
 
 // wantFieldError checks that a form came back with status 422 and the
@@ -93,10 +95,20 @@ func TestImagesPage(t *testing.T) {
 	if v, _ := form.Find(testid("field-pull_policy") + " option[selected]").Attr("value"); v != "if_not_present" {
 		t.Errorf("pull policy default %q", v)
 	}
-	for _, f := range []string{"name", "ref", "env", "public", "allow_bearer", "max_idle_seconds", "suspend_seconds", "lifetime_seconds", "cpu_millis", "memory_mb"} {
+	for _, f := range []string{"name", "ref", "env", "public", "allow_bearer", "max_idle_seconds", "suspend_seconds", "lifetime_seconds", "cpu_millis", "memory_mb", "warm_pool"} {
 		if form.Find(testid("field-"+f)).Length() != 1 {
 			t.Errorf("no field %s", f)
 		}
+	}
+	if hint := form.Find(testid("hint-warm_pool")).Text(); !strings.Contains(hint, "spawns without env or custom CPU/memory claim one at once") {
+		t.Errorf("warm pool hint %q", hint)
+	}
+	// No image has a pool: no pools section, and the column says none.
+	if p.Find(testid("warm-pools")).Length() != 0 {
+		t.Error("a warm pools section without a pooled image")
+	}
+	if got := strings.TrimSpace(demo.Find(testid("image-warm-pool")).Text()); got != "none" {
+		t.Errorf("demo's warm pool shows %q, want none", got)
 	}
 }
 
@@ -108,6 +120,7 @@ func TestRegisterImage(t *testing.T) {
 	p := b.post(base+"/images", url.Values{
 		"name": {"web"}, "ref": {"registry.example.com:5000/team/web:1.2"}, "port": {"3000"}, "pull_policy": {"always"},
 		"env": {"A=1\nB=two"}, "public": {"on"}, "max_idle_seconds": {"60"}, "suspend_seconds": {"900"}, "lifetime_seconds": {"3600"}, "cpu_millis": {"500"}, "memory_mb": {"256"},
+		"warm_pool": {"3"},
 	})
 	if p.status() != http.StatusSeeOther || p.location() != base+"/images?flash=image-created" {
 		t.Fatalf("register: %d %q %s", p.status(), p.location(), p.Find(".field-error").Text())
@@ -119,11 +132,15 @@ func TestRegisterImage(t *testing.T) {
 	want := plane.Image{Name: "web", Ref: "registry.example.com:5000/team/web:1.2", Port: 3000, PullPolicy: plane.PullAlways, Public: true,
 		Limits: plane.Limits{MaxIdleSeconds: 60, LifetimeSeconds: 3600, CPUMillis: 500, MemoryMB: 256, SuspendSeconds: 900}}
 	if img.Name != want.Name || img.Ref != want.Ref || img.Port != want.Port || img.PullPolicy != want.PullPolicy || !img.Public || img.AllowBearer ||
-		img.Limits != want.Limits || img.Env["A"] != "1" || img.Env["B"] != "two" {
+		img.Limits != want.Limits || img.Env["A"] != "1" || img.Env["B"] != "two" || img.WarmPool != 3 {
 		t.Errorf("stored %+v", img)
 	}
-	if got := b.get(base + "/images").text(testid("image-suspend")); got != ", then suspended 15 min 0 s" {
+	list := b.get(base + "/images")
+	if got := list.text(testid("image-suspend")); got != ", then suspended 15 min 0 s" {
 		t.Errorf("the images table shows the suspension as %q", got)
+	}
+	if got := list.text(`[data-image="web"] ` + testid("image-warm-pool")); got != "3 per drone" {
+		t.Errorf("the images table shows the warm pool as %q", got)
 	}
 	if acts := d.activity(pr.ID); acts[0].Action != plane.ActionImageCreate || acts[0].Target != "web" || acts[0].Actor.Name != "ada@example.com" {
 		t.Errorf("activity %+v", acts[0])
@@ -135,10 +152,10 @@ func TestRegisterImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if img.Port != plane.DefaultImagePort || img.MaxIdleSeconds != plane.DefaultIdleSeconds || img.LifetimeSeconds != 0 || img.Public {
+	if img.Port != plane.DefaultImagePort || img.MaxIdleSeconds != plane.DefaultIdleSeconds || img.LifetimeSeconds != 0 || img.Public || img.WarmPool != 0 {
 		t.Errorf("defaults %+v", img)
 	}
-	list := b.get(base + "/images?flash=image-created")
+	list = b.get(base + "/images?flash=image-created")
 	if list.text(testid("flash")) != "The image was registered." {
 		t.Errorf("flash %q", list.text(testid("flash")))
 	}
@@ -178,6 +195,9 @@ func TestImageFormErrors(t *testing.T) {
 		{"reserved env", with("env", "PORT=1"), "env", "PORT is set by Plane"},
 		{"negative idle", with("max_idle_seconds", "-5"), "max_idle_seconds", "must not be negative"},
 		{"tiny memory", with("memory_mb", "3"), "memory_mb", "at least 6"},
+		{"warm pool not a number", with("warm_pool", "many"), "warm_pool", `"many" is not a whole number`},
+		{"warm pool too large", with("warm_pool", "101"), "warm_pool", "must be between 0 and 100 (got 101)"},
+		{"negative warm pool", with("warm_pool", "-1"), "warm_pool", "must be between 0 and 100 (got -1)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -287,6 +307,206 @@ func TestEditImage(t *testing.T) {
 	}
 	if p := b.post(base+"/images/demo", save); p.status() != http.StatusNotFound {
 		t.Errorf("save a gone image: %d", p.status())
+	}
+}
+
+// The edit form shows the warm pool and saves it; cleared, it is none, and
+// a bad value is refused next to the field.
+func TestEditImageWarmPool(t *testing.T) {
+	t.Parallel()
+	d, b, pr, base := spawnedProject(t)
+	warmPool := func() int {
+		t.Helper()
+		img, err := d.db.FindImage(context.Background(), pr.ID, "demo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return img.WarmPool
+	}
+	shown := func() string {
+		t.Helper()
+		v, _ := b.get(base + "/images/demo/edit").Find(testid("field-warm_pool")).Attr("value")
+		return v
+	}
+	if got := shown(); got != "" {
+		t.Errorf("no pool shows %q, want an empty field", got)
+	}
+	save := url.Values{"name": {"demo"}, "ref": {"plane-demo:latest"}, "port": {"8080"}, "pull_policy": {"if_not_present"}, "max_idle_seconds": {"300"}}
+	for _, tt := range []struct {
+		typed string
+		want  int
+		shown string
+	}{
+		{"4", 4, "4"},
+		{" 100 ", plane.MaxWarmPool, "100"},
+		{"", 0, ""},
+		{"0", 0, ""},
+	} {
+		save.Set("warm_pool", tt.typed)
+		if p := b.post(base+"/images/demo", save); p.status() != http.StatusSeeOther {
+			t.Fatalf("save warm_pool %q: %d %s", tt.typed, p.status(), p.Find(".field-error").Text())
+		}
+		if got := warmPool(); got != tt.want {
+			t.Errorf("saved warm_pool %q: stored %d, want %d", tt.typed, got, tt.want)
+		}
+		if got := shown(); got != tt.shown {
+			t.Errorf("saved warm_pool %q: the form shows %q, want %q", tt.typed, got, tt.shown)
+		}
+	}
+
+	save.Set("warm_pool", "2")
+	b.post(base+"/images/demo", save)
+	save.Set("warm_pool", "500")
+	form := wantFieldError(t, b.post(base+"/images/demo", save), "image-form", "warm_pool", "must be between 0 and 100 (got 500)")
+	if v, _ := form.Find(testid("field-warm_pool")).Attr("value"); v != "500" {
+		t.Errorf("warm_pool kept as %q", v)
+	}
+	if _, invalid := form.Find(testid("field-warm_pool")).Attr("aria-invalid"); !invalid {
+		t.Error("the warm_pool field is not marked invalid")
+	}
+	if got := warmPool(); got != 2 {
+		t.Errorf("after a refused save: warm_pool %d, want 2", got)
+	}
+}
+
+// heartbeat publishes a drone's heartbeat with pools, as a drone does.
+func (d *dash) heartbeat(droneID string, pools ...plane.PoolState) {
+	d.t.Helper()
+	data, err := json.Marshal(plane.Heartbeat{ProtocolVersion: plane.ProtocolVersion, DroneID: droneID, Address: "127.0.0.1",
+		Version: "test", Capacity: 10, Images: []string{"plane-demo:latest"}, Pools: pools, Time: time.Now()})
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	if err := d.nc.Publish(plane.SubjectHeartbeat, data); err != nil {
+		d.t.Fatal(err)
+	}
+}
+
+// The images page shows each pooled image's pool on every drone, as the
+// drones' heartbeats report it.
+func TestImageWarmPools(t *testing.T) {
+	t.Parallel()
+	d, b, pr, base := spawnedProject(t)
+	ctx := context.Background()
+	demo, err := d.db.UpdateImage(ctx, pr.ID, "demo", plane.ImageInput{WarmPool: ptr(3)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waiting := d.image(pr.ID, "waiting")
+	if _, err := d.db.UpdateImage(ctx, pr.ID, waiting.Name, plane.ImageInput{WarmPool: ptr(2)}); err != nil {
+		t.Fatal(err)
+	}
+	d.image(pr.ID, "cold")
+
+	// The pool of demo's current spec, as the controller asks the drones
+	// for it.
+	specs, err := d.s.Core().PoolSpecs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spec plane.PoolSpec
+	for _, s := range specs {
+		if s.ID == plane.PoolID(demo.ID) {
+			spec = s
+		}
+	}
+	if spec.ID == "" {
+		t.Fatalf("no pool of demo among %+v", specs)
+	}
+	d.heartbeat("d1", plane.PoolState{ID: spec.ID, Hash: spec.Hash, Size: 3, Ready: []string{plane.NewBackendID(), plane.NewBackendID()}, Starting: 1, RefillMillis: 1500})
+	// d2 still runs members of a former spec of demo.
+	d.heartbeat("d2", plane.PoolState{ID: spec.ID, Hash: "0123456789abcdef", Size: 3, Starting: 3})
+	eventually(t, 5*time.Second, "the dispatcher to record both drones' pools", func() bool {
+		return len(d.s.Core().ImagePools(demo)) == 2
+	})
+
+	p := b.get(base + "/images")
+	section := p.Find(testid("warm-pools"))
+	if section.Length() != 1 {
+		t.Fatal("no warm pools section")
+	}
+	if n := section.Find(testid("warm-pool")).Length(); n != 2 {
+		t.Errorf("%d pools shown, want demo's and waiting's (cold has none)", n)
+	}
+	tests := []struct {
+		drone, ready, starting, wanted, refill string
+		stale                                  bool
+	}{
+		{drone: "d1", ready: "2", starting: "1", wanted: "3", refill: "1.5 s"},
+		{drone: "d2", ready: "0", starting: "3", wanted: "3", refill: "none yet", stale: true},
+	}
+	rows := section.Find(`[data-testid="warm-pool"][data-image="demo"] ` + testid("warm-pool-drone"))
+	if rows.Length() != len(tests) {
+		t.Fatalf("%d drones in demo's pool, want %d", rows.Length(), len(tests))
+	}
+	for i, tt := range tests {
+		row := rows.Eq(i)
+		cell := func(id string) string { return strings.TrimSpace(row.Find(testid(id)).Text()) }
+		if got, _ := row.Attr("data-drone"); got != tt.drone {
+			t.Errorf("row %d is drone %q, want %s", i, got, tt.drone)
+		}
+		if got := [4]string{cell("warm-pool-ready"), cell("warm-pool-starting"), cell("warm-pool-wanted"), cell("warm-pool-refill")}; got != [4]string{tt.ready, tt.starting, tt.wanted, tt.refill} {
+			t.Errorf("%s: ready, starting, wanted, refill %q, want %q", tt.drone, got, [4]string{tt.ready, tt.starting, tt.wanted, tt.refill})
+		}
+		if stale := cell("warm-pool-stale"); (stale == "replacing members of the former spec") != tt.stale {
+			t.Errorf("%s: stale note %q, want one: %v", tt.drone, stale, tt.stale)
+		}
+	}
+	if got := section.Find(`[data-testid="warm-pool"][data-image="waiting"] ` + testid("warm-pool-none")).Text(); got != "No drone reports this pool yet." {
+		t.Errorf("waiting's pool says %q", got)
+	}
+	if got := p.text(`[data-image="demo"] ` + testid("image-warm-pool")); got != "3 per drone" {
+		t.Errorf("demo's warm pool column %q", got)
+	}
+
+	// Set to none, the image's pool is no longer shown, though the drones
+	// still report it until they empty it.
+	if _, err := d.db.UpdateImage(ctx, pr.ID, "demo", plane.ImageInput{WarmPool: ptr(0)}); err != nil {
+		t.Fatal(err)
+	}
+	if n := b.get(base + "/images").Find(`[data-testid="warm-pool"][data-image="demo"]`).Length(); n != 0 {
+		t.Errorf("a pool without warm_pool is shown %d times", n)
+	}
+}
+
+// The API takes warm_pool on create and update, keeps it when an update
+// leaves it out, and refuses one out of range.
+func TestAPIImageWarmPool(t *testing.T) {
+	t.Parallel()
+	d := newDash(t)
+	tok := d.apiToken("app", plane.AllScopes...)
+
+	var img plane.Image
+	if st := d.apiJSON(tok, http.MethodPost, "/api/v1/images", `{"name":"demo","ref":"plane-demo:latest","warm_pool":2}`, &img); st != http.StatusCreated || img.WarmPool != 2 {
+		t.Fatalf("create image: %d %+v", st, img)
+	}
+	tests := []struct {
+		name, method, path, body string
+		status                   int
+		want                     int    // warm_pool after the call
+		field                    string // of the error, if any
+	}{
+		{"get", http.MethodGet, "/api/v1/images/demo", "", http.StatusOK, 2, ""},
+		{"update without it", http.MethodPatch, "/api/v1/images/demo", `{"port":9000}`, http.StatusOK, 2, ""},
+		{"update", http.MethodPatch, "/api/v1/images/demo", `{"warm_pool":5}`, http.StatusOK, 5, ""},
+		{"too large", http.MethodPatch, "/api/v1/images/demo", `{"warm_pool":101}`, http.StatusBadRequest, 5, "warm_pool"},
+		{"negative", http.MethodPatch, "/api/v1/images/demo", `{"warm_pool":-1}`, http.StatusBadRequest, 5, "warm_pool"},
+		{"back to none", http.MethodPatch, "/api/v1/images/demo", `{"warm_pool":0}`, http.StatusOK, 0, ""},
+	}
+	for _, tt := range tests {
+		var e api.ErrorResponse
+		var got plane.Image
+		out := any(&got)
+		if tt.field != "" {
+			out = &e
+		}
+		if st := d.apiJSON(tok, tt.method, tt.path, tt.body, out); st != tt.status || tt.field != e.Error.Field {
+			t.Fatalf("%s: %d %+v %+v, want %d", tt.name, st, got, e, tt.status)
+		}
+		var list api.Images
+		if st := d.apiJSON(tok, http.MethodGet, "/api/v1/images", "", &list); st != http.StatusOK || len(list.Images) != 1 || list.Images[0].WarmPool != tt.want {
+			t.Fatalf("%s: list %d %+v, want warm_pool %d", tt.name, st, list, tt.want)
+		}
 	}
 }
 

@@ -30,7 +30,11 @@ func clientFlags(fs *flag.FlagSet) clientParser {
 		id := ""
 		if wantID {
 			if fs.NArg() != 1 {
-				return nil, "", usageError{fmt.Sprintf("plane %s takes one backend ID", fs.Name())}
+				what := "backend ID"
+				if fs.Name() == "image" {
+					what = "image name"
+				}
+				return nil, "", usageError{fmt.Sprintf("plane %s takes one %s", fs.Name(), what)}
 			}
 			id = fs.Arg(0)
 			if err := plane.ValidateBackendID(id); err != nil {
@@ -117,10 +121,43 @@ func runSpawn(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		verb = "spawned"
 	}
 	fmt.Fprintf(stdout, "%s %s (%s)\n%s\n", verb, b.ID, statusText(b), b.URL)
+	if start := startText(b); start != "" {
+		fmt.Fprintln(stdout, start)
+	}
 	if b.Status == plane.StatusTerminated && b.TerminationReason == plane.ReasonFailed {
 		return fmt.Errorf("backend %s failed: %s", b.ID, b.Error)
 	}
 	return nil
+}
+
+// startText says how a spawn started its backend: warm, claimed from the
+// image's warm pool, or cold and why ("" for a backend found by its key,
+// or from a controller that does not say).
+func startText(b backendOut) string {
+	if !b.Spawned || b.Warm == nil {
+		return ""
+	}
+	if *b.Warm {
+		return "started warm: claimed from the image's warm pool"
+	}
+	why, ok := coldReasons[b.ColdReason]
+	if !ok {
+		why = "no reason given"
+	}
+	if b.ColdReason != "" {
+		why += " (" + string(b.ColdReason) + ")"
+	}
+	return "started cold: " + why
+}
+
+// coldReasons explain plane.ColdReasons to the person who spawned.
+var coldReasons = map[plane.ColdReason]string{
+	plane.ColdNoPool:    "the image has no warm pool",
+	plane.ColdEnv:       "the spawn sets env, which a started backend cannot take",
+	plane.ColdCPU:       "the spawn sets a CPU limit other than the image's",
+	plane.ColdMemory:    "the spawn sets a memory limit other than the image's",
+	plane.ColdPoolEmpty: "no drone had a ready backend in the image's warm pool",
+	plane.ColdRaced:     "the warm pool's backend chosen was gone when its drone got the claim",
 }
 
 func statusText(b backendOut) string {
@@ -251,11 +288,60 @@ func runImages(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tREF\tPORT\tPULL\tPUBLIC")
+	fmt.Fprintln(tw, "NAME\tREF\tPORT\tPULL\tPUBLIC\tWARM POOL")
 	for _, i := range imgs {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%t\n", i.Name, i.Ref, i.Port, i.PullPolicy, i.Public)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%t\t%s\n", i.Name, i.Ref, i.Port, i.PullPolicy, i.Public, warmPoolText(i.WarmPool))
 	}
 	return tw.Flush()
+}
+
+// runImage changes the fields of an image that its flags set.
+func runImage(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("image", "Change an image: plane image [flags] NAME sets the fields given by flags and keeps the others.", stderr)
+	parse := clientFlags(fs)
+	ref := fs.String("ref", "", "the container image reference")
+	ints := []struct {
+		name, usage string
+		v           *int
+	}{
+		{"port", "the port its backends listen on", new(int)},
+		{"warm-pool", "started, ready backends kept on every drone for spawns to claim at once (0: none)", new(int)},
+		{"max-idle-seconds", "idle limit of its backends (0: none)", new(int)},
+		{"suspend-seconds", "when idle, suspend for this long before stopping (0: stop at once)", new(int)},
+		{"lifetime-seconds", "lifetime limit of its backends (0: none)", new(int)},
+	}
+	for _, f := range ints {
+		fs.IntVar(f.v, f.name, -1, f.usage)
+	}
+	c, name, err := parse(args, true)
+	if err != nil {
+		return err
+	}
+	set := func(v *int) *int {
+		if *v < 0 {
+			return nil
+		}
+		return v
+	}
+	in := plane.ImageInput{Port: set(ints[0].v), WarmPool: set(ints[1].v), LimitsInput: plane.LimitsInput{
+		MaxIdleSeconds: set(ints[2].v), SuspendSeconds: set(ints[3].v), LifetimeSeconds: set(ints[4].v)}}
+	if *ref != "" {
+		in.Ref = ref
+	}
+	img, err := c.UpdateImage(ctx, name, in)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s  %s  port %d  warm pool %s\n", img.Name, img.Ref, img.Port, warmPoolText(img.WarmPool))
+	return nil
+}
+
+// warmPoolText shows an image's warm pool: backends kept per drone.
+func warmPoolText(n int) string {
+	if n == 0 {
+		return "none"
+	}
+	return fmt.Sprintf("%d per drone", n)
 }
 
 func printJSON(w io.Writer, v any) error {

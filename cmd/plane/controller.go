@@ -163,6 +163,7 @@ func OpenController(ctx context.Context, cfg ControllerConfig) (c *Controller, e
 		Logger:          cfg.Logger,
 	})
 	c.Dispatch.Applier = c.Server.Core()
+	c.Dispatch.PoolSource = c.Server.Core()
 	if err := c.Dispatch.Open(ctx); err != nil {
 		return nil, err
 	}

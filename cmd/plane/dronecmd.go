@@ -320,7 +320,7 @@ func droneFlags(fs *flag.FlagSet, cfg *DroneConfig) {
 	fs.StringVar(&cfg.ACME.EABHMAC, "acme-eab-hmac", "", "ACME External Account Binding HMAC key (base64url)")
 	fs.StringVar(&cfg.ACME.CARoots, "acme-ca-roots", "", "PEM file of extra roots trusted for the ACME server's HTTPS")
 	fs.Var((*listFlag)(&cfg.ACME.Resolvers), "acme-resolvers", "comma-separated DNS servers (host:port) for propagation checks; default: the system's")
-	fs.IntVar(&cfg.Capacity, "capacity", 0, "most live backends on this drone; 0 = no limit")
+	fs.IntVar(&cfg.Capacity, "capacity", 0, "most containers on this drone: live backends plus warm pools' members; 0 = no limit")
 	fs.DurationVar(&cfg.StartTimeout, "start-timeout", drone.DefaultStartTimeout, "how long a started backend may take to answer HTTP")
 	fs.DurationVar(&cfg.StopGrace, "stop-grace", drone.DefaultStopGrace, "SIGTERM to SIGKILL grace on soft terminate")
 }

@@ -39,6 +39,7 @@ func init() {
 		"logs":       {"print a backend's logs (-f follows)", runLogs},
 		"terminate":  {"terminate a backend", runTerminate},
 		"images":     {"list the project's images", runImages},
+		"image":      {"change an image: its ref, port, warm pool or limits", runImage},
 	}
 }
 

@@ -176,6 +176,18 @@ func TestCLI(t *testing.T) {
 	if out := run("images"); !strings.Contains(out, "plane-demo:latest") {
 		t.Errorf("images printed %q", out)
 	}
+	// A warm pool set from the command line; the pool fills on the drone,
+	// and a spawn then claims a member.
+	if out := run("image", "--warm-pool", "1", "demo"); out != "demo  plane-demo:latest  port 8080  warm pool 1 per drone\n" {
+		t.Errorf("image --warm-pool printed %q", out)
+	}
+	eventually(t, 30*time.Second, "the warm pool to fill", func() bool { return c.readyMembers("demo") == 1 })
+	if out := run("spawn", "--image", "demo"); !strings.Contains(out, "started warm") {
+		t.Errorf("spawn from the warm pool printed %q", out)
+	}
+	if out := run("image", "--warm-pool", "0", "demo"); !strings.HasSuffix(out, "warm pool none\n") {
+		t.Errorf("image --warm-pool 0 printed %q", out)
+	}
 	run("terminate", id)
 	c.waitStatus(id, plane.StatusTerminated, 15*time.Second)
 	if out := run("logs", id); !strings.Contains(out, "listening") {

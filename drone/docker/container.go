@@ -30,6 +30,9 @@ type ContainerSpec struct {
 	Env       map[string]string // set as given; the caller adds PORT and PLANE_*
 	CPUMillis int               // 0: no limit
 	MemoryMB  int               // 0: no limit
+	// Pool is the image name of the warm pool the container is a member
+	// of, set as LabelPool ("": none).
+	Pool string
 }
 
 // Container is a started backend container.
@@ -46,6 +49,7 @@ type Container struct {
 type ContainerState struct {
 	ID         string
 	BackendID  string // from the LabelBackend label
+	Pool       string // from the LabelPool label: started as a warm pool's member
 	Running    bool
 	Paused     bool // running, its processes frozen (Pause)
 	ExitCode   int
@@ -82,7 +86,7 @@ func (r *Runtime) Start(ctx context.Context, spec ContainerSpec) (Container, err
 			Image:        spec.ImageRef,
 			Env:          env,
 			ExposedPorts: network.PortSet{port: {}},
-			Labels:       map[string]string{LabelBackend: spec.BackendID, LabelDrone: spec.DroneID},
+			Labels:       labels(spec),
 		},
 		HostConfig: &container.HostConfig{
 			PortBindings: network.PortMap{port: {{HostIP: r.publishIP}}},
@@ -103,6 +107,15 @@ func (r *Runtime) Start(ctx context.Context, spec ContainerSpec) (Container, err
 		return Container{}, fmt.Errorf("start container for backend %s: %w", spec.BackendID, err)
 	}
 	return c, nil
+}
+
+// labels are the labels of spec's container.
+func labels(spec ContainerSpec) map[string]string {
+	l := map[string]string{LabelBackend: spec.BackendID, LabelDrone: spec.DroneID}
+	if spec.Pool != "" {
+		l[LabelPool] = spec.Pool
+	}
+	return l
 }
 
 func (r *Runtime) startCreated(ctx context.Context, id string, port network.Port) (Container, error) {
@@ -225,7 +238,7 @@ func (r *Runtime) Inspect(ctx context.Context, id string) (ContainerState, error
 	in := res.Container
 	st := ContainerState{ID: in.ID}
 	if in.Config != nil {
-		st.BackendID = in.Config.Labels[LabelBackend]
+		st.BackendID, st.Pool = in.Config.Labels[LabelBackend], in.Config.Labels[LabelPool]
 	}
 	if s := in.State; s != nil {
 		st.Running = s.Running
@@ -261,7 +274,7 @@ func (r *Runtime) List(ctx context.Context, droneID string) ([]ContainerState, e
 	out := make([]ContainerState, 0, len(res.Items))
 	for _, c := range res.Items {
 		if c.State == container.StateRunning || c.State == container.StatePaused {
-			st := ContainerState{ID: c.ID, BackendID: c.Labels[LabelBackend], Running: true, Paused: c.State == container.StatePaused}
+			st := ContainerState{ID: c.ID, BackendID: c.Labels[LabelBackend], Pool: c.Labels[LabelPool], Running: true, Paused: c.State == container.StatePaused}
 			for _, p := range c.Ports {
 				if p.PublicPort != 0 {
 					st.Address = net.JoinHostPort(r.hostIP(p.IP).String(), fmt.Sprint(p.PublicPort))

@@ -2,7 +2,8 @@
 // and removes backend containers through the Docker Engine API.
 //
 // Every container it creates carries the labels LabelBackend and LabelDrone,
-// so that a restarted drone finds its containers again (List), and publishes
+// so that a restarted drone finds its containers again (List), a warm
+// pool's member also LabelPool, and publishes
 // its one port on one address only (Config.PublishIP, 127.0.0.1 by default):
 // the drone's proxy is the way in.
 package docker
@@ -25,6 +26,11 @@ import (
 const (
 	LabelBackend = "plane.backend"
 	LabelDrone   = "plane.drone"
+	// LabelPool names the image of the warm pool a container was started
+	// for (ContainerSpec.Pool). Docker labels cannot change, so a member
+	// keeps it once claimed: it says how the container started, not that
+	// it is unclaimed (only the drone knows that).
+	LabelPool = "plane.pool"
 )
 
 // ContainerNamePrefix starts the name of every backend container; the backend

@@ -482,8 +482,10 @@ func TestList(t *testing.T) {
 	drone := "test-list-" + randHex(4)
 	running := demoSpec(nil)
 	running.DroneID = drone
+	// Warm pools' members carry their pool's label, running or not.
+	running.Pool = "demo"
 	exited := demoSpec(map[string]string{"DEMO_MODE": "exit", "DEMO_EXIT_CODE": "3"})
-	exited.DroneID = drone
+	exited.DroneID, exited.Pool = drone, "other-image"
 	other := demoSpec(nil)
 	other.DroneID = drone + "-other"
 
@@ -500,8 +502,8 @@ func TestList(t *testing.T) {
 	}
 	slices.SortFunc(got, func(a, b docker.ContainerState) int { return strings.Compare(a.BackendID, b.BackendID) })
 	want := []docker.ContainerState{
-		{ID: rc.ID, BackendID: running.BackendID, Running: true, Address: rc.Address},
-		{ID: ec.ID, BackendID: exited.BackendID, ExitCode: 3},
+		{ID: rc.ID, BackendID: running.BackendID, Pool: "demo", Running: true, Address: rc.Address},
+		{ID: ec.ID, BackendID: exited.BackendID, Pool: "other-image", ExitCode: 3},
 	}
 	slices.SortFunc(want, func(a, b docker.ContainerState) int { return strings.Compare(a.BackendID, b.BackendID) })
 	if len(got) != len(want) {

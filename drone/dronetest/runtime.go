@@ -80,12 +80,14 @@ type LogLine struct {
 type Runtime struct {
 	mu         sync.Mutex
 	behaviors  map[string]Behavior    // by backend ID
+	byImage    map[string]Behavior    // by image ref, for backends with none of their own
 	pulls      map[string]*pullScript // by image ref
 	images     []string
 	containers map[string]*Container // by container ID, until removed
 	all        []*Container          // every container ever created, oldest first
 	calls      []Call
-	changed    chan struct{} // closed and replaced at every call
+	peak       map[string]int // by drone ID: the most containers it had at once
+	changed    chan struct{}  // closed and replaced at every call
 	listErr    error
 	seq        int
 	closed     bool
@@ -101,6 +103,8 @@ type pullScript struct {
 func NewRuntime(tb testing.TB, images ...string) *Runtime {
 	r := &Runtime{
 		behaviors:  map[string]Behavior{},
+		byImage:    map[string]Behavior{},
+		peak:       map[string]int{},
 		pulls:      map[string]*pullScript{},
 		images:     slices.Clone(images),
 		containers: map[string]*Container{},
@@ -125,6 +129,15 @@ func (r *Runtime) Script(id string, b Behavior) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.behaviors[id] = b
+}
+
+// ScriptImage sets the behaviour of the containers started from now on
+// from image ref whose backend has no Script of its own: warm pools'
+// members, whose IDs the drone picks.
+func (r *Runtime) ScriptImage(ref string, b Behavior) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.byImage[ref] = b
 }
 
 // FailPull makes pulls of ref fail with err (nil: succeed again).
@@ -240,6 +253,28 @@ func (r *Runtime) Container(id string) *Container {
 	return nil
 }
 
+// Live returns droneID's containers that were not removed, running or
+// not, oldest first.
+func (r *Runtime) Live(droneID string) []*Container {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []*Container
+	for _, c := range r.all {
+		if _, ok := r.containers[c.ID]; ok && c.DroneID == droneID {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Peak is the most containers, running or not, that droneID had at once:
+// created and not yet removed.
+func (r *Runtime) Peak(droneID string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.peak[droneID]
+}
+
 // AddContainer creates a container as if a drone had started it before:
 // running (answering HTTP) or already exited with exitCode.
 func (r *Runtime) AddContainer(tb testing.TB, droneID, backendID string, running bool, exitCode int) *Container {
@@ -334,7 +369,10 @@ func (r *Runtime) EnsureImage(ctx context.Context, ref string, policy plane.Pull
 func (r *Runtime) Start(ctx context.Context, spec docker.ContainerSpec) (docker.Container, error) {
 	r.mu.Lock()
 	r.recordLocked(Call{Op: OpStart, BackendID: spec.BackendID, Spec: spec})
-	b := r.behaviors[spec.BackendID]
+	b, ok := r.behaviors[spec.BackendID]
+	if !ok {
+		b = r.byImage[spec.ImageRef]
+	}
 	r.mu.Unlock()
 	if b.StartErr != nil {
 		return docker.Container{}, b.StartErr
@@ -394,6 +432,13 @@ func (r *Runtime) create(spec docker.ContainerSpec, b Behavior) (*Container, err
 	go c.srv.Serve(c.gate) //nolint:errcheck // ends with Close
 	r.containers[c.ID] = c
 	r.all = append(r.all, c)
+	n := 0
+	for _, o := range r.containers {
+		if o.DroneID == c.DroneID {
+			n++
+		}
+	}
+	r.peak[c.DroneID] = max(r.peak[c.DroneID], n)
 	return c, nil
 }
 
@@ -634,7 +679,7 @@ func (c *Container) stopServing() {
 func (c *Container) state() docker.ContainerState {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	st := docker.ContainerState{ID: c.ID, BackendID: c.BackendID, Running: c.running, Paused: c.running && c.paused, ExitCode: c.exitCode, FinishedAt: c.finished}
+	st := docker.ContainerState{ID: c.ID, BackendID: c.BackendID, Pool: c.Spec.Pool, Running: c.running, Paused: c.running && c.paused, ExitCode: c.exitCode, FinishedAt: c.finished}
 	if c.running {
 		st.Address = c.addr
 	}

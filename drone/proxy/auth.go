@@ -20,21 +20,19 @@ const (
 // access is the outcome of authorization for one request.
 type access struct {
 	user        string
-	cookieToken bool // the Cookie header holds our token: strip it
-	stripBearer bool // Authorization held our token: strip it
+	exp         time.Time // the token's expiry; zero without one
+	cookieToken bool      // the Cookie header holds our token: strip it
+	stripBearer bool      // Authorization held our token: strip it
 }
 
 // authorize checks the request's connect token against the backend. When
 // it answers the request itself (redirect, 401, 403) done is true.
-func (cn *conn) authorize(id string, r Route) (a access, done bool) {
-	h := cn.h
+func (cn *conn) authorize(rt *route, r Route) (a access, done bool) {
+	h, id := cn.h, rt.id
 	if tok, rest, ok := queryToken(h.bytes(h.target)); ok {
 		// A browser arriving with ?plane_token=…: trade it for a cookie and
 		// send it back to the same URL without the token.
-		ct, err := cn.p.verify(tok)
-		if err == nil && ct.BackendID != id {
-			err = plane.Errorf(plane.EFORBIDDEN, "this connect token is for another backend")
-		}
+		ct, err := cn.p.check(rt, tok)
 		if err != nil {
 			cn.deny(id, r, err)
 			return a, true
@@ -57,10 +55,7 @@ func (cn *conn) authorize(id string, r Route) (a access, done bool) {
 		cn.deny(id, r, plane.Errorf(plane.EUNAUTHORIZED, "this backend needs a connect token: open the link the app gave you"))
 		return a, true
 	}
-	ct, err := cn.p.verify(tok)
-	if err == nil && ct.BackendID != id {
-		err = plane.Errorf(plane.EFORBIDDEN, "this connect token is for another backend")
-	}
+	ct, err := cn.p.check(rt, tok)
 	if err != nil {
 		if r.Public { // a stale cookie does not lock anyone out of a public backend
 			return a, false
@@ -68,8 +63,22 @@ func (cn *conn) authorize(id string, r Route) (a access, done bool) {
 		cn.deny(id, r, err)
 		return a, true
 	}
-	a.user = ct.User
+	a.user, a.exp = ct.User, ct.ExpiresAt
 	return a, false
+}
+
+// check verifies a token for backend rt: signed, unexpired, for it, and
+// not refused by a disconnect.
+func (p *Proxy) check(rt *route, tok string) (plane.ConnectToken, error) {
+	ct, err := p.verify(tok)
+	switch {
+	case err != nil:
+	case ct.BackendID != rt.id:
+		err = plane.Errorf(plane.EFORBIDDEN, "this connect token is for another backend")
+	case rt.refuses(ct.User, ct.ExpiresAt):
+		err = errRefused
+	}
+	return ct, err
 }
 
 func (cn *conn) deny(id string, r Route, err error) {

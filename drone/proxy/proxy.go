@@ -1,7 +1,9 @@
 // Package proxy is the drone's HTTP proxy: it routes
 // <backend-id>.<domain> to the backend's container, checks connect tokens,
-// passes WebSockets and streams through, and counts each backend's open
-// connections for the idle limit.
+// passes WebSockets and streams through, counts each backend's open
+// connections for the idle limit, and knows which user holds which of
+// them (users.go), so that the drone reports joins and leaves and can
+// disconnect a user (disconnect.go).
 //
 // It speaks HTTP/1.1 itself on both sides (see parse.go) and keeps
 // keep-alive connections to backends; after an upgrade it pipes the two
@@ -55,7 +57,14 @@ type Config struct {
 	// is forwarded to it, within WaitReady. Nil: suspended routes are
 	// forwarded as they are.
 	Resume func(ctx context.Context, backendID string) error
-	Logger *slog.Logger
+	// PresenceTimeout is how long a kept-alive client connection waiting
+	// for its next request still counts its user as connected (users.go);
+	// the connection itself stays open until IdleTimeout.
+	PresenceTimeout time.Duration
+	// LeaveDebounce is how long a user's last connection must stay closed
+	// before they have left; plane.ConnectionLeaveDebounce by default.
+	LeaveDebounce time.Duration
+	Logger        *slog.Logger
 }
 
 const (
@@ -89,6 +98,8 @@ type Proxy struct {
 	maxConns int64
 	accept   acceptState
 
+	onUsers atomic.Pointer[func(UserChange)] // told of joins and leaves (users.go)
+
 	// observe, when set (by tests), is told of every request forwarded:
 	// what the proxy believed it sent.
 	observe func(Forwarded)
@@ -113,6 +124,12 @@ func New(cfg Config) *Proxy {
 	}
 	if cfg.MaxConns == 0 {
 		cfg.MaxConns = DefaultMaxConns()
+	}
+	if cfg.PresenceTimeout <= 0 {
+		cfg.PresenceTimeout = DefaultPresenceTimeout
+	}
+	if cfg.LeaveDebounce <= 0 {
+		cfg.LeaveDebounce = plane.ConnectionLeaveDebounce
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -223,6 +240,7 @@ type conn struct {
 	secure bool
 	unread bool   // answered without reading the request body
 	out    []byte // scratch for the rewritten request head
+	seat   *seat  // the backend and user the connection counts for (users.go)
 
 	// inBody: a request body is being read, so each read moves the read
 	// deadline (BodyTimeout); stopRead makes reads fail at once, to end a
@@ -277,16 +295,16 @@ func (p *Proxy) serveConn(nc net.Conn, secure bool) (tunnel func()) {
 	defer func() {
 		cn.release()
 		switch {
-		case upgraded:
+		case upgraded: // the tunnel has the connection, and its seat
 		case cn.unread:
 			lingerClose(nc, 2*time.Second)
 		default:
 			nc.Close()
 		}
+		cn.unseat()
 	}()
 	for {
-		_ = nc.SetReadDeadline(time.Now().Add(p.cfg.IdleTimeout))
-		if err := cn.h.readRequest(cn.br); err != nil {
+		if err := cn.readRequest(); err != nil {
 			if err != io.EOF && !isTimeout(err) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.ErrUnexpectedEOF) {
 				status := 400
 				if err == errHeadTooLarge {
@@ -306,6 +324,32 @@ func (p *Proxy) serveConn(nc net.Conn, secure bool) (tunnel func()) {
 			return nil
 		}
 	}
+}
+
+// readRequest reads the next request head into cn.h, for at most
+// IdleTimeout. A connection that counts for a user stops counting after
+// PresenceTimeout without a request: the deadline that ends the wait for
+// one is set once either way, so a request costs nothing more.
+func (cn *conn) readRequest() error {
+	p, nc := cn.p, cn.c
+	idle := time.Now()
+	present := cn.seat != nil && p.cfg.PresenceTimeout < p.cfg.IdleTimeout
+	if present {
+		_ = nc.SetReadDeadline(idle.Add(p.cfg.PresenceTimeout))
+	} else {
+		_ = nc.SetReadDeadline(idle.Add(p.cfg.IdleTimeout))
+	}
+	err := cn.h.readRequest(cn.br)
+	if err != nil && present && len(cn.h.buf) == 0 && isTimeout(err) {
+		// Nothing of a request came: the user is no longer counted on
+		// this connection, which waits on for the rest of IdleTimeout. (A
+		// head that started and stalled at the deadline ends the
+		// connection, as at IdleTimeout.)
+		cn.unseat()
+		_ = nc.SetReadDeadline(idle.Add(p.cfg.IdleTimeout))
+		err = cn.h.readRequest(cn.br)
+	}
+	return err
 }
 
 // release returns the connection's buffers to their pools.

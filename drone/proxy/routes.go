@@ -22,9 +22,11 @@ type Route struct {
 }
 
 // route is a live backend in the table: its settings, the upstream
-// connections kept open to it, and its connection counts.
+// connections kept open to it, its connection counts, and who holds its
+// client connections (users.go).
 type route struct {
 	id string
+	p  *Proxy
 
 	mu    sync.Mutex
 	r     Route
@@ -34,6 +36,16 @@ type route struct {
 
 	active atomic.Int64 // in-flight requests and open upgraded connections
 	last   atomic.Int64 // unix nanoseconds of the last activity
+
+	// umu guards the users and the refusals (users.go); a route's umu is
+	// never held with another's.
+	umu   sync.Mutex
+	users map[string]*userConns // by user, while joined
+	gone  bool                  // out of the table: nothing more is reported
+	// refused are the disconnects' refusals of tokens (nil: none, which
+	// is all a request looks at); written under umu, copied on write.
+	refused    atomic.Pointer[[]tokenRefusal]
+	refuseTill *time.Timer // drops the refusals that have passed
 }
 
 func (rt *route) snapshot() Route {
@@ -52,7 +64,7 @@ func (p *Proxy) SetRoute(r Route) {
 	p.mu.Lock()
 	rt, ok := p.routes[r.BackendID]
 	if !ok {
-		rt = &route{id: r.BackendID, ready: make(chan struct{})}
+		rt = &route{id: r.BackendID, p: p, ready: make(chan struct{}), users: map[string]*userConns{}}
 		rt.pool.timeout = p.cfg.UpstreamIdleTimeout
 		rt.last.Store(time.Now().UnixNano())
 		p.routes[r.BackendID] = rt
@@ -83,6 +95,7 @@ func (p *Proxy) removeRoute(id string) {
 	closeOnce(rt.ready)
 	rt.mu.Unlock()
 	rt.pool.closeIdle(true)
+	rt.retire()
 }
 
 func closeOnce(ch chan struct{}) {

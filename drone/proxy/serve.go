@@ -64,7 +64,7 @@ func (cn *conn) serve() (keep bool, tunnel func()) {
 			return clean, nil
 		}
 	}
-	a, done := cn.authorize(id, r)
+	a, done := cn.authorize(rt, r)
 	if done {
 		return clean, nil
 	}
@@ -78,6 +78,18 @@ func (cn *conn) serve() (keep bool, tunnel func()) {
 			cn.page(503, id, string(r.Status), "the backend is suspended and could not be woken; try again in a moment", !clean)
 			return clean, nil
 		}
+	}
+	// After the resume: a user joins a backend that is awake.
+	if !cn.sit(rt, &a) {
+		// A disconnect refused the token since authorize checked it.
+		if !r.Public {
+			cn.deny(id, r, errRefused)
+			return clean, nil
+		}
+		// A public backend takes the request as one without a token, as
+		// authorize does a refused token.
+		a = access{cookieToken: a.cookieToken, stripBearer: a.stripBearer}
+		cn.sit(rt, &a) // without a token: never refused
 	}
 	rt.begin()
 	if p.observe != nil {
@@ -485,8 +497,13 @@ func (cn *conn) tunnel(u *upstream, rt *route) func() {
 	fromBackend := buffered(u.br)
 	client, backend := cn.c, u.conn
 	u.br, u.bw = nil, nil
+	s := cn.seat // the tunnel holds the connection, and counts for its user, until it ends
+	cn.seat = nil
 	return func() {
 		defer rt.end()
+		if s != nil {
+			defer s.leave()
+		}
 		var once sync.Once
 		closeBoth := func() {
 			once.Do(func() {

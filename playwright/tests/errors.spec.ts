@@ -45,3 +45,31 @@ test('a non-admin opening the admin pages is told they are for admins', async ({
     await expect(page.getByTestId('error-message')).toContainText('for the admins of this Plane');
   }
 });
+
+test('a warm pool above the maximum is refused by the form; one in range is saved', async ({ page }) => {
+  await signup(page, 'pool');
+  await createProject(page, unique('pools'));
+  const form = page.getByTestId('image-form');
+  await form.getByTestId('field-name').fill('pooled');
+  await form.getByTestId('field-ref').fill('plane-demo:latest');
+  // The browser holds the form back (the server's own refusal, next to the
+  // field, is tested in server/ui_images_test.go).
+  await form.getByTestId('field-warm_pool').fill('101');
+  await page.getByTestId('image-submit').click();
+  expect(await form.getByTestId('field-warm_pool').evaluate((el: HTMLInputElement) => el.validity.rangeOverflow)).toBe(true);
+  await expect(page.getByTestId('image-row')).toHaveCount(0);
+
+  await form.getByTestId('field-warm_pool').fill('1');
+  await page.getByTestId('image-submit').click();
+  const row = page.getByTestId('image-row');
+  await expect(row.getByTestId('image-warm-pool')).toHaveText('1 per drone');
+  await expect(page.getByTestId('warm-pools').getByRole('heading', { name: 'pooled' })).toBeVisible();
+
+  // Back to none, which also empties the drone's pool for the next specs.
+  await row.getByTestId('image-edit').click();
+  await expect(page.getByTestId('field-warm_pool')).toHaveValue('1');
+  await page.getByTestId('field-warm_pool').fill('');
+  await page.getByTestId('image-submit').click();
+  await expect(row.getByTestId('image-warm-pool')).toHaveText('none');
+  await expect(page.getByTestId('warm-pools')).toHaveCount(0);
+});

@@ -34,6 +34,7 @@ type Store interface {
 	FindDrones(ctx context.Context) ([]*plane.Drone, error)
 	FindDroneByID(ctx context.Context, id string) (*plane.Drone, error)
 	SetDroneDraining(ctx context.Context, id string, draining bool) error
+	FindWarmPoolImages(ctx context.Context) ([]*plane.Image, error)
 }
 
 // ActivityLog is where the core records who did what.
@@ -44,7 +45,9 @@ type ActivityLog interface {
 // Dispatcher is what the core asks of the drones (server/dispatch, over
 // NATS).
 type Dispatcher interface {
-	Spawn(ctx context.Context, droneID string, spec plane.SpawnSpec) error
+	// Spawn sends spec to a drone; warm says that the drone claimed a
+	// warm pool's member for it (spec.Warm), ready at once.
+	Spawn(ctx context.Context, droneID string, spec plane.SpawnSpec) (warm bool, err error)
 	Terminate(ctx context.Context, droneID string, req plane.TerminateRequest) error
 	Drain(ctx context.Context, droneID string, draining bool) error
 	Pull(ctx context.Context, droneID, ref string) error
@@ -52,6 +55,9 @@ type Dispatcher interface {
 	Stats(backendID string) (plane.BackendStats, bool)
 	StatsHistory(backendID string) []plane.BackendStats
 	Logs(ctx context.Context, backendID string, follow bool, fn func(plane.LogLine) error) error
+	// Pools are the warm pools of every drone heard from within
+	// plane.DroneStaleAfter, by drone ID, as their heartbeats said.
+	Pools() map[string][]plane.PoolState
 }
 
 // Metrics records what the core does (Prometheus, in server).
@@ -65,6 +71,9 @@ type Metrics interface {
 	// BackendSuspended counts a ready backend suspended (true) or resumed
 	// by its drone.
 	BackendSuspended(suspended bool)
+	// PoolClaim counts a spawn that started a backend: warm (a warm pool's
+	// member claimed) or cold, and why.
+	PoolClaim(warm bool, reason plane.ColdReason)
 }
 
 // Core is the controller's use-cases.
@@ -93,6 +102,7 @@ type Core struct {
 	Logger       *slog.Logger
 
 	placer placer
+	claims claims
 	drones droneStatuses // DroneUnreachable's cache (drone.go)
 }
 
@@ -114,6 +124,10 @@ type Spawned struct {
 	New bool
 	// Public: a backend this spawn started needs no connect token.
 	Public bool
+	// Warm: a backend this spawn started is a warm pool's member, claimed
+	// ready; ColdReason says why one started cold could not be.
+	Warm       bool
+	ColdReason plane.ColdReason
 }
 
 // Spawn returns the live backend of the project that holds req.Key, or
@@ -138,18 +152,49 @@ func (c *Core) Spawn(ctx context.Context, actor plane.Actor, projectID int64, re
 			return Spawned{Backend: b}, err
 		}
 	}
+	// A spawn that a warm pool's member can serve claims one: the backend
+	// is stored under the member's ID and its drone hands it over, ready.
+	reason := coldReason(img, req)
+	var pool plane.PoolSpec
+	if reason == "" {
+		pool = poolSpecOf(img)
+	}
 	var (
 		tried    []string       // the drones that did not take it, in order
 		refusals []string       // what each said
 		last     *plane.Backend // the last backend this spawn created
+		taken    int            // members another controller claimed first
 	)
 	for {
-		drone, r, err := c.reserveDrone(ctx, tried)
-		if err != nil {
-			return Spawned{}, c.unplaced(ctx, actor, last, tried, refusals, err)
+		var (
+			drone  *plane.Drone
+			r      *reservation
+			member string
+		)
+		if reason == "" {
+			if drone, r, member, err = c.reserveMember(ctx, pool, tried); err != nil {
+				return Spawned{}, err
+			}
+			if member == "" {
+				reason = plane.ColdPoolEmpty
+			}
 		}
-		b, created, err := c.Store.CreateBackend(ctx, newBackend(projectID, img, req, drone.ID))
+		if member == "" {
+			if drone, r, err = c.reserveDrone(ctx, tried, nil); err != nil {
+				return Spawned{}, c.unplaced(ctx, actor, last, tried, refusals, err)
+			}
+		}
+		nb := newBackend(projectID, img, req, drone.ID)
+		nb.ID = member
+		b, created, err := c.Store.CreateBackend(ctx, nb)
 		c.placer.release(r, err == nil && created)
+		if member != "" && plane.ErrorCodeOf(err) == plane.ECONFLICT {
+			// Another controller claimed this member first.
+			if taken++; taken >= maxSpawnAttempts {
+				reason = plane.ColdRaced
+			}
+			continue
+		}
 		if err != nil || !created {
 			// Not created: a concurrent spawn took the key first (after
 			// this one's failed backend freed it); b is its backend.
@@ -161,12 +206,18 @@ func (c *Core) Spawn(ctx context.Context, actor plane.Actor, projectID int64, re
 		last = b
 		c.backendChanged(b)
 
-		err = c.Dispatch.Spawn(ctx, drone.ID, specFor(b, img))
+		spec := specFor(b, img)
+		spec.Warm = member != ""
+		warm, err := c.Dispatch.Spawn(ctx, drone.ID, spec)
 		if err == nil {
+			if member != "" && !warm {
+				reason = plane.ColdRaced // the member was gone: its drone started it cold
+			}
 			c.placer.accepted(drone.ID)
 			c.spawned("spawned")
+			c.claimed(warm, reason)
 			c.Record(ctx, actor, b.ProjectID, plane.ActionBackendSpawn, b.ID, spawnDetail(b.Image, tried))
-			return Spawned{Backend: b, New: true, Public: img.Public}, nil
+			return Spawned{Backend: b, New: true, Public: img.Public, Warm: warm, ColdReason: reason}, nil
 		}
 		// Record why, so the backend does not stay scheduled and frees its key.
 		msg := fmt.Sprintf("drone %s did not accept the backend: %s", drone.ID, plane.ErrorMessageOf(err))
@@ -224,7 +275,7 @@ func (c *Core) redispatchStale(ctx context.Context, b *plane.Backend) bool {
 		c.logger().Warn("a backend stays scheduled and its image changed since: left to reconciliation", "backend", b.ID)
 		return false
 	}
-	if err := c.Dispatch.Spawn(ctx, b.DroneID, specFor(b, img)); err != nil {
+	if _, err := c.Dispatch.Spawn(ctx, b.DroneID, specFor(b, img)); err != nil {
 		c.logger().Warn("a backend stays scheduled and its drone did not take it again", "backend", b.ID, "drone", b.DroneID, "err", err)
 		return false
 	}
@@ -259,6 +310,12 @@ func spawnDetail(image string, refusedBy []string) string {
 		return "image " + image
 	}
 	return fmt.Sprintf("image %s (refused by %s)", image, strings.Join(refusedBy, ", "))
+}
+
+func (c *Core) claimed(warm bool, reason plane.ColdReason) {
+	if c.Metrics != nil {
+		c.Metrics.PoolClaim(warm, reason)
+	}
 }
 
 func (c *Core) spawned(outcome string) {
@@ -426,7 +483,7 @@ func (c *Core) ApplyBackendEvent(ctx context.Context, ev plane.BackendEvent) (*p
 }
 
 // backendChanged records a backend's new status in the metrics and
-// publishes it.
+// publishes it, and announces the event the store logged with it.
 func (c *Core) backendChanged(b *plane.Backend) {
 	if c.Metrics != nil {
 		c.Metrics.BackendChanged(b)

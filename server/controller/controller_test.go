@@ -134,8 +134,14 @@ func (s *fakeStore) CreateBackend(_ context.Context, b *plane.Backend) (*plane.B
 			}
 		}
 	}
-	s.next++
-	b.ID = fmt.Sprintf("b%d", s.next)
+	if b.ID != "" {
+		if _, ok := s.backends[b.ID]; ok {
+			return nil, false, &plane.Error{Code: plane.ECONFLICT, Field: "id", Message: "id: backend " + b.ID + " already exists"}
+		}
+	} else {
+		s.next++
+		b.ID = fmt.Sprintf("b%d", s.next)
+	}
 	b.Status = plane.StatusScheduled
 	s.backends[b.ID] = b
 	cp := *b
@@ -172,6 +178,20 @@ func (s *fakeStore) ApplyBackendEvent(_ context.Context, ev plane.BackendEvent) 
 	b.Status, b.TerminationReason, b.Error = ev.Status, ev.Reason, ev.Error
 	cp := *b
 	return &cp, true, nil
+}
+
+func (s *fakeStore) FindWarmPoolImages(context.Context) ([]*plane.Image, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*plane.Image
+	for _, img := range s.images {
+		if img.WarmPool > 0 {
+			cp := *img
+			out = append(out, &cp)
+		}
+	}
+	slices.SortFunc(out, func(a, b *plane.Image) int { return int(a.ID - b.ID) })
+	return out, nil
 }
 
 func (s *fakeStore) CountLiveBackendsByDrone(context.Context) (map[string]int, error) {
@@ -263,12 +283,17 @@ type fakeDrones struct {
 	// when set, runs before a drone answers.
 	refuseOn map[string]error
 	onSpawn  func(droneID string)
-	spawned  []plane.SpawnSpec
-	sentTo   []string // the drone of each spawn sent, in order
-	stopped  []plane.TerminateRequest
+	// pools are what the drones' heartbeats say of their warm pools;
+	// members those of the pools that a claim finds (a drone claims a
+	// member it has and starts cold one it has not).
+	pools   map[string][]plane.PoolState
+	members map[string]bool
+	spawned []plane.SpawnSpec
+	sentTo  []string // the drone of each spawn sent, in order
+	stopped []plane.TerminateRequest
 }
 
-func (d *fakeDrones) Spawn(_ context.Context, droneID string, spec plane.SpawnSpec) error {
+func (d *fakeDrones) Spawn(_ context.Context, droneID string, spec plane.SpawnSpec) (bool, error) {
 	if d.onSpawn != nil {
 		d.onSpawn(droneID)
 	}
@@ -277,9 +302,24 @@ func (d *fakeDrones) Spawn(_ context.Context, droneID string, spec plane.SpawnSp
 	d.spawned = append(d.spawned, spec)
 	d.sentTo = append(d.sentTo, droneID)
 	if err, ok := d.refuseOn[droneID]; ok {
-		return err
+		return false, err
 	}
-	return d.refuse
+	if d.refuse != nil {
+		return false, d.refuse
+	}
+	warm := spec.Warm && d.members[spec.BackendID]
+	delete(d.members, spec.BackendID)
+	return warm, nil
+}
+
+func (d *fakeDrones) Pools() map[string][]plane.PoolState {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make(map[string][]plane.PoolState, len(d.pools))
+	for id, ps := range d.pools {
+		out[id] = slices.Clone(ps)
+	}
+	return out
 }
 
 // sent returns the drones spawns were sent to, in order.
@@ -311,6 +351,7 @@ func (d *fakeDrones) Logs(context.Context, string, bool, func(plane.LogLine) err
 
 type fakeMetrics struct {
 	mu        sync.Mutex
+	claims    []string // "warm", or the cold reason
 	outcomes  []string
 	changed   []plane.BackendStatus
 	suspended []bool
@@ -326,6 +367,16 @@ func (m *fakeMetrics) BackendChanged(b *plane.Backend) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.changed = append(m.changed, b.Status)
+}
+
+func (m *fakeMetrics) PoolClaim(warm bool, reason plane.ColdReason) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if warm {
+		m.claims = append(m.claims, "warm")
+		return
+	}
+	m.claims = append(m.claims, string(reason))
 }
 
 func (m *fakeMetrics) BackendSuspended(suspended bool) {
@@ -469,11 +520,11 @@ func TestImages(t *testing.T) {
 	if got := st.activity(plane.ActionImageCreate); got != "alice@example.com app "+ref {
 		t.Fatalf("activity %q", got)
 	}
-	idle, suspend := 30, 600
-	if _, err := c.UpdateImage(ctx, alice, 1, "app", plane.ImageInput{Port: &port, LimitsInput: plane.LimitsInput{MaxIdleSeconds: &idle, SuspendSeconds: &suspend}}); err != nil {
+	idle, suspend, pool := 30, 600, 3
+	if _, err := c.UpdateImage(ctx, alice, 1, "app", plane.ImageInput{Port: &port, WarmPool: &pool, LimitsInput: plane.LimitsInput{MaxIdleSeconds: &idle, SuspendSeconds: &suspend}}); err != nil {
 		t.Fatal(err)
 	}
-	if got := st.activity(plane.ActionImageUpdate); got != "alice@example.com app changed port, max_idle_seconds, suspend_seconds" {
+	if got := st.activity(plane.ActionImageUpdate); got != "alice@example.com app changed port, max_idle_seconds, suspend_seconds, warm_pool" {
 		t.Fatalf("activity %q", got)
 	}
 	if _, err := c.UpdateImage(ctx, alice, 1, "app", plane.ImageInput{}); err != nil || st.activity(plane.ActionImageUpdate) != "alice@example.com app no change" {

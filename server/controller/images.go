@@ -65,6 +65,7 @@ func imageChanges(old, img *plane.Image) string {
 		{"cpu_millis", old.CPUMillis != img.CPUMillis},
 		{"memory_mb", old.MemoryMB != img.MemoryMB},
 		{"suspend_seconds", old.SuspendSeconds != img.SuspendSeconds},
+		{"warm_pool", old.WarmPool != img.WarmPool},
 	} {
 		if f.diff {
 			changed = append(changed, f.name)

@@ -176,19 +176,51 @@ func (p *placer) accepted(drone string) {
 }
 
 // reserveDrone reads the drones and their load and reserves a place on the
-// least loaded drone not in tried.
-func (c *Core) reserveDrone(ctx context.Context, tried []string) (*plane.Drone, *reservation, error) {
+// least loaded drone not in tried, among those only accepts (nil: all).
+func (c *Core) reserveDrone(ctx context.Context, tried []string, only func(*plane.Drone) bool) (*plane.Drone, *reservation, error) {
 	read := c.placer.beginRead()
 	defer c.placer.endRead(read)
 	drones, err := c.Store.FindDrones(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
+	if only != nil {
+		drones = slices.DeleteFunc(drones, func(d *plane.Drone) bool { return !only(d) })
+	}
 	live, err := c.Store.CountLiveBackendsByDrone(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
 	return c.placer.reserve(read, drones, live, tried, time.Now())
+}
+
+// reserveMember reserves a place on the least loaded drone not in tried
+// that has a ready member of pool to claim, and hands one out. With none
+// to claim it reserves nothing and returns no member; an error is the
+// store's.
+func (c *Core) reserveMember(ctx context.Context, pool plane.PoolSpec, tried []string) (*plane.Drone, *reservation, string, error) {
+	now := time.Now()
+	pools := c.Dispatch.Pools()
+	withMember := func(d *plane.Drone) bool {
+		p, ok := poolOf(pools[d.ID], pool)
+		return ok && len(c.claims.free(p, now)) > 0
+	}
+	d, r, err := c.reserveDrone(ctx, tried, withMember)
+	switch {
+	case err == nil:
+	case plane.ErrorCodeOf(err) == plane.EUNAVAILABLE || errors.Is(err, errAllTried):
+		return nil, nil, "", nil // no drone has one
+	default:
+		return nil, nil, "", err
+	}
+	p, _ := poolOf(pools[d.ID], pool)
+	member := c.claims.take(p, now)
+	if member == "" {
+		// A concurrent spawn took the last one since.
+		c.placer.release(r, false)
+		return nil, nil, "", nil
+	}
+	return d, r, member, nil
 }
 
 func (c *Core) avoidRefused() time.Duration {

@@ -70,14 +70,20 @@ type Dispatcher struct {
 	// rotation of the signing key); drones get them too.
 	ConnectKey ed25519.PublicKey
 	AcceptKeys []ed25519.PublicKey
+	// PoolSource gives the warm pools the drones should keep (pools.go).
+	// Nil: the drones are sent none.
+	PoolSource PoolSource
 
 	js   jetstream.JetStream
 	cctx jetstream.ConsumeContext
 	subs []*nats.Subscription
 	wg   sync.WaitGroup
 	stop context.CancelFunc
+	// runCtx lives from Open to Close, for work in the background.
+	runCtx context.Context
 
 	stats   statsRing
+	pools   pools
 	proto   protocols
 	acmeMem memoryACME
 	recon   reconcileState
@@ -156,7 +162,7 @@ func (d *Dispatcher) Open(ctx context.Context) error {
 		return fmt.Errorf("subscribe: %w", err)
 	}
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	d.stop = cancel
+	d.stop, d.runCtx = cancel, sctx
 	d.wg.Go(func() { d.sweepLoop(sctx) })
 	d.wg.Go(func() { d.leaseLoop(sctx, kv) })
 	return nil

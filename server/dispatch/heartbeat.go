@@ -20,6 +20,7 @@ func (d *Dispatcher) handleHeartbeat(m *nats.Msg) {
 		return
 	}
 	d.noteProtocol(hb)
+	d.pools.record(hb, d.Now())
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := d.Drones.UpsertDrone(ctx, droneOf(hb, d.Now())); err != nil {
@@ -28,6 +29,7 @@ func (d *Dispatcher) handleHeartbeat(m *nats.Msg) {
 	if !d.singleton() {
 		return // the controller that holds the lease reconciles
 	}
+	d.syncPools(ctx, hb)
 	if err := d.reconcile(ctx, hb); err != nil {
 		d.Logger.Error("compare drone backends", "drone", hb.DroneID, "err", err)
 	}

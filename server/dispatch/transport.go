@@ -34,9 +34,15 @@ import (
 // resend it may mean that the drone's own connection is being replaced,
 // with the first request in hand; the request waits for its answer then.
 func (d *Dispatcher) request(ctx context.Context, subject string, v any, resend bool) error {
+	_, err := d.requestReply(ctx, subject, v, resend)
+	return err
+}
+
+// requestReply is request that also returns the drone's reply.
+func (d *Dispatcher) requestReply(ctx context.Context, subject string, v any, resend bool) (plane.Reply, error) {
 	data, err := json.Marshal(v)
 	if err != nil {
-		return fmt.Errorf("encode request: %w", err)
+		return plane.Reply{}, fmt.Errorf("encode request: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, d.RequestTimeout)
 	defer cancel()
@@ -44,7 +50,7 @@ func (d *Dispatcher) request(ctx context.Context, subject string, v any, resend 
 	replies := make(chan *nats.Msg, 8)
 	sub, err := d.NC.ChanSubscribe(inbox, replies)
 	if err != nil {
-		return fmt.Errorf("request %s: %w", subject, err)
+		return plane.Reply{}, fmt.Errorf("request %s: %w", subject, err)
 	}
 	defer sub.Unsubscribe() //nolint:errcheck // the connection may be closing
 	every := d.ResendAfter
@@ -56,7 +62,7 @@ func (d *Dispatcher) request(ctx context.Context, subject string, v any, resend 
 	for sent := 0; ; {
 		if sent == 0 || resend {
 			if err := d.NC.PublishRequest(subject, inbox, data); err != nil {
-				return fmt.Errorf("request %s: %w", subject, err)
+				return plane.Reply{}, fmt.Errorf("request %s: %w", subject, err)
 			}
 			sent++
 		}
@@ -65,21 +71,21 @@ func (d *Dispatcher) request(ctx context.Context, subject string, v any, resend 
 			continue
 		case <-ctx.Done():
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return plane.Errorf(plane.EUNAVAILABLE, "drone did not answer (%v)", ctx.Err())
+				return plane.Reply{}, plane.Errorf(plane.EUNAVAILABLE, "drone did not answer (%v)", ctx.Err())
 			}
-			return fmt.Errorf("request %s: %w", subject, ctx.Err())
+			return plane.Reply{}, fmt.Errorf("request %s: %w", subject, ctx.Err())
 		case m := <-replies:
 			if isNoResponders(m) {
 				if sent > 1 {
 					continue
 				}
-				return plane.Errorf(plane.EUNAVAILABLE, "drone did not answer (%v)", nats.ErrNoResponders)
+				return plane.Reply{}, plane.Errorf(plane.EUNAVAILABLE, "drone did not answer (%v)", nats.ErrNoResponders)
 			}
 			var r plane.Reply
 			if err := json.Unmarshal(m.Data, &r); err != nil {
-				return fmt.Errorf("decode reply to %s: %w", subject, err)
+				return plane.Reply{}, fmt.Errorf("decode reply to %s: %w", subject, err)
 			}
-			return r.Err()
+			return r, r.Err()
 		}
 	}
 }
@@ -91,9 +97,16 @@ func isNoResponders(m *nats.Msg) bool {
 	return len(m.Data) == 0 && m.Header.Get("Status") == "503"
 }
 
-// Spawn asks a drone to start a backend.
-func (d *Dispatcher) Spawn(ctx context.Context, droneID string, spec plane.SpawnSpec) error {
-	return d.request(ctx, plane.SubjectSpawn(droneID), spec, true)
+// Spawn asks a drone to start a backend; warm says that the drone claimed
+// a warm pool's member for it (spec.Warm).
+func (d *Dispatcher) Spawn(ctx context.Context, droneID string, spec plane.SpawnSpec) (warm bool, err error) {
+	r, err := d.requestReply(ctx, plane.SubjectSpawn(droneID), spec, true)
+	return r.Warm && err == nil, err
+}
+
+// SetPools tells a drone which warm pools to keep.
+func (d *Dispatcher) SetPools(ctx context.Context, droneID string, req plane.PoolsRequest) error {
+	return d.request(ctx, plane.SubjectPools(droneID), req, true)
 }
 
 // Terminate asks a drone to stop a backend.

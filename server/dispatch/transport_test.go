@@ -63,7 +63,7 @@ func TestRequest(t *testing.T) {
 			if tc.name == "timeout" {
 				d.RequestTimeout = 100 * time.Millisecond
 			}
-			err := d.Spawn(t.Context(), droneID, spec)
+			_, err := d.Spawn(t.Context(), droneID, spec)
 			if code := plane.ErrorCodeOf(err); err != nil && code != tc.want || err == nil && tc.want != "" {
 				t.Fatalf("Spawn = %v (code %q), want code %q", err, code, tc.want)
 			}
@@ -148,7 +148,7 @@ func TestRequestResent(t *testing.T) {
 			d, _ := newDispatcher(newStore(nil, nil), nc)
 			d.RequestTimeout, d.ResendAfter = 10*time.Second, 100*time.Millisecond
 			start := time.Now()
-			err := d.Spawn(t.Context(), droneID, plane.SpawnSpec{BackendID: "a"})
+			_, err := d.Spawn(t.Context(), droneID, plane.SpawnSpec{BackendID: "a"})
 			if plane.ErrorCodeOf(err) != plane.ECONFLICT || !strings.Contains(err.Error(), fmt.Sprintf("answer %d", tc.drop+1)) {
 				t.Fatalf("Spawn = %v, want the reply to request %d", err, tc.drop+1)
 			}
@@ -218,7 +218,7 @@ func TestRequestSurvivesTheDroneReconnecting(t *testing.T) {
 	}()
 	d, _ := newDispatcher(newStore(nil, nil), nc)
 	d.RequestTimeout, d.ResendAfter = 10*time.Second, 100*time.Millisecond
-	if err := d.Spawn(t.Context(), "mover", plane.SpawnSpec{BackendID: "a"}); err != nil {
+	if _, err := d.Spawn(t.Context(), "mover", plane.SpawnSpec{BackendID: "a"}); err != nil {
 		t.Fatalf("Spawn = %v, want the answer of the drone once it is back", err)
 	}
 }

@@ -55,7 +55,7 @@ func mustFill(t *testing.T, db *sqlstore.DB) {
 
 	public := &plane.Image{ProjectID: web.ID, Name: "site", Ref: "registry.local/site:1", Port: 8080, PullPolicy: plane.PullAlways,
 		Public: true, AllowBearer: true, Env: map[string]string{"MODE": "prod"},
-		Limits: plane.Limits{MaxIdleSeconds: 60, LifetimeSeconds: 3600, CPUMillis: 500, MemoryMB: 256, SuspendSeconds: 600}, CreatedAt: at}
+		Limits: plane.Limits{MaxIdleSeconds: 60, LifetimeSeconds: 3600, CPUMillis: 500, MemoryMB: 256, SuspendSeconds: 600}, WarmPool: 2, CreatedAt: at}
 	check("create public image", db.CreateImage(ctx, public))
 	private := &plane.Image{ProjectID: web.ID, Name: "admin", Ref: "registry.local/admin:1", Port: 80, PullPolicy: plane.PullIfNotPresent, CreatedAt: at}
 	check("create private image", db.CreateImage(ctx, private))

@@ -12,7 +12,7 @@ import (
 var _ plane.ImageService = (*DB)(nil)
 
 const imageColumns = `id, project_id, name, ref, port, pull_policy, public, allow_bearer, env,
-	max_idle_seconds, lifetime_seconds, cpu_millis, memory_mb, suspend_seconds, created_at, updated_at`
+	max_idle_seconds, lifetime_seconds, cpu_millis, memory_mb, suspend_seconds, warm_pool, created_at, updated_at`
 
 // FindImage returns the image of the project named name.
 func (db *DB) FindImage(ctx context.Context, projectID int64, name string) (*plane.Image, error) {
@@ -41,6 +41,18 @@ func (db *DB) FindImages(ctx context.Context, projectID int64) ([]*plane.Image, 
 	return images, nil
 }
 
+// FindWarmPoolImages returns the images of every project with a warm pool,
+// by ID: the controller keeps their pools on every drone, whoever's project
+// they belong to.
+func (db *DB) FindWarmPoolImages(ctx context.Context) ([]*plane.Image, error) {
+	images, err := queryAll(ctx, db.read, scanImage,
+		`SELECT `+imageColumns+` FROM images WHERE warm_pool > 0 ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("find warm pool images: %w", err)
+	}
+	return images, nil
+}
+
 // CreateImage validates and stores img, and sets its ID and timestamps.
 func (db *DB) CreateImage(ctx context.Context, img *plane.Image) error {
 	if err := img.Validate(); err != nil {
@@ -54,10 +66,10 @@ func (db *DB) CreateImage(ctx context.Context, img *plane.Image) error {
 	var id int64
 	err = db.write.QueryRowContext(ctx, `
 		INSERT INTO images (project_id, name, ref, port, pull_policy, public, allow_bearer, env,
-			max_idle_seconds, lifetime_seconds, cpu_millis, memory_mb, suspend_seconds, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+			max_idle_seconds, lifetime_seconds, cpu_millis, memory_mb, suspend_seconds, warm_pool, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 		img.ProjectID, img.Name, img.Ref, img.Port, img.PullPolicy, img.Public, img.AllowBearer, env,
-		img.MaxIdleSeconds, img.LifetimeSeconds, img.CPUMillis, img.MemoryMB, img.SuspendSeconds, toMS(created), toMS(created),
+		img.MaxIdleSeconds, img.LifetimeSeconds, img.CPUMillis, img.MemoryMB, img.SuspendSeconds, img.WarmPool, toMS(created), toMS(created),
 	).Scan(&id)
 	switch {
 	case db.isUnique(err):
@@ -93,10 +105,12 @@ func (db *DB) UpdateImage(ctx context.Context, projectID int64, name string, in 
 		img.UpdatedAt = now()
 		_, err = tx.ExecContext(ctx, `
 			UPDATE images SET name = ?, ref = ?, port = ?, pull_policy = ?, public = ?, allow_bearer = ?, env = ?,
-				max_idle_seconds = ?, lifetime_seconds = ?, cpu_millis = ?, memory_mb = ?, suspend_seconds = ?, updated_at = ?
+				max_idle_seconds = ?, lifetime_seconds = ?, cpu_millis = ?, memory_mb = ?, suspend_seconds = ?, warm_pool = ?,
+				updated_at = ?
 			WHERE id = ?`,
 			img.Name, img.Ref, img.Port, img.PullPolicy, img.Public, img.AllowBearer, env,
-			img.MaxIdleSeconds, img.LifetimeSeconds, img.CPUMillis, img.MemoryMB, img.SuspendSeconds, toMS(img.UpdatedAt), img.ID)
+			img.MaxIdleSeconds, img.LifetimeSeconds, img.CPUMillis, img.MemoryMB, img.SuspendSeconds, img.WarmPool,
+			toMS(img.UpdatedAt), img.ID)
 		if db.isUnique(err) {
 			return conflict("name", "image %q already exists", img.Name)
 		}
@@ -126,7 +140,7 @@ func scanImage(s scanner) (*plane.Image, error) {
 	var env string
 	var created, updated int64
 	if err := s.Scan(&img.ID, &img.ProjectID, &img.Name, &img.Ref, &img.Port, &img.PullPolicy, &img.Public, &img.AllowBearer, &env,
-		&img.MaxIdleSeconds, &img.LifetimeSeconds, &img.CPUMillis, &img.MemoryMB, &img.SuspendSeconds, &created, &updated); err != nil {
+		&img.MaxIdleSeconds, &img.LifetimeSeconds, &img.CPUMillis, &img.MemoryMB, &img.SuspendSeconds, &img.WarmPool, &created, &updated); err != nil {
 		return nil, err
 	}
 	var err error

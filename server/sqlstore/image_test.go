@@ -2,6 +2,7 @@ package sqlstore_test
 
 import (
 	"context"
+	"fmt"
 	"reflect"
 	"testing"
 
@@ -35,6 +36,7 @@ func testCreateImage(t *testing.T, s store) {
 		ProjectID: p.ID, Name: "full", Ref: "registry.example.com:5000/team/app:v1", Port: 3000,
 		PullPolicy: plane.PullAlways, Public: true, AllowBearer: true, Env: map[string]string{"A": "1", "B": "two"},
 		Limits:    plane.Limits{MaxIdleSeconds: 60, LifetimeSeconds: 3600, CPUMillis: 500, MemoryMB: 256, SuspendSeconds: 900},
+		WarmPool:  3,
 		CreatedAt: ms(1_700_000_000_001),
 	}
 	tests := []struct {
@@ -49,6 +51,7 @@ func testCreateImage(t *testing.T, s store) {
 		{name: "taken name", image: plane.Image{ProjectID: p.ID, Name: "taken", Ref: "x", Port: 80, PullPolicy: plane.PullNever}, code: plane.ECONFLICT, field: "name"},
 		{name: "invalid port", image: plane.Image{ProjectID: p.ID, Name: "bad", Ref: "x", PullPolicy: plane.PullNever}, code: plane.EINVALID, field: "port"},
 		{name: "invalid ref", image: plane.Image{ProjectID: p.ID, Name: "bad", Ref: "UPPER", Port: 80, PullPolicy: plane.PullNever}, code: plane.EINVALID, field: "ref"},
+		{name: "warm pool too large", image: plane.Image{ProjectID: p.ID, Name: "bad", Ref: "x", Port: 80, PullPolicy: plane.PullNever, WarmPool: plane.MaxWarmPool + 1}, code: plane.EINVALID, field: "warm_pool"},
 		{name: "unknown project", image: plane.Image{ProjectID: 999, Name: "lost", Ref: "x", Port: 80, PullPolicy: plane.PullNever}, code: plane.ENOTFOUND},
 	}
 	for _, tt := range tests {
@@ -102,6 +105,64 @@ func testFindImages(t *testing.T, s store) {
 	wantCode(t, err, plane.ENOTFOUND)
 }
 
+func TestFindWarmPoolImages(t *testing.T) { eachStore(t, testFindWarmPoolImages) }
+
+func testFindWarmPoolImages(t *testing.T, s store) {
+	ctx := context.Background()
+	db := s.MustOpen(t)
+	p := MustCreateProject(t, db, "images")
+	other := MustCreateProject(t, db, "other")
+
+	if got, err := db.FindWarmPoolImages(ctx); err != nil || got == nil || len(got) != 0 {
+		t.Fatalf("no images: %v, %v; want an empty list", got, err)
+	}
+	pooled := func(projectID int64, name string, size int) *plane.Image {
+		t.Helper()
+		img := mustCreateImage(t, db, projectID, name)
+		if size == 0 {
+			return img
+		}
+		img, err := db.UpdateImage(ctx, projectID, name, plane.ImageInput{WarmPool: ptr(size)})
+		if err != nil {
+			t.Fatalf("set the warm pool of %q: %v", name, err)
+		}
+		return img
+	}
+	// Created out of name order: the list is by ID, across projects.
+	zulu := pooled(p.ID, "zulu", 2)
+	pooled(p.ID, "cold", 0)
+	elsewhere := pooled(other.ID, "elsewhere", 1)
+	alpha := pooled(p.ID, "alpha", plane.MaxWarmPool)
+	emptied := pooled(p.ID, "emptied", 5)
+	if _, err := db.UpdateImage(ctx, p.ID, emptied.Name, plane.ImageInput{WarmPool: ptr(0)}); err != nil {
+		t.Fatal(err)
+	}
+
+	got, err := db.FindWarmPoolImages(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []*plane.Image{zulu, elsewhere, alpha}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %s, want %s", imageNames(got), imageNames(want))
+	}
+	// A deleted image's pool goes with it.
+	if err := db.DeleteImage(ctx, p.ID, zulu.Name); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := db.FindWarmPoolImages(ctx); err != nil || !reflect.DeepEqual(got, []*plane.Image{elsewhere, alpha}) {
+		t.Fatalf("after deleting zulu: %s, %v", imageNames(got), err)
+	}
+}
+
+// imageNames lists images as name=pool, for failure messages.
+func imageNames(images []*plane.Image) []string {
+	names := make([]string, len(images))
+	for i, img := range images {
+		names[i] = fmt.Sprintf("%d:%s=%d", img.ProjectID, img.Name, img.WarmPool)
+	}
+	return names
+}
+
 func TestUpdateImage(t *testing.T) { eachStore(t, testUpdateImage) }
 
 func testUpdateImage(t *testing.T, s store) {
@@ -147,6 +208,28 @@ func testUpdateImage(t *testing.T, s store) {
 			},
 		},
 		{
+			name: "warm pool",
+			in:   plane.ImageInput{WarmPool: ptr(4)},
+			check: func(t *testing.T, before, after *plane.Image) {
+				if after.WarmPool != 4 {
+					t.Fatalf("warm pool %d, want 4", after.WarmPool)
+				}
+				// An update without warm_pool keeps it.
+				kept, err := db.UpdateImage(ctx, p.ID, after.Name, plane.ImageInput{Port: ptr(8081)})
+				if err != nil || kept.WarmPool != 4 || kept.Port != 8081 {
+					t.Fatalf("update without warm_pool: %+v, %v; want the pool kept", kept, err)
+				}
+				// And back to none: zero is stored, not skipped.
+				none, err := db.UpdateImage(ctx, p.ID, after.Name, plane.ImageInput{WarmPool: ptr(0)})
+				if err != nil || none.WarmPool != 0 {
+					t.Fatalf("warm_pool back to 0: %+v, %v", none, err)
+				}
+				if stored, err := db.FindImage(ctx, p.ID, after.Name); err != nil || !reflect.DeepEqual(stored, none) {
+					t.Fatalf("stored %+v, %v; returned %+v", stored, err, none)
+				}
+			},
+		},
+		{
 			name: "rename",
 			in:   plane.ImageInput{Name: ptr("renamed")},
 			check: func(t *testing.T, before, after *plane.Image) {
@@ -160,6 +243,7 @@ func testUpdateImage(t *testing.T, s store) {
 		},
 		{name: "rename onto a taken name", in: plane.ImageInput{Name: ptr("taken")}, code: plane.ECONFLICT, field: "name"},
 		{name: "invalid input", in: plane.ImageInput{Port: ptr(0)}, code: plane.EINVALID, field: "port"},
+		{name: "negative warm pool", in: plane.ImageInput{WarmPool: ptr(-1)}, code: plane.EINVALID, field: "warm_pool"},
 		{name: "unknown image", image: "missing", in: plane.ImageInput{Port: ptr(1)}, code: plane.ENOTFOUND},
 	}
 	for i, tt := range tests {
