@@ -9,16 +9,21 @@ import (
 type Action string
 
 const (
-	ActionProjectCreate    Action = "project.create"
-	ActionImageCreate      Action = "image.create"
-	ActionImageUpdate      Action = "image.update"
-	ActionImageDelete      Action = "image.delete"
-	ActionBackendSpawn     Action = "backend.spawn"
-	ActionBackendTerminate Action = "backend.terminate"
-	ActionBackendSuspend   Action = "backend.suspend" // by its drone, when idle
-	ActionBackendResume    Action = "backend.resume"  // by its drone, at a request
-	ActionTokenCreate      Action = "token.create"
-	ActionTokenRevoke      Action = "token.revoke"
+	ActionProjectCreate     Action = "project.create"
+	ActionImageCreate       Action = "image.create"
+	ActionImageUpdate       Action = "image.update"
+	ActionImageDelete       Action = "image.delete"
+	ActionBackendSpawn      Action = "backend.spawn"
+	ActionBackendTerminate  Action = "backend.terminate"
+	ActionBackendSuspend    Action = "backend.suspend" // by its drone, when idle
+	ActionBackendResume     Action = "backend.resume"  // by its drone, at a request
+	ActionTokenCreate       Action = "token.create"
+	ActionTokenRevoke       Action = "token.revoke"
+	ActionBackendDisconnect Action = "backend.disconnect" // its users' connections closed, their tokens refused
+	ActionBackendKeepAlive  Action = "backend.keepalive"  // its idle stop held off
+	ActionWebhookCreate     Action = "webhook.create"
+	ActionWebhookDelete     Action = "webhook.delete"
+	ActionWebhookRetry      Action = "webhook.retry" // a delivery sent again by hand
 )
 
 // Actor is who did something: a signed-in user (from the dashboard) or an

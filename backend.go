@@ -97,6 +97,10 @@ type Backend struct {
 	// suspended now when SuspendedAt is after ResumedAt. Nil: never.
 	SuspendedAt *time.Time `json:"suspended_at"`
 	ResumedAt   *time.Time `json:"resumed_at"`
+	// KeepAliveUntil is until when a keep-alive holds off the idle stop
+	// (nil: none asked); KeepAliveBy names who asked.
+	KeepAliveUntil *time.Time `json:"keep_alive_until"`
+	KeepAliveBy    string     `json:"keep_alive_by"`
 
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
@@ -193,6 +197,9 @@ type BackendService interface {
 	ApplyBackendEvent(ctx context.Context, e BackendEvent) (b *Backend, applied bool, err error)
 	// CountLiveBackendsByDrone returns how many live backends each drone runs.
 	CountLiveBackendsByDrone(ctx context.Context) (map[string]int, error)
+	// SetKeepAlive records a keep-alive of the live backend id until until,
+	// asked by by, and returns the backend; ECONFLICT once terminated.
+	SetKeepAlive(ctx context.Context, id string, until time.Time, by string) (*Backend, error)
 }
 
 // backendIDAlphabet is lowercase so that IDs are valid, case-insensitive DNS labels.

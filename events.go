@@ -17,13 +17,26 @@ type EventKind string
 const (
 	EventBackend EventKind = "backend" // Event.Backend is the backend's new state
 	EventDrone   EventKind = "drone"   // Event.Drone is the drone's new state
+	// EventProjectLog: Event.ProjectLog names the project (and backend)
+	// whose event log grew. Readers take the new entries from the store,
+	// after the last they have: the store's order is the one that counts,
+	// and an announcement lost on the way only delays them.
+	EventProjectLog EventKind = "project_log"
 )
 
 // Event is one change.
 type Event struct {
-	Kind    EventKind `json:"kind"`
-	Backend *Backend  `json:"backend,omitempty"`
-	Drone   *Drone    `json:"drone,omitempty"`
+	Kind       EventKind        `json:"kind"`
+	Backend    *Backend         `json:"backend,omitempty"`
+	Drone      *Drone           `json:"drone,omitempty"`
+	ProjectLog *ProjectLogGrown `json:"project_log,omitempty"`
+}
+
+// ProjectLogGrown announces new entries of a project's event log
+// (projectevent.go), about one backend when BackendID is set.
+type ProjectLogGrown struct {
+	ProjectID int64  `json:"project_id"`
+	BackendID string `json:"backend_id,omitempty"`
 }
 
 // Topics of the bus: a backend's ID, TopicProject of its project,
@@ -36,6 +49,16 @@ const (
 // TopicProject is the topic of a project's backends.
 func TopicProject(projectID int64) string { return "project:" + strconv.FormatInt(projectID, 10) }
 
+// TopicProjectLog and TopicBackendLog carry the EventProjectLog events of
+// a project and of one backend. They are topics of their own, so that the
+// readers of a backend's topic get only EventBackend events.
+func TopicProjectLog(projectID int64) string {
+	return "project-log:" + strconv.FormatInt(projectID, 10)
+}
+
+// TopicBackendLog: see TopicProjectLog.
+func TopicBackendLog(backendID string) string { return "backend-log:" + backendID }
+
 // Topics are the topics e is delivered on.
 func (e Event) Topics() []string {
 	switch {
@@ -43,6 +66,11 @@ func (e Event) Topics() []string {
 		return []string{e.Backend.ID, TopicProject(e.Backend.ProjectID), TopicBackends}
 	case e.Kind == EventDrone && e.Drone != nil:
 		return []string{TopicDrones}
+	case e.Kind == EventProjectLog && e.ProjectLog != nil:
+		if e.ProjectLog.BackendID != "" {
+			return []string{TopicProjectLog(e.ProjectLog.ProjectID), TopicBackendLog(e.ProjectLog.BackendID)}
+		}
+		return []string{TopicProjectLog(e.ProjectLog.ProjectID)}
 	}
 	return nil
 }

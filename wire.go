@@ -380,6 +380,14 @@ func (e *EventEnvelope) Validate() error {
 		return ValidateBackendID(ev.Backend.ID)
 	case ev.Kind == EventDrone && ev.Drone != nil:
 		return ValidateDroneID(ev.Drone.ID)
+	case ev.Kind == EventProjectLog && ev.ProjectLog != nil:
+		if ev.ProjectLog.ProjectID <= 0 {
+			return FieldErrorf("project_id", "must be positive")
+		}
+		if ev.ProjectLog.BackendID == "" {
+			return nil
+		}
+		return ValidateBackendID(ev.ProjectLog.BackendID)
 	}
 	return FieldErrorf("event", "kind %q without its %s", e.Event.Kind, e.Event.Kind)
 }

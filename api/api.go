@@ -43,6 +43,14 @@ type Backend struct {
 	SuspendedAt *time.Time `json:"suspended_at"`
 	ResumedAt   *time.Time `json:"resumed_at"`
 	CreatedAt   time.Time  `json:"created_at"`
+	// KeepAliveUntil and KeepAliveBy: the last keep-alive (POST
+	// …/keepalive) holds off the idle stop until then (null: none asked).
+	KeepAliveUntil *time.Time `json:"keep_alive_until"`
+	KeepAliveBy    string     `json:"keep_alive_by"`
+	// UpBecause says, for a ready backend, why it is still up: "2 users
+	// connected", "kept alive by ci until 14:05:00Z", "idle, stops in
+	// 40 s", "no idle limit".
+	UpBecause string `json:"up_because,omitempty"`
 	// From the drone's latest stats, for live backends.
 	Connections  int        `json:"connections"`
 	LastActivity *time.Time `json:"last_activity"`
@@ -97,4 +105,82 @@ type ErrorDetail struct {
 	Code    plane.ErrorCode `json:"code"`
 	Message string          `json:"message"`
 	Field   string          `json:"field,omitempty"`
+}
+
+// DisconnectRequest is the body of POST /api/v1/backends/{id}/disconnect.
+// User is a pointer so that an absent user (every user's connections)
+// differs from an empty one (the connections that name no user).
+type DisconnectRequest struct {
+	User *string `json:"user,omitempty"`
+}
+
+// KeepAliveRequest is the body of POST /api/v1/backends/{id}/keepalive:
+// hold off the backend's idle stop for Seconds (1 to 86400) from now.
+type KeepAliveRequest struct {
+	Seconds int `json:"seconds"`
+}
+
+// Connection is a user connected to a backend now: since when, and how
+// many connections they hold (from the drone's latest stats; 1 when they
+// do not name the user yet).
+type Connection struct {
+	User        string    `json:"user"`
+	Since       time.Time `json:"since"`
+	Connections int       `json:"connections"`
+}
+
+// Connections is the answer of GET /api/v1/backends/{id}/connections, in
+// the order the users joined.
+type Connections struct {
+	Connections []Connection `json:"connections"`
+}
+
+// Webhook is a webhook as the API shows it. Secret is in the answer of
+// POST /api/v1/webhooks only: it is never shown again.
+type Webhook struct {
+	ID        int64                    `json:"id"`
+	URL       string                   `json:"url"`
+	Events    []plane.ProjectEventType `json:"events"` // empty: every type
+	CreatedAt time.Time                `json:"created_at"`
+	// FailingSince is the first failed attempt since the last answered
+	// one (null while answered); a webhook failing for a day is disabled:
+	// DisabledAt, with DisabledReason.
+	FailingSince   *time.Time `json:"failing_since"`
+	DisabledAt     *time.Time `json:"disabled_at"`
+	DisabledReason string     `json:"disabled_reason"`
+	Secret         string     `json:"secret,omitempty"`
+}
+
+// Webhooks is the answer of GET /api/v1/webhooks.
+type Webhooks struct {
+	Webhooks []Webhook `json:"webhooks"`
+}
+
+// Delivery is one event for one webhook, with its attempts (oldest
+// first). NextAttemptAt and RetryUntil are set while it is pending.
+type Delivery struct {
+	ID            int64                  `json:"id"`
+	WebhookID     int64                  `json:"webhook_id"`
+	EventID       int64                  `json:"event_id"`
+	EventType     plane.ProjectEventType `json:"event_type"`
+	Status        plane.DeliveryStatus   `json:"status"`
+	CreatedAt     time.Time              `json:"created_at"`
+	NextAttemptAt *time.Time             `json:"next_attempt_at"`
+	RetryUntil    *time.Time             `json:"retry_until"`
+	Attempts      []DeliveryAttempt      `json:"attempts"`
+}
+
+// DeliveryAttempt is one try of a delivery: the answer's status code, or
+// the error when there was no answer.
+type DeliveryAttempt struct {
+	Time       time.Time `json:"time"`
+	StatusCode int       `json:"status_code,omitempty"`
+	Error      string    `json:"error,omitempty"`
+	DurationMS int64     `json:"duration_ms"`
+}
+
+// Deliveries is the answer of GET /api/v1/webhooks/{id}/deliveries, newest
+// first.
+type Deliveries struct {
+	Deliveries []Delivery `json:"deliveries"`
 }

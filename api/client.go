@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"plane"
@@ -135,6 +136,79 @@ func (c *Client) Logs(ctx context.Context, id string, follow bool, fn func(plane
 	return sc.Err()
 }
 
+// Connections returns the users connected to a backend now, in the order
+// they joined.
+func (c *Client) Connections(ctx context.Context, id string) ([]Connection, error) {
+	var out Connections
+	err := c.Do(ctx, http.MethodGet, "/api/v1/backends/"+url.PathEscape(id)+"/connections", nil, &out)
+	return out.Connections, err
+}
+
+// Disconnect closes user's connections to a backend ("" is the connections
+// that name no user), or every user's with all, and refuses the connect
+// tokens issued to them before.
+func (c *Client) Disconnect(ctx context.Context, id, user string, all bool) error {
+	var req DisconnectRequest
+	if !all {
+		req.User = &user
+	}
+	return c.Do(ctx, http.MethodPost, "/api/v1/backends/"+url.PathEscape(id)+"/disconnect", req, nil)
+}
+
+// KeepAlive holds off a backend's idle stop for seconds from now (1 to
+// 86400, bounded by its lifetime) and returns the backend.
+func (c *Client) KeepAlive(ctx context.Context, id string, seconds int) (Backend, error) {
+	var b Backend
+	return b, c.Do(ctx, http.MethodPost, "/api/v1/backends/"+url.PathEscape(id)+"/keepalive", KeepAliveRequest{Seconds: seconds}, &b)
+}
+
+// CreateWebhook creates a webhook of the project that gets the events of
+// the given types (none: every type). The answer holds its Secret, which
+// is never shown again.
+func (c *Client) CreateWebhook(ctx context.Context, endpoint string, events []plane.ProjectEventType) (Webhook, error) {
+	var w Webhook
+	return w, c.Do(ctx, http.MethodPost, "/api/v1/webhooks", plane.WebhookInput{URL: endpoint, Events: events}, &w)
+}
+
+// Webhooks lists the project's webhooks, oldest first.
+func (c *Client) Webhooks(ctx context.Context) ([]Webhook, error) {
+	var out Webhooks
+	err := c.Do(ctx, http.MethodGet, "/api/v1/webhooks", nil, &out)
+	return out.Webhooks, err
+}
+
+// Webhook returns one webhook of the project.
+func (c *Client) Webhook(ctx context.Context, id int64) (Webhook, error) {
+	var w Webhook
+	return w, c.Do(ctx, http.MethodGet, "/api/v1/webhooks/"+strconv.FormatInt(id, 10), nil, &w)
+}
+
+// DeleteWebhook deletes a webhook of the project; its pending deliveries
+// are dropped.
+func (c *Client) DeleteWebhook(ctx context.Context, id int64) error {
+	return c.Do(ctx, http.MethodDelete, "/api/v1/webhooks/"+strconv.FormatInt(id, 10), nil, nil)
+}
+
+// Deliveries returns a webhook's latest deliveries, newest first, each
+// with its attempts: at most limit (1 to 500; 0: the server's default).
+func (c *Client) Deliveries(ctx context.Context, id int64, limit int) ([]Delivery, error) {
+	path := "/api/v1/webhooks/" + strconv.FormatInt(id, 10) + "/deliveries"
+	if limit != 0 {
+		path += "?limit=" + strconv.Itoa(limit)
+	}
+	var out Deliveries
+	err := c.Do(ctx, http.MethodGet, path, nil, &out)
+	return out.Deliveries, err
+}
+
+// RetryDelivery sends a delivery of a webhook again now, with a new round
+// of tries (a disabled webhook is enabled again), and returns it.
+func (c *Client) RetryDelivery(ctx context.Context, id, delivery int64) (Delivery, error) {
+	var d Delivery
+	path := fmt.Sprintf("/api/v1/webhooks/%d/deliveries/%d/retry", id, delivery)
+	return d, c.Do(ctx, http.MethodPost, path, nil, &d)
+}
+
 // Do sends a request with body as JSON (when not nil) and decodes a JSON
 // answer into out (when not nil). An API error comes back as a
 // *plane.Error with the server's code, message and field.
@@ -156,6 +230,11 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) err
 // Send sends a request and returns a successful response, whose body the
 // caller closes.
 func (c *Client) Send(ctx context.Context, method, path string, body any) (*http.Response, error) {
+	return c.send(ctx, method, path, body, nil)
+}
+
+// send is Send with extra request headers.
+func (c *Client) send(ctx context.Context, method, path string, body any, header http.Header) (*http.Response, error) {
 	var rd io.Reader
 	if body != nil {
 		data, err := json.Marshal(body)
@@ -172,6 +251,9 @@ func (c *Client) Send(ctx context.Context, method, path string, body any) (*http
 	req.Header.Set("Accept", "application/json")
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, vs := range header {
+		req.Header[k] = vs
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

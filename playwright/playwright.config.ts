@@ -121,6 +121,8 @@ export default defineConfig({
       '--data', JSON.stringify(process.env.PLANE_E2E_DATA),
       '--image', 'demo=plane-demo:latest',
       '--id', process.env.PLANE_E2E_DRONE!,
+      // The webhook spec's receiver listens on 127.0.0.1.
+      '--webhook-allow-private',
     ].join(' '),
     url: `${baseURL}/readyz`,
     reuseExistingServer: false,

@@ -27,6 +27,7 @@ func (s *Server) BackendResponse(b *plane.Backend, spawned bool) api.Backend {
 		URL: s.core.BackendURL(b.ID), Drone: b.DroneID, User: b.User, StatusHistory: hist,
 		TerminationReason: b.TerminationReason, ExitCode: b.ExitCode, Error: b.Error,
 		Limits: b.Limits, Suspended: b.Suspended(), SuspendedAt: b.SuspendedAt, ResumedAt: b.ResumedAt, CreatedAt: b.CreatedAt,
+		KeepAliveUntil: b.KeepAliveUntil, KeepAliveBy: b.KeepAliveBy,
 	}
 	if b.Status.Live() {
 		out.DroneUnreachable = s.core.DroneUnreachable(context.Background(), b.DroneID)
@@ -44,12 +45,111 @@ func (s *Server) BackendResponse(b *plane.Backend, spawned bool) api.Backend {
 			// Awake and idle, it stops (or, with suspend_seconds, is
 			// suspended) when idle that long.
 			if st.Connections == 0 && b.MaxIdleSeconds > 0 && !out.Suspended {
+				// A keep-alive starts the idle clock at its end.
+				if k := b.KeepAliveUntil; k != nil && k.After(last) {
+					last = *k
+				}
 				d := last.Add(time.Duration(b.MaxIdleSeconds) * time.Second)
 				out.IdleDeadline = &d
 			}
 		}
+		out.UpBecause = upBecause(b, st, out.IdleDeadline, time.Now())
+	} else if b.Status == plane.StatusReady {
+		out.UpBecause = upBecause(b, plane.BackendStats{}, out.IdleDeadline, time.Now())
 	}
 	return out
+}
+
+// upBecause says why a ready backend is still up at now: its users, a
+// keep-alive, or how long it has before its idle stop; "" for a backend
+// that is not ready.
+func upBecause(b *plane.Backend, st plane.BackendStats, idleDeadline *time.Time, now time.Time) string {
+	if b.Status != plane.StatusReady {
+		return ""
+	}
+	plural := func(n int, one, many string) string {
+		if n == 1 {
+			return "1 " + one
+		}
+		return strconv.Itoa(n) + " " + many
+	}
+	switch {
+	case len(st.Users) > 0:
+		return plural(len(st.Users), "user connected", "users connected")
+	case st.Connections > 0:
+		return plural(st.Connections, "connection open", "connections open")
+	case b.KeepAliveUntil != nil && b.KeepAliveUntil.After(now):
+		by := b.KeepAliveBy
+		if by == "" {
+			by = "a keep-alive"
+		}
+		return "kept alive by " + by + " until " + b.KeepAliveUntil.UTC().Format("15:04:05Z")
+	case b.Suspended() && idleDeadline != nil:
+		return "suspended, stops in " + plural(max(0, int(idleDeadline.Sub(now).Seconds())), "s", "s") + " unless a request resumes it"
+	case b.MaxIdleSeconds == 0:
+		return "no idle limit"
+	case idleDeadline != nil:
+		return "idle, stops in " + plural(max(0, int(idleDeadline.Sub(now).Seconds())), "s", "s")
+	}
+	return "idle, stops after " + plural(b.MaxIdleSeconds, "s", "s") + " without a connection"
+}
+
+// handleDisconnect closes a user's connections to a backend (everyone's
+// when the body names no user) and refuses their older connect tokens.
+func (s *Server) handleDisconnect(c echo.Context) error {
+	b, err := s.findBackend(c)
+	if err != nil {
+		return err
+	}
+	var body struct {
+		User *string `json:"user"`
+	}
+	if err := decodeOptionalBody(c, &body); err != nil {
+		return err
+	}
+	user, all := "", body.User == nil
+	if !all {
+		user = *body.User
+	}
+	if err := s.core.Disconnect(c.Request().Context(), actorOf(c), b, user, all); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+// handleKeepAlive holds off a backend's idle stop for the body's seconds.
+func (s *Server) handleKeepAlive(c echo.Context) error {
+	b, err := s.findBackend(c)
+	if err != nil {
+		return err
+	}
+	var body struct {
+		Seconds *int `json:"seconds"`
+	}
+	if err := plane.DecodeJSON(c.Request().Body, 4096, &body); err != nil {
+		return err
+	}
+	if body.Seconds == nil {
+		return plane.FieldErrorf("seconds", "is required")
+	}
+	kept, err := s.core.KeepAlive(c.Request().Context(), actorOf(c), b, *body.Seconds)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, s.BackendResponse(kept, false))
+}
+
+// decodeOptionalBody decodes a JSON body into v, or leaves v as it is when
+// the request has none.
+func decodeOptionalBody(c echo.Context, v any) error {
+	raw, err := io.ReadAll(io.LimitReader(c.Request().Body, 4097))
+	if err != nil {
+		return plane.Errorf(plane.EINVALID, "reading request body: %v", err)
+	}
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return nil
+	}
+	return plane.DecodeJSON(bytes.NewReader(raw), 4096, v)
 }
 
 // findBackend loads a backend of the token's project; another project's
@@ -153,15 +253,9 @@ func (s *Server) handleTerminate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var body api.TerminateRequest
-	raw, err := io.ReadAll(io.LimitReader(c.Request().Body, 4097))
-	if err != nil {
-		return plane.Errorf(plane.EINVALID, "reading request body: %v", err)
-	}
-	if len(bytes.TrimSpace(raw)) > 0 { // the body is optional: none means soft
-		if err := plane.DecodeJSON(bytes.NewReader(raw), 4096, &body); err != nil {
-			return err
-		}
+	var body api.TerminateRequest // the body is optional: none means soft
+	if err := decodeOptionalBody(c, &body); err != nil {
+		return err
 	}
 	if err := s.core.Terminate(c.Request().Context(), actorOf(c), b, body.Hard); err != nil {
 		return err
@@ -169,55 +263,14 @@ func (s *Server) handleTerminate(c echo.Context) error {
 	return c.JSON(http.StatusAccepted, s.BackendResponse(b, false))
 }
 
-// handleBackendEvents streams the backend's status changes as Server-Sent
-// Events: the history first (skipping what Last-Event-ID says the client
-// has), then each change as it happens, until terminated.
+// handleBackendEvents streams the backend's status changes and its users'
+// joins and leaves as Server-Sent Events (streamBackendEvents, sse.go).
 func (s *Server) handleBackendEvents(c echo.Context) error {
 	b, err := s.findBackend(c)
 	if err != nil {
 		return err
 	}
-	ch, cancel := s.Bus.Subscribe(b.ID)
-	defer cancel()
-	// Read again after subscribing, so no change falls between the two.
-	if b, err = s.Backends.FindBackendByID(c.Request().Context(), b.ID); err != nil {
-		return err
-	}
-	last := 0
-	if v := c.Request().Header.Get("Last-Event-ID"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			return plane.FieldErrorf("Last-Event-ID", "must be a status number (got %q)", v)
-		}
-		last = n
-	}
-	out := openSSE(c)
-
-	send := func(b *plane.Backend) error {
-		for _, h := range b.StatusHistory {
-			rank := h.Status.Rank()
-			if rank <= last {
-				continue
-			}
-			ev := statusEvent{ID: b.ID, Status: h.Status, Time: h.Time}
-			if h.Status == plane.StatusTerminated {
-				ev.TerminationReason, ev.ExitCode, ev.Error = b.TerminationReason, b.ExitCode, b.Error
-			}
-			data, _ := json.Marshal(ev)
-			if err := out.sendID(strconv.Itoa(rank), "status", string(data)); err != nil {
-				return err
-			}
-			last = rank
-		}
-		return nil
-	}
-	if err := send(b); err != nil || b.Status == plane.StatusTerminated {
-		return nil
-	}
-	out.follow(c.Request().Context(), ch, func(e plane.Event) (bool, error) {
-		return e.Backend.Status == plane.StatusTerminated, send(e.Backend)
-	})
-	return nil
+	return s.streamBackendEvents(c, b)
 }
 
 type statusEvent struct {

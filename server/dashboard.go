@@ -120,21 +120,23 @@ func (s *Server) page(c echo.Context, title, nav string) web.Page {
 // flashes are the messages a redirect may ask the next page to show. Only
 // these codes are accepted, so a link cannot put words on our pages.
 var flashes = map[string]string{
-	"spawned":       "The backend was spawned.",
-	"terminating":   "The backend is terminating.",
-	"image-created": "The image was registered.",
-	"image-saved":   "The image was saved.",
-	"image-deleted": "The image was deleted.",
-	"image-pulling": "The drones are pulling the image.",
-	"token-revoked": "The token was revoked: it no longer works.",
-	"joined":        "You joined the team.",
-	"member-saved":  "The member's role was changed.",
-	"member-gone":   "The member was removed from the team.",
-	"project-gone":  "The project was deleted.",
-	"team-created":  "The team was created.",
-	"drained":       "The drone is draining: it takes no new backends.",
-	"undrained":     "The drone takes new backends again.",
-	"welcome":       "Welcome to Plane.",
+	"spawned":          "The backend was spawned.",
+	"terminating":      "The backend is terminating.",
+	"image-created":    "The image was registered.",
+	"image-saved":      "The image was saved.",
+	"image-deleted":    "The image was deleted.",
+	"image-pulling":    "The drones are pulling the image.",
+	"token-revoked":    "The token was revoked: it no longer works.",
+	"webhook-deleted":  "The webhook was deleted: it gets no more events.",
+	"delivery-retried": "The delivery is being sent again.",
+	"joined":           "You joined the team.",
+	"member-saved":     "The member's role was changed.",
+	"member-gone":      "The member was removed from the team.",
+	"project-gone":     "The project was deleted.",
+	"team-created":     "The team was created.",
+	"drained":          "The drone is draining: it takes no new backends.",
+	"undrained":        "The drone takes new backends again.",
+	"welcome":          "Welcome to Plane.",
 }
 
 // render writes a page or fragment.

@@ -324,8 +324,21 @@ func TestOpenAPISchemasMatchStructs(t *testing.T) {
 		{"ConnectRequest", api.ConnectRequest{}, false},
 		{"Drone", plane.Drone{}, true},
 		{"DroneList", api.Drones{}, true},
+		{"DisconnectRequest", api.DisconnectRequest{}, false},
+		{"KeepAliveRequest", api.KeepAliveRequest{}, false},
+		{"Connection", api.Connection{}, true},
+		{"ConnectionList", api.Connections{}, true},
+		{"ProjectEvent", plane.ProjectEvent{}, true},
+		{"BackendStatusData", plane.BackendStatusData{}, true},
+		{"ConnectionData", plane.ConnectionData{}, true},
+		{"WebhookInput", plane.WebhookInput{}, false},
+		{"Webhook", api.Webhook{}, true},
+		{"WebhookList", api.Webhooks{}, true},
+		{"Delivery", api.Delivery{}, true},
+		{"DeliveryAttempt", api.DeliveryAttempt{}, true},
+		{"DeliveryList", api.Deliveries{}, true},
 	} {
-		t.Run(tc.schema, func(t *testing.T) {
+		t.Run(tc.schema+"/"+reflect.TypeOf(tc.typ).String(), func(t *testing.T) {
 			sch := obj(t, schemas[tc.schema], tc.schema)
 			props := obj(t, sch["properties"], tc.schema+".properties")
 			typ := reflect.TypeOf(tc.typ)
@@ -411,6 +424,8 @@ func TestOpenAPIEnums(t *testing.T) {
 		{"Backend.termination_reason", enumOf(t, obj(t, obj(t, obj(t, schemas["Backend"], "Backend")["properties"], "props")["termination_reason"], "termination_reason")), append([]string{""}, reasons...)},
 		{"PullPolicy", enumOf(t, obj(t, schemas["PullPolicy"], "PullPolicy")), sortedStrings(plane.PullIfNotPresent, plane.PullAlways, plane.PullNever)},
 		{"DroneStatus", enumOf(t, obj(t, schemas["DroneStatus"], "DroneStatus")), sortedStrings(plane.DroneReady, plane.DroneDraining, plane.DroneUnreachable, plane.DroneLost, plane.DroneStopped)},
+		{"ProjectEventType", enumOf(t, obj(t, schemas["ProjectEventType"], "ProjectEventType")), sortedStrings(plane.ProjectEventTypes...)},
+		{"DeliveryStatus", enumOf(t, obj(t, schemas["DeliveryStatus"], "DeliveryStatus")), sortedStrings(plane.DeliveryPending, plane.DeliveryDelivered, plane.DeliveryFailed)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if !slices.Equal(tc.got, tc.want) {

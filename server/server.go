@@ -21,6 +21,7 @@ import (
 	"plane/auth"
 	"plane/server/bus"
 	"plane/server/controller"
+	"plane/server/webhook"
 )
 
 // Config holds the services a Server uses.
@@ -67,6 +68,19 @@ type Config struct {
 	// Ready reports whether the controller can serve (store and NATS up).
 	Ready  func(ctx context.Context) error
 	Logger *slog.Logger
+
+	// Events reads the projects' event logs, for GET /api/v1/events and
+	// the connections of a backend (nil: those answer unavailable).
+	Events plane.ProjectEventService
+	// Webhooks stores the projects' webhooks (nil: the webhook routes
+	// answer unavailable). WebhookSender sends them; nil: server/webhook's,
+	// which refuses private addresses unless WebhookAllowPrivate.
+	// WebhookPolicy sets their retries. The deliveries go out while
+	// Core().RunWebhooks runs.
+	Webhooks            plane.WebhookService
+	WebhookSender       plane.WebhookSender
+	WebhookAllowPrivate bool
+	WebhookPolicy       controller.WebhookPolicy
 }
 
 // Server serves the controller's HTTP endpoints.
@@ -105,11 +119,16 @@ func New(cfg Config) *Server {
 		s.Bus = s.ownBus
 	}
 	s.metrics = newMetrics(s)
+	if cfg.Webhooks != nil && cfg.WebhookSender == nil {
+		cfg.WebhookSender = webhook.New(webhook.Config{AllowPrivate: cfg.WebhookAllowPrivate})
+		s.WebhookSender = cfg.WebhookSender
+	}
 	s.core = &controller.Core{
 		Store: store{cfg.Images, cfg.Backends, cfg.Drones}, Activity: cfg.Activity,
 		Dispatch: cfg.Dispatch, Bus: s.Bus, Metrics: s.metrics, WaitTimeout: cfg.WaitTimeout, Logger: cfg.Logger,
 		URLPattern: cfg.BackendURL, ConnectKey: cfg.ConnectKey, ConnectTokenTTL: cfg.ConnectTokenTTL,
 		Logins: cfg.LoginLimiter,
+		Events: cfg.Events, Webhooks: cfg.Webhooks, WebhookSender: cfg.WebhookSender, WebhookPolicy: cfg.WebhookPolicy,
 	}
 	if cfg.Users != nil {
 		s.core.Accounts = accounts{cfg.Users, cfg.Teams, cfg.Projects, cfg.Tokens}
@@ -227,8 +246,18 @@ func (s *Server) routes() {
 	api.GET("/backends/:id", s.handleGetBackend, rd)
 	api.POST("/backends/:id/terminate", s.handleTerminate, wr)
 	api.POST("/backends/:id/connect", s.handleConnect, wr)
+	api.POST("/backends/:id/disconnect", s.handleDisconnect, wr)
+	api.POST("/backends/:id/keepalive", s.handleKeepAlive, wr)
 	api.GET("/backends/:id/events", s.handleBackendEvents, rd)
 	api.GET("/backends/:id/logs", s.handleBackendLogs, rd)
+	api.GET("/backends/:id/connections", s.handleBackendConnections, rd)
+	api.GET("/events", s.handleProjectEvents, rd)
+	api.GET("/webhooks", s.handleListWebhooks, rd)
+	api.GET("/webhooks/:id", s.handleGetWebhook, rd)
+	api.GET("/webhooks/:id/deliveries", s.handleWebhookDeliveries, rd)
+	api.POST("/webhooks", s.handleCreateWebhook, wr)
+	api.DELETE("/webhooks/:id", s.handleDeleteWebhook, wr)
+	api.POST("/webhooks/:id/deliveries/:delivery/retry", s.handleRetryDelivery, wr)
 
 	admin := s.requireScope(plane.ScopeAdmin)
 	api.GET("/drones", s.handleListDrones, admin)

@@ -1,9 +1,13 @@
 package server
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -126,4 +130,190 @@ func sseLines(s string) []string {
 		}
 		s = s[i+1:]
 	}
+}
+
+// streamBackendEvents streams b's status changes and its users' joins and
+// leaves: what happened so far first (after what Last-Event-ID says the
+// client has), then each change as it happens, until b is terminated.
+//
+// A status change is an event "status" whose id is the status's number
+// (1 for scheduled … 7 for terminated), as it always was. A join or a
+// leave is an event named after its type (backend.user_joined,
+// backend.user_left) with the project event as its data, from the
+// project's log. Once the stream has sent one, ids are "<status
+// number>.<log id>": the two places the stream has reached, so that a
+// client that reconnects with the last id gets neither kind twice. At the
+// same millisecond, the steps up to ready come before the connections, the
+// later ones after them (a backend's users leave as it stops).
+func (s *Server) streamBackendEvents(c echo.Context, b *plane.Backend) error {
+	ctx := c.Request().Context()
+	ch, cancel := s.Bus.Subscribe(b.ID)
+	defer cancel()
+	logged, cancelLog := s.Bus.Subscribe(plane.TopicBackendLog(b.ID))
+	defer cancelLog()
+	// Read again after subscribing, so no change falls between the two.
+	b, err := s.Backends.FindBackendByID(ctx, b.ID)
+	if err != nil {
+		return err
+	}
+	st := backendStream{s: s, ctx: ctx, id: b.ID}
+	if st.rank, st.logID, err = parseBackendEventID(c.Request().Header.Get("Last-Event-ID")); err != nil {
+		return err
+	}
+	st.readID = st.logID
+	st.out = openSSE(c)
+	if !st.flush(b) || b.Status == plane.StatusTerminated {
+		return nil
+	}
+	keepAlive := time.NewTicker(sseKeepAlive)
+	defer keepAlive.Stop()
+	recheck := time.NewTicker(eventsRecheck)
+	defer recheck.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-ch:
+			if !ok {
+				return nil
+			}
+			b = e.Backend
+		case _, ok := <-logged:
+			if !ok {
+				return nil
+			}
+			drain(logged)
+		case <-recheck.C:
+			// An announcement lost on the way is in the store all the same.
+			cur, err := s.Backends.FindBackendByID(ctx, b.ID)
+			if err != nil {
+				if ctx.Err() == nil {
+					s.Logger.Warn("backend events: read the backend", "backend", b.ID, "err", err)
+				}
+				continue
+			}
+			b = cur
+		case <-keepAlive.C:
+			if st.out.keepAlive() != nil {
+				return nil
+			}
+			continue
+		}
+		if !st.flush(b) || b.Status == plane.StatusTerminated {
+			return nil
+		}
+	}
+}
+
+// backendStream is where a backend's event stream stands: the last status
+// number and the last log id it sent.
+type backendStream struct {
+	s    *Server
+	ctx  context.Context
+	out  *sse
+	id   string
+	rank int
+	// logID is the last join or leave sent (or the client had), readID
+	// where the next read of the log starts: past the status events of
+	// the log too, which the history sends.
+	logID, readID int64
+}
+
+// parseBackendEventID reads a backend stream's Last-Event-ID: "<status
+// number>" or "<status number>.<log id>".
+func parseBackendEventID(v string) (rank int, logID int64, err error) {
+	if v == "" {
+		return 0, 0, nil
+	}
+	r, l, hasLog := strings.Cut(v, ".")
+	rank, err = strconv.Atoi(r)
+	if err == nil && hasLog {
+		logID, err = strconv.ParseInt(l, 10, 64)
+	}
+	if err != nil || rank < 0 || logID < 0 {
+		return 0, 0, plane.FieldErrorf("Last-Event-ID", "must be a status number, or a status number and an event id joined by '.' (got %q)", v)
+	}
+	return rank, logID, nil
+}
+
+func (st *backendStream) eventID() string {
+	if st.logID == 0 {
+		return strconv.Itoa(st.rank)
+	}
+	return strconv.Itoa(st.rank) + "." + strconv.FormatInt(st.logID, 10)
+}
+
+// streamItem is a status change or a connection event, for the merge.
+type streamItem struct {
+	at    time.Time
+	order int // at one time: 0 steps up to ready, 1 connections, 2 later steps
+	rank  int
+	event statusEvent
+	conn  *plane.ProjectEvent
+}
+
+// flush sends what b's history holds and the log's joins and leaves of b
+// beyond what was sent, merged in time order. It reports whether the
+// stream goes on.
+func (st *backendStream) flush(b *plane.Backend) bool {
+	var items []streamItem
+	for _, h := range b.StatusHistory {
+		rank := h.Status.Rank()
+		if rank <= st.rank {
+			continue
+		}
+		ev := statusEvent{ID: b.ID, Status: h.Status, Time: h.Time}
+		if h.Status == plane.StatusTerminated {
+			ev.TerminationReason, ev.ExitCode, ev.Error = b.TerminationReason, b.ExitCode, b.Error
+		}
+		order := 0
+		if rank > plane.StatusReady.Rank() {
+			order = 2
+		}
+		items = append(items, streamItem{at: h.Time, order: order, rank: rank, event: ev})
+	}
+	for {
+		evs, err := st.s.core.BackendEvents(st.ctx, st.id, st.readID, eventsPage)
+		if plane.ErrorCodeOf(err) == plane.EUNAVAILABLE {
+			break // a controller without an event log: statuses only
+		}
+		if err != nil {
+			if st.ctx.Err() == nil {
+				st.s.Logger.Error("backend events: read the event log", "backend", st.id, "err", err)
+			}
+			return false
+		}
+		for _, ev := range evs {
+			st.readID = ev.ID
+			if ev.Type == plane.ProjectEventUserJoined || ev.Type == plane.ProjectEventUserLeft {
+				items = append(items, streamItem{at: ev.Time, order: 1, conn: ev})
+			}
+		}
+		if len(evs) < eventsPage {
+			break
+		}
+	}
+	slices.SortStableFunc(items, func(a, b streamItem) int {
+		if c := a.at.Compare(b.at); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.order, b.order)
+	})
+	for _, it := range items {
+		var name string
+		var data []byte
+		if it.conn != nil {
+			st.logID = it.conn.ID
+			name = string(it.conn.Type)
+			data, _ = json.Marshal(it.conn)
+		} else {
+			st.rank = it.rank
+			name = "status"
+			data, _ = json.Marshal(it.event)
+		}
+		if err := st.out.sendID(st.eventID(), name, string(data)); err != nil {
+			return false
+		}
+	}
+	return true
 }

@@ -137,7 +137,7 @@ func TestBackendStreamLogLineBreaks(t *testing.T) {
 	var logs []sseEvent
 	for len(logs) < len(tests) {
 		ev := next()
-		if ev.Type == "status" || ev.Type == "stats" {
+		if ev.Type == "status" || ev.Type == "stats" || ev.Type == "connections" {
 			continue
 		}
 		logs = append(logs, ev)

@@ -12,11 +12,12 @@ import (
 // activityLimit is how many entries of the log the page shows.
 const activityLimit = 200
 
-// projectTabRoutes registers a project's images, API tokens and activity
-// tabs in g, the group of the project's pages.
+// projectTabRoutes registers a project's images, API tokens, webhooks and
+// activity tabs in g, the group of the project's pages.
 func (s *Server) projectTabRoutes(g *echo.Group) {
 	s.imageRoutes(g)
 	s.tokenRoutes(g)
+	s.webhookRoutes(g)
 	g.GET("/activity", s.handleActivityPage)
 }
 

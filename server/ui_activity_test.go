@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/PuerkitoBio/goquery"
 
@@ -52,5 +53,41 @@ func TestActivityPage(t *testing.T) {
 	}
 	if detail := strings.TrimSpace(p.Find(`[data-action="image.create"] td`).Last().Text()); detail != "plane-demo:latest" {
 		t.Errorf("image.create detail %q", detail)
+	}
+}
+
+// Each action reads in words, with its name beside; a backend's entries
+// link to it.
+func TestActivityLabels(t *testing.T) {
+	t.Parallel()
+	d, b, pr, base := spawnedProject(t)
+	tests := []struct {
+		action plane.Action
+		target string
+		label  string
+	}{
+		{plane.ActionBackendDisconnect, "abc123def456gh", "Users disconnected"},
+		{plane.ActionBackendKeepAlive, "abc123def456gh", "Backend kept alive"},
+		{plane.ActionWebhookCreate, "webhook 1 (https://hooks.example.com/in)", "Webhook added"},
+		{plane.ActionWebhookDelete, "webhook 1 (https://hooks.example.com/in)", "Webhook deleted"},
+		{plane.ActionWebhookRetry, "webhook 1 (https://hooks.example.com/in)", "Webhook delivery retried"},
+		{"backend.teleport", "abc123def456gh", "backend.teleport"}, // unknown: as stored
+	}
+	for _, tt := range tests {
+		a := &plane.Activity{ProjectID: pr.ID, Time: time.Now(), Actor: plane.Actor{Name: "ci"}, Action: tt.action, Target: tt.target}
+		if err := d.db.RecordActivity(context.Background(), a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := b.get(base + "/activity")
+	for _, tt := range tests {
+		row := p.Find(`[data-testid="activity-row"][data-action="` + string(tt.action) + `"]`)
+		if got := strings.Join(strings.Fields(row.Find(testid("activity-action")).Text()), " "); !strings.HasPrefix(got, tt.label) || !strings.HasSuffix(got, string(tt.action)) {
+			t.Errorf("%s reads %q, want %q", tt.action, got, tt.label)
+		}
+		href, linked := row.Find(testid("activity-target") + " a").Attr("href")
+		if backend := strings.HasPrefix(string(tt.action), "backend."); linked != backend || backend && href != base+"/backends/"+tt.target {
+			t.Errorf("%s: target link %q", tt.action, href)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -259,8 +260,41 @@ func backendPath(b *plane.Backend) string {
 
 func (s *Server) handleBackendPage(c echo.Context) error {
 	b := currentBackend(c)
-	v := web.BackendView{Nav: projectNav(c, "backends"), Backend: b, Stats: s.statsView(b), StreamURL: backendPath(b) + "/stream", Path: backendPath(b)}
+	v := web.BackendView{Nav: projectNav(c, "backends"), Backend: b, Stats: s.statsView(b), Connections: s.connectionsView(c.Request().Context(), b),
+		StreamURL: backendPath(b) + "/stream", Path: backendPath(b)}
 	return render(c, http.StatusOK, web.BackendPage(s.page(c, "Backend "+b.ID, "projects"), v))
+}
+
+// connectionsView gathers who is connected to b now, from the core (the
+// store's joins and leaves, the drone's counts).
+func (s *Server) connectionsView(ctx context.Context, b *plane.Backend) web.ConnectionsView {
+	v := web.ConnectionsView{Live: b.Status.Live(), Now: time.Now()}
+	if !v.Live {
+		return v
+	}
+	conns, err := s.core.Connections(ctx, b)
+	if err != nil {
+		if plane.ErrorCodeOf(err) != plane.EUNAVAILABLE && ctx.Err() == nil {
+			s.Logger.Warn("read a backend's connections", "backend", b.ID, "err", err)
+		}
+		v.Unknown = true
+		return v
+	}
+	for _, cn := range conns {
+		v.Users = append(v.Users, web.ConnectedUser{User: cn.User, Connections: cn.Connections, Since: cn.Since})
+	}
+	return v
+}
+
+// connectionsKey is what the connections panel shows, for a stream to
+// send it only when it changed.
+func connectionsKey(v web.ConnectionsView) string {
+	var k strings.Builder
+	fmt.Fprintf(&k, "%t %t", v.Live, v.Unknown)
+	for _, u := range v.Users {
+		fmt.Fprintf(&k, "\n%q %d %d", u.User, u.Connections, u.Since.UnixMilli())
+	}
+	return k.String()
 }
 
 // statsView gathers a backend's live numbers from the drone's recent stats.
@@ -271,6 +305,7 @@ func (s *Server) statsView(b *plane.Backend) web.StatsView {
 	}
 	resp := s.BackendResponse(b, false)
 	v.Connections, v.IdleDeadline, v.CPUPercent, v.MemoryBytes = resp.Connections, resp.IdleDeadline, resp.CPUPercent, resp.MemoryBytes
+	v.UpBecause = resp.UpBecause
 	for _, st := range s.core.StatsHistory(b.ID) {
 		v.Known = true
 		v.MemoryLimit = st.MemoryLimit
@@ -285,7 +320,9 @@ func (s *Server) statsView(b *plane.Backend) web.StatsView {
 const backendStatsEvery = 2 * time.Second
 
 // handleBackendStream feeds a backend's page: "status" after each status
-// change, "stats" every two seconds while it is live, "log" per line.
+// change, "stats" every two seconds while it is live, "connections" when
+// its users join or leave (its event log grew) or their counts change,
+// "log" per line.
 func (s *Server) handleBackendStream(c echo.Context) error {
 	ctx, cancel := context.WithCancel(c.Request().Context())
 	var wg sync.WaitGroup
@@ -295,6 +332,8 @@ func (s *Server) handleBackendStream(c echo.Context) error {
 	csrf, _ := c.Get(csrfKey).(string)
 	ch, unsub := s.Bus.Subscribe(b.ID)
 	defer unsub()
+	logCh, unsubLog := s.Bus.Subscribe(plane.TopicBackendLog(b.ID))
+	defer unsubLog()
 	out := openSSE(c)
 	// send writes one rendered event; a failure ends the whole stream.
 	send := func(event string, html string, err error) error {
@@ -307,6 +346,24 @@ func (s *Server) handleBackendStream(c echo.Context) error {
 		return err
 	}
 	var cur atomic.Pointer[plane.Backend]
+	// sendConnections sends the connections panel when what it shows
+	// changed: the stats' ticks and the log's announcements both ask.
+	var connsMu sync.Mutex
+	lastConns := ""
+	sendConnections := func(b *plane.Backend) error {
+		connsMu.Lock()
+		defer connsMu.Unlock()
+		v := s.connectionsView(ctx, b)
+		key := connectionsKey(v)
+		if key == lastConns {
+			return nil
+		}
+		html, err := renderString(ctx, web.ConnectionsPanel(v))
+		if err = send("connections", html, err); err == nil {
+			lastConns = key
+		}
+		return err
+	}
 	sendPanels := func(b *plane.Backend) error {
 		cur.Store(b)
 		html, err := renderString(ctx, web.StatusPanel(csrf, backendPath(b), b))
@@ -314,7 +371,10 @@ func (s *Server) handleBackendStream(c echo.Context) error {
 			return err
 		}
 		html, err = renderString(ctx, web.StatsPanel(s.statsView(b)))
-		return send("stats", html, err)
+		if err = send("stats", html, err); err != nil {
+			return err
+		}
+		return sendConnections(b)
 	}
 	// Read again now that changes are subscribed to, so none falls between.
 	b, err := s.Backends.FindBackendByID(ctx, b.ID)
@@ -344,9 +404,27 @@ func (s *Server) handleBackendStream(c echo.Context) error {
 			case <-tick.C:
 				if b := cur.Load(); b.Status.Live() {
 					html, err := renderString(ctx, web.StatsPanel(s.statsView(b)))
-					if send("stats", html, err) != nil {
+					if send("stats", html, err) != nil || sendConnections(b) != nil {
 						return
 					}
+				}
+			}
+		}
+	})
+	// A join or a leave grows the backend's event log: show who is
+	// connected now.
+	wg.Go(func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case _, ok := <-logCh:
+				if !ok {
+					return
+				}
+				drain(logCh) // one read serves every announcement so far
+				if sendConnections(cur.Load()) != nil {
+					return
 				}
 			}
 		}

@@ -256,3 +256,88 @@ func TestBackendOfUnreachableDrone(t *testing.T) {
 		t.Error("a terminated backend is flagged")
 	}
 }
+
+// The backend's page shows who is connected, from the stored joins and
+// leaves, and its stream sends the list again as users join and leave.
+func TestBackendPageConnections(t *testing.T) {
+	t.Parallel()
+	d, b, pr, base := hooksProject(t)
+	if p := b.post(base+"/backends", url.Values{"image": {"demo"}, "max_idle_seconds": {"30"}}); p.status() != http.StatusSeeOther {
+		t.Fatalf("spawn: %d", p.status())
+	}
+	bs, _ := d.db.FindBackends(context.Background(), plane.BackendFilter{ProjectID: &pr.ID})
+	bk := bs[0]
+	path := base + "/backends/" + bk.ID
+	t0 := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
+	d.apply(plane.BackendEvent{BackendID: bk.ID, DroneID: "d1", Status: plane.StatusReady, Time: t0})
+	if p := b.get(path); p.Find(testid("no-connected-users")).Length() != 1 {
+		t.Fatalf("before any join: %q", p.text(testid("connections-panel")))
+	}
+	join := func(user string, joined bool, users int, at time.Time) {
+		d.apply(plane.BackendEvent{BackendID: bk.ID, Status: plane.StatusReady, Time: at, Connection: &plane.ConnectionChange{User: user, Joined: joined, Users: users}})
+	}
+	join("ada@example.com", true, 1, t0.Add(time.Second))
+
+	p := b.get(path)
+	rows := p.Find(testid("connected-user"))
+	if rows.Length() != 1 {
+		t.Fatalf("%d connected users: %q", rows.Length(), p.text(testid("connections-panel")))
+	}
+	if u, _ := rows.Attr("data-user"); u != "ada@example.com" || p.text(testid("user-connections")) != "1" {
+		t.Errorf("connected: %q with %q connections", u, p.text(testid("user-connections")))
+	}
+	if since, _ := rows.Find("time").Attr("datetime"); since != t0.Add(time.Second).UTC().Format(time.RFC3339Nano) && !strings.HasPrefix(since, t0.Add(time.Second).UTC().Format("2006-01-02T15:04:05")) {
+		t.Errorf("since %q", since)
+	}
+	bk, _ = d.db.FindBackendByID(context.Background(), bk.ID)
+	if why := d.s.BackendResponse(bk, false).UpBecause; why != "" {
+		// The API's reason, when it gives one, is on the page too (its
+		// countdown, if any, a second on).
+		if got := p.text(testid("up-because")); got == "" || !strings.HasPrefix(got, "Still up: "+strings.TrimRightFunc(why, func(r rune) bool { return r == 's' || r == ' ' || r >= '0' && r <= '9' })) {
+			t.Errorf("up because %q, want %q", got, why)
+		}
+	}
+
+	// Live: the stream's first connections panel, then one per change.
+	next := b.events(path + "/stream")
+	nextConns := func() string {
+		t.Helper()
+		for {
+			if ev := next(); ev.Type == "connections" {
+				return ev.Data
+			}
+		}
+	}
+	if ev := nextConns(); !strings.Contains(ev, `data-user="ada@example.com"`) {
+		t.Fatalf("first connections %q", ev)
+	}
+	join("bob", true, 2, t0.Add(2*time.Second))
+	if ev := nextConns(); strings.Count(ev, `data-testid="connected-user"`) != 2 || !strings.Contains(ev, `data-user="bob"`) {
+		t.Fatalf("after bob joined %q", ev)
+	}
+	join("ada@example.com", false, 1, t0.Add(3*time.Second))
+	if ev := nextConns(); strings.Count(ev, `data-testid="connected-user"`) != 1 || !strings.Contains(ev, `data-user="bob"`) {
+		t.Fatalf("after ada left %q", ev)
+	}
+	d.apply(plane.BackendEvent{BackendID: bk.ID, DroneID: "d1", Status: plane.StatusTerminated, Reason: plane.ReasonRequested, Time: t0.Add(4 * time.Second)})
+	// bob's leave (the log) and the status may come in either order.
+	if ev := nextConns(); !strings.Contains(ev, "connections-ended") {
+		if ev2 := nextConns(); !strings.Contains(ev, "no-connected-users") || !strings.Contains(ev2, "connections-ended") {
+			t.Fatalf("after the end %q, then %q", ev, ev2)
+		}
+	}
+	if p := b.get(path); p.Find(testid("connections-ended")).Length() != 1 {
+		t.Error("a terminated backend's page lists users")
+	}
+}
+
+// Without an event log the page says it cannot tell who is connected.
+func TestBackendPageConnectionsUnknown(t *testing.T) {
+	t.Parallel()
+	d, b, pr, base := spawnedProject(t)
+	b.post(base+"/backends", url.Values{"image": {"demo"}})
+	bs, _ := d.db.FindBackends(context.Background(), plane.BackendFilter{ProjectID: &pr.ID})
+	if p := b.get(base + "/backends/" + bs[0].ID); p.status() != http.StatusOK || p.Find(testid("connections-unknown")).Length() != 1 {
+		t.Errorf("page without an event log: %d %q", p.status(), p.text(testid("connections-panel")))
+	}
+}

@@ -58,7 +58,7 @@ type ProjectNav struct {
 	Project *plane.Project
 	Team    *plane.Team
 	Role    plane.Role
-	Tab     string // "backends", "images", "tokens", "activity", "settings"
+	Tab     string // "backends", "images", "tokens", "webhooks", "activity", "settings"
 }
 
 // BasePath is the URL of the project's pages.

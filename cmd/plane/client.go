@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -21,31 +22,72 @@ type clientParser func(args []string, wantID bool) (c *api.Client, backendID str
 // returns the parser to call once the command's own flags are defined. With
 // wantID the command takes one backend ID argument.
 func clientFlags(fs *flag.FlagSet) clientParser {
-	u := fs.String("url", "http://127.0.0.1:8080", "controller URL")
-	t := fs.String("token", "", "API token")
+	parse := clientArgFlags(fs)
 	return func(args []string, wantID bool) (*api.Client, string, error) {
-		if err := parseFlags(fs, args); err != nil {
+		if !wantID {
+			c, _, err := parse(args)
+			return c, "", err
+		}
+		what := "backend ID"
+		if fs.Name() == "image" {
+			what = "image name"
+		}
+		c, pos, err := parse(args, what)
+		if err != nil {
 			return nil, "", err
 		}
-		id := ""
-		if wantID {
-			if fs.NArg() != 1 {
-				what := "backend ID"
-				if fs.Name() == "image" {
-					what = "image name"
-				}
-				return nil, "", usageError{fmt.Sprintf("plane %s takes one %s", fs.Name(), what)}
+		return c, pos[0], nil
+	}
+}
+
+// clientArgParser parses a client command's arguments and connects; the
+// command takes one argument for each name in what, returned in order.
+type clientArgParser func(args []string, what ...string) (c *api.Client, pos []string, err error)
+
+// clientArgFlags is clientFlags for commands with any arguments: a backend
+// ID argument is checked as one.
+func clientArgFlags(fs *flag.FlagSet) clientArgParser {
+	u := fs.String("url", "http://127.0.0.1:8080", "controller URL")
+	t := fs.String("token", "", "API token")
+	return func(args []string, what ...string) (*api.Client, []string, error) {
+		if err := parseFlags(fs, args); err != nil {
+			return nil, nil, err
+		}
+		switch {
+		case len(what) == 0 && fs.NArg() > 0:
+			return nil, nil, usageError{fmt.Sprintf("plane %s takes no arguments, got %q", fs.Name(), fs.Arg(0))}
+		case fs.NArg() != len(what):
+			return nil, nil, usageError{fmt.Sprintf("plane %s takes %s", fs.Name(), argsText(what))}
+		}
+		for i, w := range what {
+			if w != "backend ID" && w != "image name" {
+				continue
 			}
-			id = fs.Arg(0)
-			if err := plane.ValidateBackendID(id); err != nil {
-				return nil, "", usageError{err.Error()}
+			if err := plane.ValidateBackendID(fs.Arg(i)); err != nil {
+				return nil, nil, usageError{err.Error()}
 			}
-		} else if fs.NArg() > 0 {
-			return nil, "", usageError{fmt.Sprintf("plane %s takes no arguments, got %q", fs.Name(), fs.Arg(0))}
 		}
 		c, err := newAPIClient(*u, *t)
-		return c, id, err
+		return c, fs.Args(), err
 	}
+}
+
+// argsText names a command's arguments: "one backend ID", "a webhook ID
+// and a delivery ID".
+func argsText(what []string) string {
+	if len(what) == 1 {
+		return "one " + what[0]
+	}
+	return "a " + strings.Join(what, " and a ")
+}
+
+// parseID reads a numeric ID argument (of a webhook, a delivery).
+func parseID(what, v string) (int64, error) {
+	id, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || id <= 0 {
+		return 0, usageError{fmt.Sprintf("%s must be a positive number, got %q", what, v)}
+	}
+	return id, nil
 }
 
 func newAPIClient(base, token string) (*api.Client, error) {
@@ -348,4 +390,94 @@ func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+func runConnections(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("connections", "Show who is connected to a backend: plane connections [flags] ID.", stderr)
+	parse := clientFlags(fs)
+	asJSON := fs.Bool("json", false, "print the API's JSON answer")
+	c, id, err := parse(args, true)
+	if err != nil {
+		return err
+	}
+	conns, err := c.Connections(ctx, id)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(stdout, api.Connections{Connections: conns})
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "USER\tCONNECTIONS\tSINCE")
+	for _, cn := range conns {
+		fmt.Fprintf(tw, "%s\t%d\t%s\n", userText(cn.User), cn.Connections, cn.Since.Local().Format(time.DateTime))
+	}
+	return tw.Flush()
+}
+
+// userText shows a user's name; connections that name none are "(none)".
+func userText(u string) string {
+	if u == "" {
+		return "(none)"
+	}
+	return u
+}
+
+func runDisconnect(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("disconnect", "Close a user's connections to a backend (--all: everyone's) and refuse their earlier connect URLs: plane disconnect (--user USER | --all) ID. A URL from plane spawn or the connect API issued afterwards lets them back in.", stderr)
+	parse := clientFlags(fs)
+	user := fs.String("user", "", `the user to disconnect ("" : the connections that name no user)`)
+	all := fs.Bool("all", false, "disconnect every user")
+	c, id, err := parse(args, true)
+	if err != nil {
+		return err
+	}
+	userSet := false
+	fs.Visit(func(f *flag.Flag) { userSet = userSet || f.Name == "user" })
+	switch {
+	case userSet && *all:
+		return usageError{"--user and --all exclude each other"}
+	case !userSet && !*all:
+		return usageError{"name the user to disconnect with --user, or --all for everyone"}
+	}
+	if err := c.Disconnect(ctx, id, *user, *all); err != nil {
+		return err
+	}
+	who := "every user"
+	if !*all {
+		who = userText(*user)
+	}
+	fmt.Fprintf(stdout, "disconnected %s from %s\n", who, id)
+	return nil
+}
+
+func runKeepAlive(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("keepalive", "Keep a backend up without connections for --seconds from now (its idle clock starts after): plane keepalive --seconds N ID. A later keep-alive replaces this one.", stderr)
+	parse := clientFlags(fs)
+	seconds := fs.Int("seconds", 0, "how long, 1 to 86400 (required)")
+	asJSON := fs.Bool("json", false, "print the API's JSON answer")
+	c, id, err := parse(args, true)
+	if err != nil {
+		return err
+	}
+	if *seconds <= 0 {
+		return usageError{"--seconds is required: how long to keep the backend up, 1 to 86400"}
+	}
+	b, err := c.KeepAlive(ctx, id, *seconds)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(stdout, b)
+	}
+	fmt.Fprintf(stdout, "%s kept alive", b.ID)
+	if b.KeepAliveUntil != nil {
+		// Its lifetime may end it sooner than asked.
+		fmt.Fprintf(stdout, " until %s", b.KeepAliveUntil.Local().Format(time.DateTime))
+	}
+	if b.KeepAliveBy != "" {
+		fmt.Fprintf(stdout, " by %s", b.KeepAliveBy)
+	}
+	fmt.Fprintln(stdout)
+	return nil
 }

@@ -65,6 +65,9 @@ type ControllerConfig struct {
 	// TakeOverCluster replaces another cluster's claim on the NATS instead
 	// of refusing to start (see claimCluster).
 	TakeOverCluster bool
+	// WebhookAllowPrivate lets webhooks reach private, loopback and
+	// link-local addresses (server/webhook refuses them by default).
+	WebhookAllowPrivate bool
 }
 
 // Controller is a running controller: store, NATS link, API server.
@@ -78,6 +81,8 @@ type Controller struct {
 	Bus      *bus.NATS
 	Server   *server.Server
 	DNS      *dns.Server
+
+	stopWebhooks func() // ends the webhook deliveries' loop and waits for it
 }
 
 // OpenController starts a controller; Close stops it.
@@ -161,6 +166,7 @@ func OpenController(ctx context.Context, cfg ControllerConfig) (c *Controller, e
 		TrustedProxies:  cfg.TrustedProxies,
 		Ready:           c.ready,
 		Logger:          cfg.Logger,
+		Events:          c.DB, Webhooks: c.DB, WebhookAllowPrivate: cfg.WebhookAllowPrivate,
 	})
 	c.Dispatch.Applier = c.Server.Core()
 	c.Dispatch.PoolSource = c.Server.Core()
@@ -176,6 +182,15 @@ func OpenController(ctx context.Context, cfg ControllerConfig) (c *Controller, e
 	if err := c.Server.Open(cfg.HTTPAddr); err != nil {
 		return nil, err
 	}
+	// The webhook deliveries' loop lives until Close, not until ctx (which
+	// may bound only the start): Close stops it before the store closes.
+	hooksCtx, stopHooks := context.WithCancel(context.WithoutCancel(ctx))
+	hooksDone := make(chan struct{})
+	go func() {
+		defer close(hooksDone)
+		c.Server.Core().RunWebhooks(hooksCtx)
+	}()
+	c.stopWebhooks = func() { stopHooks(); <-hooksDone }
 	cfg.Logger.Info("controller listening", "http", c.Server.Addr(), "nats", redactURL(url), "cluster", c.Cluster.ID)
 	return c, nil
 }
@@ -234,6 +249,9 @@ func (c *Controller) ready(ctx context.Context) error {
 
 // Close stops serving and releases everything, in reverse order.
 func (c *Controller) Close() {
+	if c.stopWebhooks != nil {
+		c.stopWebhooks()
+	}
 	if c.Bus != nil {
 		_ = c.Bus.Close() // ends the open event streams
 	}
@@ -356,6 +374,12 @@ func trustedProxiesFlag(fs *flag.FlagSet, cfg *ControllerConfig) {
 		"comma-separated CIDRs of the reverse proxies in front of the dashboard, whose X-Forwarded-For is believed (default: none, the TCP peer is the client)")
 }
 
+// webhookFlags adds the webhooks' flags.
+func webhookFlags(fs *flag.FlagSet, cfg *ControllerConfig) {
+	fs.BoolVar(&cfg.WebhookAllowPrivate, "webhook-allow-private", false,
+		"let webhooks reach private, loopback and link-local addresses (default: public addresses only, against server-side request forgery)")
+}
+
 // dnsFlags adds the DNS server's flags.
 func dnsFlags(fs *flag.FlagSet, cfg *ControllerConfig, addrDefault string) {
 	fs.StringVar(&cfg.DNSAddr, "dns", addrDefault, "address of the zone's authoritative DNS server (UDP and TCP); empty: none")
@@ -371,6 +395,7 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 	dnsFlags(fs, &cfg, "")
 	trustedProxiesFlag(fs, &cfg)
 	faultFlags(fs, &cfg)
+	webhookFlags(fs, &cfg)
 	backendURL := fs.String("backend-url", "", "backend URL pattern with {id}; default https://{id}.<domain>/")
 	fs.DurationVar(&cfg.ConnectTokenTTL, "connect-token-ttl", plane.DefaultConnectTokenTTL, "how long a backend's connect URL works")
 	fs.StringVar(&cfg.SigningKey, "signing-key", os.Getenv("PLANE_SIGNING_KEY"),

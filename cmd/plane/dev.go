@@ -31,6 +31,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	dnsFlags(fs, &cc, "127.0.0.1:8053")
 	trustedProxiesFlag(fs, &cc)
 	faultFlags(fs, &cc)
+	webhookFlags(fs, &cc)
 	fs.DurationVar(&dc.StartTimeout, "start-timeout", 0, "how long a started backend may take to answer HTTP (default 30s)")
 	fs.StringVar(&dc.ID, "id", "dev", "the drone's id; its containers carry it as a label")
 	var images imageFlags

@@ -103,6 +103,8 @@ func newCluster(t testing.TB, opts clusterOpts) *cluster {
 		Domain:     opts.domain,
 		DNSIP:      "127.0.0.1",
 		Logger:     testLogger(t, "controller"),
+		// The tests' webhook receivers listen on 127.0.0.1.
+		WebhookAllowPrivate: true,
 	}
 	c.startController()
 	t.Cleanup(func() {

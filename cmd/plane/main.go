@@ -27,19 +27,24 @@ var commands map[string]command
 
 func init() {
 	commands = map[string]command{
-		"dev":        {"run a controller, an embedded NATS server and one drone in one process", runDev},
-		"controller": {"run the controller: API, dashboard, scheduler, store", runController},
-		"drone":      {"run a drone: the agent that starts backends in Docker", runDrone},
-		"migrate":    {"apply the controller's database migrations and exit", runMigrate},
-		"admin":      {"administer a controller: admin token/user/project/key create, sqlite backup/restore and migrate-store on its machine, admin drones over the API", runAdmin},
-		"version":    {"print the version", runVersion},
-		"spawn":      {"spawn a backend (or connect to the one holding --key)", runSpawn},
-		"ls":         {"list backends", runList},
-		"status":     {"show a backend", runStatus},
-		"logs":       {"print a backend's logs (-f follows)", runLogs},
-		"terminate":  {"terminate a backend", runTerminate},
-		"images":     {"list the project's images", runImages},
-		"image":      {"change an image: its ref, port, warm pool or limits", runImage},
+		"dev":         {"run a controller, an embedded NATS server and one drone in one process", runDev},
+		"controller":  {"run the controller: API, dashboard, scheduler, store", runController},
+		"drone":       {"run a drone: the agent that starts backends in Docker", runDrone},
+		"migrate":     {"apply the controller's database migrations and exit", runMigrate},
+		"admin":       {"administer a controller: admin token/user/project/key create, sqlite backup/restore and migrate-store on its machine, admin drones over the API", runAdmin},
+		"version":     {"print the version", runVersion},
+		"spawn":       {"spawn a backend (or connect to the one holding --key)", runSpawn},
+		"ls":          {"list backends", runList},
+		"status":      {"show a backend", runStatus},
+		"logs":        {"print a backend's logs (-f follows)", runLogs},
+		"terminate":   {"terminate a backend", runTerminate},
+		"images":      {"list the project's images", runImages},
+		"image":       {"change an image: its ref, port, warm pool or limits", runImage},
+		"connections": {"show who is connected to a backend", runConnections},
+		"disconnect":  {"disconnect a user (or --all) from a backend", runDisconnect},
+		"keepalive":   {"keep a backend up without connections for --seconds", runKeepAlive},
+		"events":      {"print the project's event log (-f follows)", runEvents},
+		"webhooks":    {"list webhooks; webhooks create/delete/deliveries/retry", runWebhooks},
 	}
 }
 
@@ -96,7 +101,7 @@ func usage(w io.Writer) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-11s %s\n", n, commands[n].summary)
+		fmt.Fprintf(w, "  %-12s %s\n", n, commands[n].summary)
 	}
 	fmt.Fprintln(w, "\nEvery flag has an environment twin: --nats is PLANE_NATS.")
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"os/exec"
 	"slices"
@@ -132,6 +133,29 @@ func TestWarmPoolDocker(t *testing.T) {
 	}
 	if slices.Contains(refilled, cold.ID) {
 		t.Errorf("the cold spawn took member %s", cold.ID)
+	}
+
+	// The metrics count the claim and the miss, and show the pool.
+	resp, err := http.Get(c.api + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	img, err := c.ctrl.DB.FindImage(t.Context(), c.project.ID, "demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"plane_pool_claims_total 1\n",
+		`plane_pool_misses_total{reason="env"} 1` + "\n",
+		`plane_pool_misses_total{reason="pool_empty"} 0` + "\n",
+		`plane_pool_members{drone="` + c.droneID + `",pool="` + plane.PoolID(img.ID) + `",state="ready"}`,
+		`plane_pool_refill_seconds{drone="` + c.droneID + `",pool="` + plane.PoolID(img.ID) + `"}`,
+	} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("metrics lack %q", want)
+		}
 	}
 
 	// 4. A member that exits is replaced.

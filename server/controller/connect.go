@@ -29,12 +29,8 @@ func (c *Core) Connect(b *plane.Backend, user string) (Connection, error) {
 	if c.ConnectKey == nil {
 		return Connection{}, plane.Errorf(plane.EUNAVAILABLE, "this controller has no connect-token key")
 	}
-	ttl := c.ConnectTokenTTL
-	if ttl <= 0 {
-		ttl = plane.DefaultConnectTokenTTL
-	}
 	// Tokens carry whole seconds; say exactly when this one stops working.
-	expires := time.Unix(time.Now().Add(ttl).Unix(), 0).UTC()
+	expires := time.Unix(time.Now().Add(c.connectTokenTTL()).Unix(), 0).UTC()
 	tok := plane.SignConnectToken(c.ConnectKey, plane.ConnectToken{BackendID: b.ID, User: user, ExpiresAt: expires})
 	return Connection{URL: c.connectURL(b.ID, tok), Token: tok, ExpiresAt: expires}, nil
 }
@@ -58,4 +54,11 @@ func (c *Core) connectURL(id, tok string) string {
 	q.Set(ConnectTokenParam, tok)
 	u.RawQuery = q.Encode()
 	return u.String()
+}
+
+func (c *Core) connectTokenTTL() time.Duration {
+	if c.ConnectTokenTTL <= 0 {
+		return plane.DefaultConnectTokenTTL
+	}
+	return c.ConnectTokenTTL
 }

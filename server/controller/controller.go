@@ -35,6 +35,7 @@ type Store interface {
 	FindDroneByID(ctx context.Context, id string) (*plane.Drone, error)
 	SetDroneDraining(ctx context.Context, id string, draining bool) error
 	FindWarmPoolImages(ctx context.Context) ([]*plane.Image, error)
+	SetKeepAlive(ctx context.Context, id string, until time.Time, by string) (*plane.Backend, error)
 }
 
 // ActivityLog is where the core records who did what.
@@ -51,6 +52,8 @@ type Dispatcher interface {
 	Terminate(ctx context.Context, droneID string, req plane.TerminateRequest) error
 	Drain(ctx context.Context, droneID string, draining bool) error
 	Pull(ctx context.Context, droneID, ref string) error
+	Disconnect(ctx context.Context, droneID string, req plane.DisconnectRequest) error
+	KeepAlive(ctx context.Context, droneID string, req plane.KeepAliveRequest) error
 	// What the drones report: stats (latest and recent) and logs.
 	Stats(backendID string) (plane.BackendStats, bool)
 	StatsHistory(backendID string) []plane.BackendStats
@@ -100,10 +103,21 @@ type Core struct {
 	// take a backend (default DefaultAvoidRefused).
 	AvoidRefused time.Duration
 	Logger       *slog.Logger
+	// Events reads the projects' event logs and who is connected to a
+	// backend (nil: those use-cases are unavailable). Webhooks stores a
+	// project's webhooks and their deliveries, WebhookSender sends them
+	// (nil, either: no webhooks); WebhookPolicy sets how deliveries are
+	// retried (webhooks.go).
+	Events        plane.ProjectEventService
+	Webhooks      plane.WebhookService
+	WebhookSender plane.WebhookSender
+	WebhookPolicy WebhookPolicy
 
 	placer placer
 	claims claims
+	ghosts ghosts        // ReconcileConnections' memory (connections.go)
 	drones droneStatuses // DroneUnreachable's cache (drone.go)
+	hooks  hookWake      // wakes the webhook deliveries' loop (webhooks.go)
 }
 
 // DefaultWaitTimeout bounds how long a spawn with "wait": true blocks.
@@ -478,6 +492,12 @@ func (c *Core) ApplyBackendEvent(ctx context.Context, ev plane.BackendEvent) (*p
 		c.backendSuspended(ctx, b, *ev.Suspended)
 		return b, true, nil
 	}
+	if ev.Connection != nil {
+		// A join or a leave: the status is the same, only the project's
+		// event log grew.
+		c.logGrown(b)
+		return b, true, nil
+	}
 	c.backendChanged(b)
 	return b, true, nil
 }
@@ -489,6 +509,7 @@ func (c *Core) backendChanged(b *plane.Backend) {
 		c.Metrics.BackendChanged(b)
 	}
 	c.publish(b)
+	c.logGrown(b)
 }
 
 // publish announces a backend's new state on the bus, for waiters, event

@@ -29,8 +29,10 @@ type fakeStore struct {
 	// delay slows counting and inserting, so that concurrent spawns
 	// overlap between the read of the load and the insert.
 	delay time.Duration
-	// onCreate, when set, runs at the start of every CreateBackend.
+	// onCreate, when set, runs at the start of every CreateBackend;
+	// onApply at the start of every ApplyBackendEvent.
 	onCreate func()
+	onApply  func(plane.BackendEvent)
 	// failFinds: that many FindBackendByID calls fail.
 	failFinds int
 }
@@ -152,6 +154,9 @@ func (s *fakeStore) CreateBackend(_ context.Context, b *plane.Backend) (*plane.B
 // ready backend's suspension or resume at a later time than the last;
 // anything else is not applied.
 func (s *fakeStore) ApplyBackendEvent(_ context.Context, ev plane.BackendEvent) (*plane.Backend, bool, error) {
+	if s.onApply != nil {
+		s.onApply(ev)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b, ok := s.backends[ev.BackendID]
@@ -192,6 +197,21 @@ func (s *fakeStore) FindWarmPoolImages(context.Context) ([]*plane.Image, error) 
 	}
 	slices.SortFunc(out, func(a, b *plane.Image) int { return int(a.ID - b.ID) })
 	return out, nil
+}
+
+func (s *fakeStore) SetKeepAlive(_ context.Context, id string, until time.Time, by string) (*plane.Backend, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, ok := s.backends[id]
+	if !ok {
+		return nil, plane.Errorf(plane.ENOTFOUND, "backend %q not found", id)
+	}
+	if !b.Status.Live() {
+		return nil, plane.Errorf(plane.ECONFLICT, "backend %s is terminated", id)
+	}
+	b.KeepAliveUntil, b.KeepAliveBy = &until, by
+	cp := *b
+	return &cp, nil
 }
 
 func (s *fakeStore) CountLiveBackendsByDrone(context.Context) (map[string]int, error) {
@@ -291,6 +311,9 @@ type fakeDrones struct {
 	spawned []plane.SpawnSpec
 	sentTo  []string // the drone of each spawn sent, in order
 	stopped []plane.TerminateRequest
+	// disconnects and keepAlives are the requests sent, in order.
+	disconnects []plane.DisconnectRequest
+	keepAlives  []plane.KeepAliveRequest
 }
 
 func (d *fakeDrones) Spawn(_ context.Context, droneID string, spec plane.SpawnSpec) (bool, error) {
@@ -335,6 +358,20 @@ func (d *fakeDrones) Terminate(_ context.Context, _ string, req plane.TerminateR
 }
 
 func (d *fakeDrones) Drain(context.Context, string, bool) error { return d.refuse }
+
+func (d *fakeDrones) Disconnect(_ context.Context, _ string, req plane.DisconnectRequest) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.disconnects = append(d.disconnects, req)
+	return d.refuse
+}
+
+func (d *fakeDrones) KeepAlive(_ context.Context, _ string, req plane.KeepAliveRequest) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.keepAlives = append(d.keepAlives, req)
+	return d.refuse
+}
 
 func (d *fakeDrones) Pull(_ context.Context, droneID, _ string) error {
 	if droneID == "refuses" {

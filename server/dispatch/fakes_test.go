@@ -94,6 +94,10 @@ func (s *store) ApplyBackendEvent(_ context.Context, e plane.BackendEvent) (*pla
 	return &c, applied, nil
 }
 
+func (s *store) SetKeepAlive(context.Context, string, time.Time, string) (*plane.Backend, error) {
+	panic("not used by the dispatcher")
+}
+
 func (s *store) CountLiveBackendsByDrone(context.Context) (map[string]int, error) {
 	panic("not used by the dispatcher")
 }

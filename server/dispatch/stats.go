@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"context"
 	"sync"
 	"time"
 
@@ -94,6 +95,18 @@ func (d *Dispatcher) handleStats(m *nats.Msg) {
 		return
 	}
 	d.stats.add(s, d.Now())
+	if r, ok := d.Applier.(ConnectionReconciler); ok && d.singleton() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		r.ReconcileConnections(ctx, s)
+	}
+}
+
+// ConnectionReconciler records as left the users a drone's stats no
+// longer list (the controller core): a restarted drone reports no leaves
+// for the connections it lost. The controller that holds the lease does.
+type ConnectionReconciler interface {
+	ReconcileConnections(ctx context.Context, st plane.BackendStats)
 }
 
 // Stats returns the latest stats of a backend.

@@ -109,6 +109,17 @@ func (d *Dispatcher) SetPools(ctx context.Context, droneID string, req plane.Poo
 	return d.request(ctx, plane.SubjectPools(droneID), req, true)
 }
 
+// Disconnect asks a drone to close a user's (or every user's) connections
+// to a backend and refuse their older connect tokens.
+func (d *Dispatcher) Disconnect(ctx context.Context, droneID string, req plane.DisconnectRequest) error {
+	return d.request(ctx, plane.SubjectDisconnect(droneID), req, true)
+}
+
+// KeepAlive asks a drone to hold off a backend's idle stop until req.Until.
+func (d *Dispatcher) KeepAlive(ctx context.Context, droneID string, req plane.KeepAliveRequest) error {
+	return d.request(ctx, plane.SubjectKeepAlive(droneID), req, true)
+}
+
 // Terminate asks a drone to stop a backend.
 func (d *Dispatcher) Terminate(ctx context.Context, droneID string, req plane.TerminateRequest) error {
 	return d.request(ctx, plane.SubjectTerminate(droneID), req, true)

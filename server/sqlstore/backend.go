@@ -21,7 +21,7 @@ const (
 const backendColumns = `id, project_id, image, image_ref, key, drone_id, status,
 	termination_reason, exit_code, error, address, env, "user",
 	max_idle_seconds, lifetime_seconds, cpu_millis, memory_mb, suspend_seconds,
-	suspended_at, resumed_at, created_at, updated_at`
+	suspended_at, resumed_at, keep_alive_until, keep_alive_by, created_at, updated_at`
 
 // FindBackendByID returns the backend with id and its status history.
 func (db *DB) FindBackendByID(ctx context.Context, id string) (*plane.Backend, error) {
@@ -59,6 +59,9 @@ func (db *DB) CreateBackend(ctx context.Context, b *plane.Backend) (*plane.Backe
 	var existing *plane.Backend
 	err = db.inTx(ctx, func(tx *conn) error {
 		existing = nil // afresh: the transaction may run again
+		if err := lockProjectLog(ctx, tx, b.ProjectID); err != nil {
+			return err
+		}
 		// Insert first and let the live-key index decide: a read before the
 		// insert would race with other controllers writing the same store.
 		// ON CONFLICT rather than a failed statement: Postgres's transaction
@@ -98,7 +101,10 @@ func (db *DB) CreateBackend(ctx context.Context, b *plane.Backend) (*plane.Backe
 		if err := insertStatus(ctx, tx, id, plane.StatusScheduled, created); err != nil {
 			return fmt.Errorf("create backend: %w", err)
 		}
-		return nil
+		// Announced in the same transaction, so that no crash stores one
+		// without the other.
+		ev := plane.NewBackendStatusEvent(&plane.Backend{ID: id, ProjectID: b.ProjectID, Status: plane.StatusScheduled}, created)
+		return appendEvent(ctx, tx, ev)
 	})
 	if err != nil {
 		return nil, false, err
@@ -116,6 +122,30 @@ func (db *DB) CreateBackend(ctx context.Context, b *plane.Backend) (*plane.Backe
 	return b, true, nil
 }
 
+// SetKeepAlive records that by holds off the live backend id's idle stop
+// until until, replacing an earlier keep-alive, and returns the backend.
+func (db *DB) SetKeepAlive(ctx context.Context, id string, until time.Time, by string) (*plane.Backend, error) {
+	var b *plane.Backend
+	err := db.inTx(ctx, func(tx *conn) error {
+		res, err := tx.ExecContext(ctx, `UPDATE backends SET keep_alive_until = ?, keep_alive_by = ? WHERE id = ? AND status <> ?`,
+			toMS(until), by, id, plane.StatusTerminated)
+		if err != nil {
+			return fmt.Errorf("keep backend %s alive: %w", id, err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return fmt.Errorf("keep backend %s alive: %w", id, err)
+		} else if n == 0 {
+			if _, err := findBackendByID(ctx, tx, id); err != nil {
+				return err
+			}
+			return plane.Errorf(plane.ECONFLICT, "backend %s is terminated", id)
+		}
+		b, err = findBackendByID(ctx, tx, id)
+		return err
+	})
+	return b, err
+}
+
 // ApplyBackendEvent moves a backend forward to e.Status and records the move
 // in its history at e.Time. Backward and repeated moves do not move the
 // backend and return it as stored, with applied == false; but a step the
@@ -123,7 +153,10 @@ func (db *DB) CreateBackend(ctx context.Context, b *plane.Backend) (*plane.Backe
 // recorded in it, in time order, so that the history stays complete. A
 // step dated after the backend's latest one (a late `ready` after it was
 // terminated) contradicts the history and is left out. An event that
-// reports a suspension or a resume is applySuspension's.
+// reports a suspension or a resume is applySuspension's; one that reports
+// a connection, applyConnection's. Each move is appended to the project's
+// event log in the same transaction (and, when it leaves ready, the leave
+// of each user still connected).
 func (db *DB) ApplyBackendEvent(ctx context.Context, e plane.BackendEvent) (*plane.Backend, bool, error) {
 	if err := e.Validate(); err != nil {
 		return nil, false, err
@@ -136,8 +169,15 @@ func (db *DB) ApplyBackendEvent(ctx context.Context, e plane.BackendEvent) (*pla
 		if b, err = findBackendByID(ctx, tx, e.BackendID); err != nil {
 			return err
 		}
+		if err := lockProjectLog(ctx, tx, b.ProjectID); err != nil {
+			return err
+		}
 		if e.Suspended != nil {
 			b, applied, err = applySuspension(ctx, tx, b, e)
+			return err
+		}
+		if e.Connection != nil {
+			b, applied, err = applyConnection(ctx, tx, b, e)
 			return err
 		}
 		if !b.Status.CanMoveTo(e.Status) {
@@ -180,9 +220,17 @@ func (db *DB) ApplyBackendEvent(ctx context.Context, e plane.BackendEvent) (*pla
 		if err := insertStatus(ctx, tx, b.ID, e.Status, orNow(e.Time)); err != nil {
 			return fmt.Errorf("apply backend event: %w", err)
 		}
+		if e.Status.Rank() > plane.StatusReady.Rank() && b.Status.Rank() <= plane.StatusReady.Rank() {
+			if err := clearConnections(ctx, tx, b, orNow(e.Time)); err != nil {
+				return err
+			}
+		}
 		// Read back rather than patch b, so that the history comes in the
 		// order every reader sees it.
 		if b, err = findBackendByID(ctx, tx, e.BackendID); err != nil {
+			return err
+		}
+		if err := appendEvent(ctx, tx, plane.NewBackendStatusEvent(b, orNow(e.Time))); err != nil {
 			return err
 		}
 		applied = true
@@ -393,12 +441,12 @@ func scanBackend(s scanner) (*plane.Backend, error) {
 	var b plane.Backend
 	var exit sql.NullInt64
 	var env string
-	var suspended, resumed sql.NullInt64
+	var suspended, resumed, keepAlive sql.NullInt64
 	var created, updated int64
 	if err := s.Scan(&b.ID, &b.ProjectID, &b.Image, &b.ImageRef, &b.Key, &b.DroneID, &b.Status,
 		&b.TerminationReason, &exit, &b.Error, &b.Address, &env, &b.User,
 		&b.MaxIdleSeconds, &b.LifetimeSeconds, &b.CPUMillis, &b.MemoryMB, &b.SuspendSeconds,
-		&suspended, &resumed, &created, &updated); err != nil {
+		&suspended, &resumed, &keepAlive, &b.KeepAliveBy, &created, &updated); err != nil {
 		return nil, err
 	}
 	var err error
@@ -410,6 +458,7 @@ func scanBackend(s scanner) (*plane.Backend, error) {
 		b.ExitCode = &code
 	}
 	b.SuspendedAt, b.ResumedAt = fromNullMS(suspended), fromNullMS(resumed)
+	b.KeepAliveUntil = fromNullMS(keepAlive)
 	b.CreatedAt, b.UpdatedAt = fromMS(created), fromMS(updated)
 	return &b, nil
 }

@@ -32,6 +32,11 @@ var copyTables = []struct{ name, order string }{
 	{"cluster", "one"},
 	{"acme_state", "one"},
 	{"signing_keys", "id"},
+	{"project_events", "id"},
+	{"backend_connections", "backend_id, \"user\""},
+	{"webhooks", "id"},
+	{"webhook_deliveries", "id"},
+	{"webhook_attempts", "id"},
 }
 
 // copyBatch is how many rows one INSERT of Copy carries: few round trips to

@@ -96,6 +96,17 @@ func mustFill(t *testing.T, db *sqlstore.DB) {
 	apply(plane.BackendEvent{BackendID: "live", DroneID: "drone-a", Status: plane.StatusReady, Time: step(7), Address: "10.0.0.1:32769"})
 	apply(plane.BackendEvent{BackendID: "live", Status: plane.StatusReady, Time: step(8), Suspended: ptr(true)})
 	apply(plane.BackendEvent{BackendID: "live", Status: plane.StatusReady, Time: step(9), Suspended: ptr(false)})
+	// A webhook, a user connected to the live backend (an event and its
+	// delivery) and one attempt of that delivery.
+	hook := &plane.Webhook{ProjectID: web.ID, URL: "https://hooks.example.com/plane", Events: []plane.ProjectEventType{plane.ProjectEventUserJoined}, Secret: "whsec_c2VjcmV0", CreatedAt: at}
+	check("create webhook", db.CreateWebhook(ctx, hook))
+	apply(plane.BackendEvent{BackendID: "live", Status: plane.StatusReady, Time: step(11), Connection: &plane.ConnectionChange{User: "ada", Joined: true, Users: 1}})
+	due, err := db.ClaimWebhookDeliveries(ctx, time.Now(), time.Minute, 10)
+	if err != nil || len(due) != 1 {
+		t.Fatalf("claim the webhook's delivery: %d, %v", len(due), err)
+	}
+	_, err = db.RecordWebhookAttempt(ctx, due[0], plane.AttemptOutcome{Attempt: plane.DeliveryAttempt{Time: step(12), StatusCode: 204, Duration: 3 * time.Millisecond}})
+	check("record attempt", err)
 
 	check("upsert drone-a", db.UpsertDrone(ctx, &plane.Drone{ID: "drone-a", Address: "10.0.0.1", ProxyAddress: "10.0.0.1:443",
 		Version: "v1.2.3", ProtocolVersion: 3, Draining: true, Capacity: 20, Backends: 1, CPUPercent: 12.5, MemoryBytes: 1 << 30,
