@@ -202,6 +202,22 @@ func (c *Client) Events(ctx context.Context, after int64, fn func(plane.ProjectE
 	}
 }
 
+// EventsSoFar calls fn with each of the project's kept events after
+// after, in order, and returns once the controller has sent them all
+// (?follow=false): what happened until now, without following.
+func (c *Client) EventsSoFar(ctx context.Context, after int64, fn func(plane.ProjectEvent) error) error {
+	last := after
+	resp, err := c.openEvents(ctx, "/api/v1/events?follow=false&after="+strconv.FormatInt(after, 10), nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if _, err := readProjectEvents(resp.Body, &last, fn); err != nil && ctx.Err() == nil {
+		return err
+	}
+	return nil
+}
+
 var errNotEventStream = errors.New("the answer is not an event stream (text/event-stream)")
 
 // openEvents starts an event stream.

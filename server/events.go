@@ -79,7 +79,14 @@ func (s *Server) handleProjectEvents(c echo.Context) error {
 		}
 		return out.sendID(strconv.FormatInt(ev.ID, 10), string(ev.Type), string(data))
 	}
-	s.tailLog(ctx, out, ch, first, after, read, send, nil)
+	// ?follow=false: the kept log after the client's last id, then the
+	// end of the stream (for a client that reads what happened and
+	// exits, such as plane events without -f).
+	var done func() bool
+	if c.QueryParam("follow") == "false" {
+		done = func() bool { return true }
+	}
+	s.tailLog(ctx, out, ch, first, after, read, send, done)
 	return nil
 }
 
@@ -110,7 +117,7 @@ func (s *Server) tailLog(ctx context.Context, out *sse, ch <-chan plane.Event, f
 			}
 		}
 	}
-	if !catchUp() {
+	if !catchUp() || done != nil && done() {
 		return
 	}
 	keepAlive := time.NewTicker(sseKeepAlive)

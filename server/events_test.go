@@ -19,10 +19,10 @@ type apiEvent struct {
 	id, event, data string
 }
 
-// apiStream opens an API event stream with a token (and a Last-Event-ID
-// unless empty) and returns a function that reads its next event, failing
-// the test after five seconds.
-func (d *dash) apiStream(token, path, lastEventID string) func() apiEvent {
+// apiStreamEvents opens an API event stream with a token (and a
+// Last-Event-ID unless empty) and returns its events; the channel closes
+// when the stream ends.
+func (d *dash) apiStreamEvents(token, path, lastEventID string) <-chan apiEvent {
 	d.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	d.t.Cleanup(cancel)
@@ -66,6 +66,15 @@ func (d *dash) apiStream(token, path, lastEventID string) func() apiEvent {
 			}
 		}
 	}()
+	return events
+}
+
+// apiStream opens an event stream; each call of what it returns is the
+// next event (the test fails when none comes within 5 s or the stream
+// ends).
+func (d *dash) apiStream(token, path, lastEventID string) func() apiEvent {
+	d.t.Helper()
+	events := d.apiStreamEvents(token, path, lastEventID)
 	return func() apiEvent {
 		d.t.Helper()
 		select {
@@ -182,6 +191,28 @@ func TestProjectEventsStream(t *testing.T) {
 		var data plane.BackendStatusData
 		if err := json.Unmarshal(got.Data, &data); err != nil || data.BackendID != b.ID {
 			t.Fatalf("the quiet project's first event %+v (%v), want its backend %s", got, err, b.ID)
+		}
+	})
+
+	t.Run("follow=false ends after the kept events", func(t *testing.T) {
+		once := d.apiStreamEvents(tok, "/api/v1/events?follow=false&after="+strconv.FormatInt(all[2].ID, 10), "")
+		var ids []int64
+		timeout := time.After(5 * time.Second)
+	read:
+		for {
+			select {
+			case ev, ok := <-once:
+				if !ok {
+					break read
+				}
+				ids = append(ids, parseEvent(t, ev).ID)
+			case <-timeout:
+				t.Fatalf("the stream has not ended 5 s on (sent %v)", ids)
+			}
+		}
+		// all[3], all[4] and the two live ones above; then the end.
+		if len(ids) != 4 || ids[0] != all[3].ID || ids[1] != all[4].ID {
+			t.Errorf("follow=false sent %v, want %d, %d and the two after them, then ended", ids, all[3].ID, all[4].ID)
 		}
 	})
 

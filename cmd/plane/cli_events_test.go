@@ -340,12 +340,12 @@ func TestCLIEvents(t *testing.T) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.Write([]byte(stream.String()))
 		w.(http.Flusher).Flush()
-		<-r.Context().Done() // the stream never ends by itself
+		if r.URL.Query().Get("follow") == "false" {
+			return // the kept events, then the end
+		}
+		<-r.Context().Done() // a followed stream never ends by itself
 	}))
 	defer srv.Close()
-	defer func(q time.Duration) { eventsQuiet = q }(eventsQuiet)
-	eventsQuiet = 200 * time.Millisecond
-
 	stdout, stderr, err := runCLI("events", "--url", srv.URL, "--token", "t", "--after", "40")
 	if err != nil {
 		t.Fatalf("plane events: %v\n%s", err, stderr)
@@ -376,7 +376,7 @@ func TestCLIEvents(t *testing.T) {
 		t.Errorf("--json printed\n%s\nwant\n%s", got, strings.Join(events, "\n"))
 	}
 
-	// -f: still there after the quiet time, until interrupted.
+	// -f: still there a while later, until interrupted.
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	var out syncBuffer
@@ -386,7 +386,7 @@ func TestCLIEvents(t *testing.T) {
 	select {
 	case err := <-done:
 		t.Fatalf("plane events -f ended by itself: %v", err)
-	case <-time.After(3 * eventsQuiet):
+	case <-time.After(600 * time.Millisecond):
 	}
 	cancel()
 	if err := <-done; err != nil {
@@ -397,7 +397,7 @@ func TestCLIEvents(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if fmt.Sprint(queries) != "[after=40 after=0 after=0]" {
+	if fmt.Sprint(queries) != "[follow=false&after=40 follow=false&after=0 after=0]" {
 		t.Errorf("queries %q", queries)
 	}
 }

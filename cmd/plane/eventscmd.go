@@ -16,14 +16,9 @@ import (
 
 // The client commands of the project's event log and its webhooks.
 
-// eventsQuiet is how long plane events without -f waits for one more
-// event: the stream replays the kept log at once, then goes quiet until
-// something happens, and says nothing at the end of the replay.
-var eventsQuiet = time.Second
-
 func runEvents(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("events", "Print the project's event log, one line per event: its id, time, type, backend, and status or user. "+
-		"Without -f it prints the kept events (after --after) and exits once the stream goes quiet; -f follows new events until interrupted, resuming if the connection drops.", stderr)
+		"Without -f it prints the kept events (after --after) and exits; -f follows new events until interrupted, resuming if the connection drops.", stderr)
 	parse := clientFlags(fs)
 	follow := fs.Bool("f", false, "follow: print new events as they happen")
 	after := fs.Int64("after", 0, "only the events after this id")
@@ -35,18 +30,12 @@ func runEvents(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *after < 0 {
 		return usageError{fmt.Sprintf("--after must be an event id, 0 or more (got %d)", *after)}
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var quiet *time.Timer
-	if !*follow {
-		quiet = time.AfterFunc(eventsQuiet, cancel)
-		defer quiet.Stop()
+	events := c.EventsSoFar
+	if *follow {
+		events = c.Events
 	}
 	enc := json.NewEncoder(stdout)
-	return c.Events(ctx, *after, func(ev plane.ProjectEvent) error {
-		if quiet != nil {
-			quiet.Reset(eventsQuiet)
-		}
+	return events(ctx, *after, func(ev plane.ProjectEvent) error {
 		if *asJSON {
 			return enc.Encode(ev)
 		}
