@@ -10,7 +10,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"plane"
@@ -179,16 +178,10 @@ func runAdminDrones(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		return printJSON(stdout, api.Drones{Drones: ds})
-	}
 	now := time.Now()
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATUS\tADDRESS\tBACKENDS\tVERSION\tHEARTBEAT")
-	for _, d := range ds {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%s\n", d.ID, d.Status, d.Address, d.Backends, d.Capacity, d.Version, heartbeatAge(now, d.LastHeartbeat))
-	}
-	return tw.Flush()
+	return printList(stdout, *asJSON, api.Drones{Drones: ds}, "ID\tSTATUS\tADDRESS\tBACKENDS\tVERSION\tHEARTBEAT", ds, func(d plane.Drone) string {
+		return fmt.Sprintf("%s\t%s\t%s\t%d/%d\t%s\t%s", d.ID, d.Status, d.Address, d.Backends, d.Capacity, d.Version, heartbeatAge(now, d.LastHeartbeat))
+	})
 }
 
 // heartbeatAge says how long ago a drone last beat, to the second.

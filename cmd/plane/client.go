@@ -232,16 +232,9 @@ func runList(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	out := api.Backends{Backends: bs}
-	if *asJSON {
-		return printJSON(stdout, out)
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tIMAGE\tKEY\tSTATUS\tDRONE\tCREATED")
-	for _, b := range out.Backends {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", b.ID, b.Image, b.Key, statusText(b), b.Drone, b.CreatedAt.Local().Format(time.DateTime))
-	}
-	return tw.Flush()
+	return printList(stdout, *asJSON, api.Backends{Backends: bs}, "ID\tIMAGE\tKEY\tSTATUS\tDRONE\tCREATED", bs, func(b api.Backend) string {
+		return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", b.ID, b.Image, b.Key, statusText(b), b.Drone, b.CreatedAt.Local().Format(time.DateTime))
+	})
 }
 
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -329,12 +322,9 @@ func runImages(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tREF\tPORT\tPULL\tPUBLIC\tWARM POOL")
-	for _, i := range imgs {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%t\t%s\n", i.Name, i.Ref, i.Port, i.PullPolicy, i.Public, warmPoolText(i.WarmPool))
-	}
-	return tw.Flush()
+	return printList(stdout, false, nil, "NAME\tREF\tPORT\tPULL\tPUBLIC\tWARM POOL", imgs, func(i *plane.Image) string {
+		return fmt.Sprintf("%s\t%s\t%d\t%s\t%t\t%s", i.Name, i.Ref, i.Port, i.PullPolicy, i.Public, warmPoolText(i.WarmPool))
+	})
 }
 
 // runImage changes the fields of an image that its flags set.
@@ -386,6 +376,20 @@ func warmPoolText(n int) string {
 	return fmt.Sprintf("%d per drone", n)
 }
 
+// printList prints a list command's answer: answer as JSON with --json,
+// else a table of header and one tab-separated row per item.
+func printList[T any](w io.Writer, asJSON bool, answer any, header string, items []T, row func(T) string) error {
+	if asJSON {
+		return printJSON(w, answer)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for _, it := range items {
+		fmt.Fprintln(tw, row(it))
+	}
+	return tw.Flush()
+}
+
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
@@ -404,15 +408,9 @@ func runConnections(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		return printJSON(stdout, api.Connections{Connections: conns})
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "USER\tCONNECTIONS\tSINCE")
-	for _, cn := range conns {
-		fmt.Fprintf(tw, "%s\t%d\t%s\n", userText(cn.User), cn.Connections, cn.Since.Local().Format(time.DateTime))
-	}
-	return tw.Flush()
+	return printList(stdout, *asJSON, api.Connections{Connections: conns}, "USER\tCONNECTIONS\tSINCE", conns, func(cn api.Connection) string {
+		return fmt.Sprintf("%s\t%d\t%s", userText(cn.User), cn.Connections, cn.Since.Local().Format(time.DateTime))
+	})
 }
 
 // userText shows a user's name; connections that name none are "(none)".

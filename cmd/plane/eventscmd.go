@@ -7,7 +7,6 @@ import (
 	"io"
 	"sort"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"plane"
@@ -119,15 +118,9 @@ func runWebhooksList(ctx context.Context, args []string, stdout, stderr io.Write
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		return printJSON(stdout, api.Webhooks{Webhooks: ws})
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tURL\tEVENTS\tSTATE\tCREATED")
-	for _, w := range ws {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", w.ID, w.URL, eventsText(w.Events), webhookState(w), w.CreatedAt.Local().Format(time.DateTime))
-	}
-	return tw.Flush()
+	return printList(stdout, *asJSON, api.Webhooks{Webhooks: ws}, "ID\tURL\tEVENTS\tSTATE\tCREATED", ws, func(w api.Webhook) string {
+		return fmt.Sprintf("%d\t%s\t%s\t%s\t%s", w.ID, w.URL, eventsText(w.Events), webhookState(w), w.CreatedAt.Local().Format(time.DateTime))
+	})
 }
 
 func eventsText(ts []plane.ProjectEventType) string {
@@ -231,15 +224,9 @@ func runWebhookDeliveries(ctx context.Context, args []string, stdout, stderr io.
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		return printJSON(stdout, api.Deliveries{Deliveries: ds})
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tEVENT\tTYPE\tSTATUS\tATTEMPTS\tLAST ATTEMPT\tCREATED")
-	for _, d := range ds {
-		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%d\t%s\t%s\n", d.ID, d.EventID, d.EventType, deliveryStatus(d), len(d.Attempts), lastAttempt(d), d.CreatedAt.Local().Format(time.DateTime))
-	}
-	return tw.Flush()
+	return printList(stdout, *asJSON, api.Deliveries{Deliveries: ds}, "ID\tEVENT\tTYPE\tSTATUS\tATTEMPTS\tLAST ATTEMPT\tCREATED", ds, func(d api.Delivery) string {
+		return fmt.Sprintf("%d\t%d\t%s\t%s\t%d\t%s\t%s", d.ID, d.EventID, d.EventType, deliveryStatus(d), len(d.Attempts), lastAttempt(d), d.CreatedAt.Local().Format(time.DateTime))
+	})
 }
 
 // deliveryStatus is a delivery's status, with its next try while pending.
