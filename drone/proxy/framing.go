@@ -27,9 +27,19 @@ import "bytes"
 //  5. Header names holding '_' are dropped: CGI-style servers read
 //     X_Plane_User as X-Plane-User (nginx drops them too). Client
 //     X-Plane-* and X-Forwarded-* are dropped; the proxy writes its own.
+//     So are the other headers an app may take for a proxy's word about
+//     the client or the path (spoofable): Forwarded, X-Real-IP, ….
 //  6. Host is host[:port]: a name, an IPv4 or a bracketed IPv6 address, and
 //     digits after the colon.
 //  7. Every malformed request gets 400 and its connection is closed.
+//  8. Only a WebSocket upgrade is tunnelled (tunnelable). Any other
+//     Upgrade (h2c: HTTP/2 behind the proxy's back, past this policy) is
+//     dropped as the hop-by-hop header it is, and the request is an
+//     ordinary one; a backend that switches protocols anyway gets 502.
+//  9. A backend connection goes back to the pool only with nothing read
+//     past its response, and is checked before its next request: bytes a
+//     backend sent beyond its framing are never another request's answer
+//     (pool.go).
 //
 // Only idempotent requests are retried on a fresh backend connection, and
 // only when the reused one failed before any byte of a response came (see
@@ -51,6 +61,14 @@ func isHopByHop(name []byte) bool {
 	return false
 }
 
+// spoofable are request headers that frameworks read as a trusted proxy's
+// word on the client's address, scheme or path (Forwarded of RFC 7239,
+// nginx's X-Real-IP, CDNs' True-Client-IP, IIS's X-Original-URL and
+// X-Rewrite-URL). The proxy writes X-Forwarded-For and -Proto itself.
+var spoofable = [...]string{
+	"forwarded", "x-real-ip", "true-client-ip", "x-client-ip", "x-original-url", "x-rewrite-url",
+}
+
 // dropHeader says whether a header is never forwarded as received: a
 // hop-by-hop header, a framing header the proxy writes itself, and, on
 // requests, names the backend could confuse with the proxy's own.
@@ -58,9 +76,23 @@ func dropHeader(name []byte, request bool) bool {
 	if isHopByHop(name) || equalFold(name, "content-length") {
 		return true
 	}
-	return request && (hasPrefixFold(name, "x-plane-") || hasPrefixFold(name, "x-forwarded-") ||
-		bytes.IndexByte(name, '_') >= 0)
+	if !request {
+		return false
+	}
+	if hasPrefixFold(name, "x-plane-") || hasPrefixFold(name, "x-forwarded-") || bytes.IndexByte(name, '_') >= 0 {
+		return true
+	}
+	for _, s := range spoofable {
+		if equalFold(name, s) {
+			return true
+		}
+	}
+	return false
 }
+
+// tunnelable says whether a request's Upgrade is one the proxy tunnels:
+// WebSocket only (RFC 6455 §4.1: the value is "websocket", any case).
+func tunnelable(protocol []byte) bool { return equalFold(protocol, "websocket") }
 
 // framingOption says whether Connection may not name this header: naming
 // it would drop the framing the backend needs (or the Host it routes by).

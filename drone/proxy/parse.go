@@ -231,7 +231,7 @@ func (h *head) readHeaders(br *bufio.Reader, request bool) error {
 	if h.minor == 0 && !keepAlive {
 		h.connClose = true
 	}
-	h.upgrade = connUpgrade && hasUpgrade
+	h.upgrade = connUpgrade && hasUpgrade && (!request || tunnelable(h.bytes(h.upgradeTo)))
 	return nil
 }
 

@@ -37,11 +37,12 @@ type pool struct {
 
 var dialer = net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 
-// get returns an idle connection (reused == true) or dials a new one. With
-// check, an idle connection is first checked alive (one non-blocking
-// read): for a request that cannot be retried, a connection the backend
-// closed meanwhile would be a failed request.
-func (p *pool) get(addr string, check bool) (u *upstream, reused bool, err error) {
+// get returns an idle connection (reused == true) or dials a new one. An
+// idle connection is first checked (one non-blocking read, about a
+// microsecond): one the backend closed meanwhile would fail a request that
+// cannot be retried, and bytes the backend sent after its response's end
+// would be read as the next request's answer — another user's, maybe.
+func (p *pool) get(addr string) (u *upstream, reused bool, err error) {
 	for {
 		p.mu.Lock()
 		n := len(p.idle)
@@ -53,7 +54,7 @@ func (p *pool) get(addr string, check bool) (u *upstream, reused bool, err error
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
-		if !check || alive(u.conn) {
+		if alive(u.conn) {
 			return u, true, nil
 		}
 		u.conn.Close()
@@ -65,11 +66,13 @@ func (p *pool) get(addr string, check bool) (u *upstream, reused bool, err error
 	return &upstream{addr: addr, conn: c, br: bufio.NewReaderSize(c, bufSize), bw: bufio.NewWriterSize(c, bufSize)}, false, nil
 }
 
-// put returns a connection whose last response was read in full.
+// put returns a connection whose last response was read in full. One with
+// bytes beyond that response already read (a backend that sent more than
+// its framing said) is closed instead.
 func (p *pool) put(u *upstream) {
 	u.since = time.Now()
 	p.mu.Lock()
-	if p.closed || len(p.idle) >= maxIdlePerBackend {
+	if p.closed || len(p.idle) >= maxIdlePerBackend || u.br.Buffered() > 0 {
 		p.mu.Unlock()
 		u.conn.Close()
 		return

@@ -138,8 +138,7 @@ func (cn *conn) forward(rt *route, r Route, a access) (keep bool, tunnel func())
 	for attempt := 0; ; attempt++ {
 		var reused bool
 		var err error
-		// A request that cannot be retried gets a connection checked alive.
-		u, reused, err = rt.pool.get(r.Address, !retryable)
+		u, reused, err = rt.pool.get(r.Address)
 		if err != nil {
 			cn.p.log.Warn("dial backend", "backend", r.BackendID, "err", err)
 			cn.page(502, r.BackendID, string(r.Status), "the backend refused the connection", hasBody)

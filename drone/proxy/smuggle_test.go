@@ -249,6 +249,13 @@ func FuzzProxyForward(f *testing.F) {
 	}
 	f.Add([]byte("GET / HTTP/1.1\r\nHost: b1.plane.localhost\r\nX-Plane-User: admin\r\nx-plane-user: a\r\nX-PLANE-BACKEND: b2\r\n\r\n"))
 	f.Add([]byte("POST / HTTP/1.1\r\nHost: b1.plane.localhost\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\nabcGET /2 HTTP/1.0\r\nHost: b1.plane.localhost\r\n\r\n"))
+	// Several chunks, with sizes of more than one hex digit (upper and
+	// lower case): a proxy that wrote its sizes in decimal would pass the
+	// seeds above.
+	big := strings.Repeat("z", 0x1f)
+	f.Add([]byte("POST /c HTTP/1.1\r\nHost: b1.plane.localhost\r\nTransfer-Encoding: chunked\r\n\r\n1f\r\n" + big +
+		"\r\n1A;ext=1\r\n" + big[:0x1a] + "\r\n3\r\nabc\r\n0\r\n\r\nGET /d HTTP/1.1\r\nHost: b1.plane.localhost\r\n\r\n"))
+	f.Add([]byte("POST /c HTTP/1.1\r\nHost: b1.plane.localhost\r\nTransfer-Encoding: chunked\r\n\r\n100\r\n" + strings.Repeat("y", 0x100) + "\r\n0\r\n\r\n"))
 
 	var mu sync.Mutex
 	var observed []Forwarded

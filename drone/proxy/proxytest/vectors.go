@@ -145,6 +145,19 @@ var Vectors = []Vector{
 		Send:     "GET /\\evil.example/p?x=1&plane_token={token} HTTP/1.1\r\nHost: {host}\r\n\r\n",
 		Statuses: []int{302}, Location: "/evil.example/p?x=1"},
 
+	// Found by a later audit: headers an app may take for a proxy's word,
+	// and an upgrade to HTTP/2 (h2c) that would carry requests past this
+	// policy. Both requests go on as ordinary ones, without those headers.
+	{Name: "client's own Forwarded, X-Real-IP, True-Client-IP, X-Original-URL",
+		Send: "GET /a HTTP/1.1\r\nHost: {host}\r\nForwarded: for=1.2.3.4;proto=https\r\nX-Real-IP: 1.2.3.4\r\n" +
+			"True-Client-IP: 1.2.3.4\r\nX-Client-IP: 1.2.3.4\r\nX-Original-URL: /admin\r\nX-Rewrite-URL: /admin\r\n\r\n",
+		Statuses: []int{200}, Forwarded: []string{"GET /a"},
+		Header: map[string]string{"Forwarded": "", "X-Real-Ip": "", "True-Client-Ip": "", "X-Client-Ip": "", "X-Original-Url": "", "X-Rewrite-Url": ""}},
+	{Name: "upgrade to h2c",
+		Send:     "GET /a HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n",
+		Statuses: []int{200}, Forwarded: []string{"GET /a"},
+		Header: map[string]string{"Upgrade": "", "Connection": "", "Http2-Settings": ""}},
+
 	// More that must be refused.
 	{Name: "obsolete line folding", Send: "GET /a HTTP/1.1\r\nHost: {host}\r\nX-A: one\r\n two\r\n\r\n",
 		Statuses: []int{400}, Closed: true},

@@ -1,0 +1,113 @@
+package proxy
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+
+	"plane"
+)
+
+// A backend that sends more than its response's framing says (a buggy app:
+// a body after a HEAD, a Content-Length too small, a second response
+// nobody asked for) leaves bytes on its connection. The next request on
+// that connection, another user's maybe, would read them as its answer:
+// the connection is never reused (nginx: "upstream sent more data than
+// specified"; Go's Transport: "unsolicited response").
+func TestExtraResponseBytesNotReused(t *testing.T) {
+	const secret = "HTTP/1.1 200 OK\r\nContent-Length: 23\r\nSet-Cookie: sess=alice\r\n\r\nalice's private profile"
+	tests := []struct {
+		name   string
+		method string
+		// answer is what the backend writes for the first request, and
+		// later what it writes a moment after (once the proxy has the
+		// response and may have pooled the connection).
+		answer, later string
+	}{
+		{"too short a Content-Length", "GET", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi" + secret, ""},
+		{"a response sent later, unasked", "GET", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi", secret},
+		{"a body after a HEAD", "HEAD", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nHI", ""},
+		{"a body after a 204", "GET", "HTTP/1.1 204 No Content\r\n\r\nHI", ""},
+		{"a body after a 304", "GET", "HTTP/1.1 304 Not Modified\r\n\r\n" + secret, ""},
+		{"a POST's too short a Content-Length", "POST", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi" + secret, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, Config{}, false)
+			laterSent := make(chan struct{})
+			ln := listenLoopback(t)
+			t.Cleanup(func() { ln.Close() })
+			go serveScripted(ln, func(c net.Conn, req *http.Request) {
+				if req.URL.Path != "/first" {
+					body := "answer to " + req.URL.Path
+					fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+					return
+				}
+				io.WriteString(c, tt.answer)
+				if tt.later != "" {
+					go func() {
+						// After the proxy has read the response: the client has it.
+						<-laterSent
+						io.WriteString(c, tt.later)
+						laterSent <- struct{}{}
+					}()
+				}
+			})
+			e.p.SetRoute(Route{BackendID: "b1", Address: ln.Addr().String(), Status: plane.StatusReady, Public: true})
+
+			first := e.dial()
+			req := tt.method + " /first HTTP/1.1\r\nHost: b1.plane.localhost\r\n"
+			if tt.method == "POST" {
+				req += "Content-Length: 2\r\n\r\nab"
+			} else {
+				req += "\r\n"
+			}
+			first.send(req)
+			first.response(tt.method)
+			if tt.later != "" {
+				laterSent <- struct{}{}
+				<-laterSent
+			}
+			// Another user, on a connection of their own.
+			for i := range 3 {
+				resp, body := e.dial().roundTrip(fmt.Sprintf("GET /next%d HTTP/1.1\r\nHost: b1.plane.localhost\r\n\r\n", i))
+				if want := fmt.Sprintf("answer to /next%d", i); resp.StatusCode != 200 || body != want || resp.Header.Get("Set-Cookie") != "" {
+					t.Fatalf("request %d: status %d, Set-Cookie %q, body %q; want 200 %q", i, resp.StatusCode, resp.Header.Get("Set-Cookie"), body, want)
+				}
+			}
+		})
+	}
+}
+
+// serveScripted accepts connections on ln and answers each request with
+// answer.
+func serveScripted(ln net.Listener, answer func(c net.Conn, req *http.Request)) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			br := bufio.NewReader(c)
+			for {
+				req, err := http.ReadRequest(br)
+				if err != nil {
+					return
+				}
+				if _, err := io.Copy(io.Discard, req.Body); err != nil {
+					return
+				}
+				answer(c, req)
+				if strings.EqualFold(req.Header.Get("Connection"), "close") {
+					return
+				}
+			}
+		}()
+	}
+}
