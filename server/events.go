@@ -96,9 +96,20 @@ func (s *Server) handleProjectEvents(c echo.Context) error {
 // set) says the stream is over.
 func (s *Server) tailLog(ctx context.Context, out *sse, ch <-chan plane.Event, first []*plane.ProjectEvent, after int64,
 	read func(after int64) ([]*plane.ProjectEvent, error), send func(*plane.ProjectEvent) error, done func() bool) {
-	page := first
+	next := first // nil: read it
 	catchUp := func() bool {
 		for {
+			if next == nil {
+				var err error
+				if next, err = read(after); err != nil {
+					if ctx.Err() == nil {
+						s.Logger.Error("read the event log", "err", err)
+					}
+					return false
+				}
+			}
+			page := next
+			next = nil
 			for _, ev := range page {
 				if err := send(ev); err != nil {
 					return false
@@ -108,49 +119,15 @@ func (s *Server) tailLog(ctx context.Context, out *sse, ch <-chan plane.Event, f
 			if len(page) < eventsPage {
 				return true
 			}
-			var err error
-			if page, err = read(after); err != nil {
-				if ctx.Err() == nil {
-					s.Logger.Error("read the event log", "err", err)
-				}
-				return false
-			}
 		}
 	}
 	if !catchUp() || done != nil && done() {
 		return
 	}
-	keepAlive := time.NewTicker(sseKeepAlive)
-	defer keepAlive.Stop()
-	recheck := time.NewTicker(eventsRecheck)
-	defer recheck.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case _, ok := <-ch:
-			if !ok {
-				return
-			}
-			drain(ch) // one read serves every announcement so far
-		case <-recheck.C:
-		case <-keepAlive.C:
-			if out.keepAlive() != nil {
-				return
-			}
-			continue
-		}
-		var err error
-		if page, err = read(after); err != nil {
-			if ctx.Err() == nil {
-				s.Logger.Error("read the event log", "err", err)
-			}
-			return
-		}
-		if !catchUp() || done != nil && done() {
-			return
-		}
-	}
+	out.follow(ctx, ch, eventsRecheck, func(plane.Event) (bool, error) {
+		drain(ch) // one read serves every announcement so far
+		return !catchUp() || done != nil && done(), nil
+	})
 }
 
 // drain empties ch of what it holds now.

@@ -63,29 +63,76 @@ func (s *sse) write(text string) error {
 	return nil
 }
 
-// follow is the loop of every event stream: it hands each change on the
-// bus to handle until the client leaves, the bus closes, or handle says
-// the stream is over (done) or fails to send; a quiet stream gets a
-// keep-alive comment every sseKeepAlive.
-func (s *sse) follow(ctx context.Context, ch <-chan plane.Event, handle func(plane.Event) (done bool, err error)) {
+// follow is the loop of every event stream: it hands each change on ch to
+// handle until the client leaves, ch closes, or handle says the stream is
+// over (done) or fails to send; a quiet stream gets a keep-alive comment
+// every sseKeepAlive. With every > 0, handle also gets a zero Event that
+// often: a stream that shows what the store holds reads it again then, so
+// that an announcement lost on the way only delays a change.
+func (s *sse) follow(ctx context.Context, ch <-chan plane.Event, every time.Duration, handle func(plane.Event) (done bool, err error)) {
 	keepAlive := time.NewTicker(sseKeepAlive)
 	defer keepAlive.Stop()
+	var tick <-chan time.Time
+	if every > 0 {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		tick = t.C
+	}
 	for {
+		var e plane.Event
 		select {
 		case <-ctx.Done():
 			return
-		case e, ok := <-ch:
+		case ev, ok := <-ch:
 			if !ok {
 				return
 			}
-			if done, err := handle(e); done || err != nil {
-				return
-			}
+			e = ev
+		case <-tick:
 		case <-keepAlive.C:
 			if s.keepAlive() != nil {
 				return
 			}
+			continue
 		}
+		if done, err := handle(e); done || err != nil {
+			return
+		}
+	}
+}
+
+// subscribe follows several topics of the bus on one channel, which closes
+// once every topic's has (the bus closed) or cancel is called.
+func (s *Server) subscribe(topics ...string) (<-chan plane.Event, func()) {
+	out := make(chan plane.Event, 16)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	cancels := make([]func(), len(topics))
+	for i, topic := range topics {
+		ch, cancel := s.Bus.Subscribe(topic)
+		cancels[i] = cancel
+		wg.Go(func() {
+			for e := range ch {
+				select {
+				case out <- e:
+				case <-stop:
+					return
+				}
+			}
+		})
+	}
+	go func() {
+		wg.Wait()
+		close(out)
+	}()
+	var once sync.Once
+	return out, func() {
+		once.Do(func() {
+			close(stop)
+			for _, cancel := range cancels {
+				cancel()
+			}
+		})
 	}
 }
 
@@ -147,10 +194,8 @@ func sseLines(s string) []string {
 // later ones after them (a backend's users leave as it stops).
 func (s *Server) streamBackendEvents(c echo.Context, b *plane.Backend) error {
 	ctx := c.Request().Context()
-	ch, cancel := s.Bus.Subscribe(b.ID)
+	ch, cancel := s.subscribe(b.ID, plane.TopicBackendLog(b.ID))
 	defer cancel()
-	logged, cancelLog := s.Bus.Subscribe(plane.TopicBackendLog(b.ID))
-	defer cancelLog()
 	// Read again after subscribing, so no change falls between the two.
 	b, err := s.Backends.FindBackendByID(ctx, b.ID)
 	if err != nil {
@@ -165,44 +210,25 @@ func (s *Server) streamBackendEvents(c echo.Context, b *plane.Backend) error {
 	if !st.flush(b) || b.Status == plane.StatusTerminated {
 		return nil
 	}
-	keepAlive := time.NewTicker(sseKeepAlive)
-	defer keepAlive.Stop()
-	recheck := time.NewTicker(eventsRecheck)
-	defer recheck.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case e, ok := <-ch:
-			if !ok {
-				return nil
-			}
+	st.out.follow(ctx, ch, eventsRecheck, func(e plane.Event) (bool, error) {
+		switch e.Kind {
+		case plane.EventBackend:
 			b = e.Backend
-		case _, ok := <-logged:
-			if !ok {
-				return nil
-			}
-			drain(logged)
-		case <-recheck.C:
+		case "":
 			// An announcement lost on the way is in the store all the same.
 			cur, err := s.Backends.FindBackendByID(ctx, b.ID)
 			if err != nil {
 				if ctx.Err() == nil {
 					s.Logger.Warn("backend events: read the backend", "backend", b.ID, "err", err)
 				}
-				continue
+				return false, nil
 			}
 			b = cur
-		case <-keepAlive.C:
-			if st.out.keepAlive() != nil {
-				return nil
-			}
-			continue
 		}
-		if !st.flush(b) || b.Status == plane.StatusTerminated {
-			return nil
-		}
-	}
+		// A join or a leave (EventProjectLog) is in the log that flush reads.
+		return !st.flush(b) || b.Status == plane.StatusTerminated, nil
+	})
+	return nil
 }
 
 // backendStream is where a backend's event stream stands: the last status

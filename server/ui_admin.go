@@ -38,35 +38,24 @@ func (s *Server) renderDrones(c echo.Context, status int, problem string) error 
 	return render(c, status, web.AdminDrones(s.page(c, "Drones", "admin"), v))
 }
 
-// dronesEvery is how often the drones table is sent again: heartbeats
-// come this often, and nothing announces them.
+// dronesEvery is how often the drones table is sent again besides after
+// each change on the bus: a drone that stops sending heartbeats turns
+// stale on the clock alone.
 const dronesEvery = plane.HeartbeatInterval
 
-// handleDronesStream sends the drones table's rows now and every two seconds.
+// handleDronesStream sends the drones table's rows now, after each drone
+// change, and every dronesEvery.
 func (s *Server) handleDronesStream(c echo.Context) error {
-	ctx := c.Request().Context()
 	csrf, _ := c.Get(csrfKey).(string)
-	out := openSSE(c)
-	tick := time.NewTicker(dronesEvery)
-	defer tick.Stop()
-	for {
+	ch, cancel := s.Bus.Subscribe(plane.TopicDrones)
+	defer cancel()
+	return s.streamRows(c, ch, dronesEvery, func(ctx context.Context) (string, error) {
 		ds, err := s.Drones.FindDrones(ctx)
 		if err != nil {
-			if ctx.Err() == nil {
-				s.Logger.Error("stream drones", "err", err)
-			}
-			return nil
+			return "", err
 		}
-		html, err := renderString(ctx, web.DroneRows(csrf, ds, time.Now()))
-		if err != nil || out.send("rows", html) != nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
-	}
+		return renderString(ctx, web.DroneRows(csrf, ds, time.Now()))
+	})
 }
 
 // handleDrainForm drains a drone (it takes no new backends) or undrains it.
@@ -140,7 +129,7 @@ func (s *Server) handleAdminBackendsStream(c echo.Context) error {
 	_, f := adminBackendsFilter(c)
 	ch, cancel := s.Bus.Subscribe(plane.TopicBackends)
 	defer cancel()
-	return s.streamRows(c, ch, func(ctx context.Context) (string, error) {
+	return s.streamRows(c, ch, 0, func(ctx context.Context) (string, error) {
 		v, err := s.adminBackendRows(ctx, f)
 		if err != nil {
 			return "", err

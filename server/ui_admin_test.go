@@ -152,7 +152,8 @@ func (b *browser) stream(path string) func() string {
 	}
 }
 
-// The drones table is sent at once and again every two seconds.
+// The drones table is sent at once, after each announced change, and again
+// every two seconds (this test changes the store behind the bus's back).
 func TestAdminDronesStream(t *testing.T) {
 	t.Parallel() // it waits more than it works
 	d, admin, _ := adminDash(t)

@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -115,7 +114,7 @@ func (s *Server) handleBackendsStream(c echo.Context) error {
 	ch, cancel := s.Bus.Subscribe(plane.TopicProject(p.ID))
 	defer cancel()
 	base := web.ProjectPath(p.ID)
-	return s.streamRows(c, ch, func(ctx context.Context) (string, error) {
+	return s.streamRows(c, ch, 0, func(ctx context.Context) (string, error) {
 		bs, err := s.Backends.FindBackends(ctx, f)
 		if err != nil {
 			return "", err
@@ -130,13 +129,16 @@ func (s *Server) handleBackendsStream(c echo.Context) error {
 const rowsCoalesce = 100 * time.Millisecond
 
 // streamRows sends "rows" events rendered by rows: one now, then one after
-// each burst of changes on ch.
-func (s *Server) streamRows(c echo.Context, ch <-chan plane.Event, rows func(context.Context) (string, error)) error {
+// each burst of changes on ch, and (every > 0) one every so often.
+func (s *Server) streamRows(c echo.Context, ch <-chan plane.Event, every time.Duration, rows func(context.Context) (string, error)) error {
 	ctx := c.Request().Context()
 	out := openSSE(c)
 	send := func() error {
 		html, err := rows(ctx)
 		if err != nil {
+			if ctx.Err() == nil {
+				s.Logger.Error("stream a table's rows", "path", c.Path(), "err", err)
+			}
 			return err
 		}
 		return out.send("rows", html)
@@ -144,7 +146,7 @@ func (s *Server) streamRows(c echo.Context, ch <-chan plane.Event, rows func(con
 	if err := send(); err != nil {
 		return nil
 	}
-	out.follow(ctx, ch, func(plane.Event) (bool, error) {
+	out.follow(ctx, ch, every, func(plane.Event) (bool, error) {
 		// Let the rest of a burst come, then render once.
 		t := time.NewTimer(rowsCoalesce)
 		defer t.Stop()
@@ -330,10 +332,8 @@ func (s *Server) handleBackendStream(c echo.Context) error {
 	defer cancel()
 	b := currentBackend(c)
 	csrf, _ := c.Get(csrfKey).(string)
-	ch, unsub := s.Bus.Subscribe(b.ID)
+	ch, unsub := s.subscribe(b.ID, plane.TopicBackendLog(b.ID))
 	defer unsub()
-	logCh, unsubLog := s.Bus.Subscribe(plane.TopicBackendLog(b.ID))
-	defer unsubLog()
 	out := openSSE(c)
 	// send writes one rendered event; a failure ends the whole stream.
 	send := func(event string, html string, err error) error {
@@ -345,14 +345,11 @@ func (s *Server) handleBackendStream(c echo.Context) error {
 		}
 		return err
 	}
-	var cur atomic.Pointer[plane.Backend]
+	var cur *plane.Backend // what the status panel shows
 	// sendConnections sends the connections panel when what it shows
 	// changed: the stats' ticks and the log's announcements both ask.
-	var connsMu sync.Mutex
 	lastConns := ""
 	sendConnections := func(b *plane.Backend) error {
-		connsMu.Lock()
-		defer connsMu.Unlock()
 		v := s.connectionsView(ctx, b)
 		key := connectionsKey(v)
 		if key == lastConns {
@@ -365,7 +362,7 @@ func (s *Server) handleBackendStream(c echo.Context) error {
 		return err
 	}
 	sendPanels := func(b *plane.Backend) error {
-		cur.Store(b)
+		cur = b
 		html, err := renderString(ctx, web.StatusPanel(csrf, backendPath(b), b))
 		if err = send("status", html, err); err != nil {
 			return err
@@ -384,7 +381,7 @@ func (s *Server) handleBackendStream(c echo.Context) error {
 	if err != nil || sendPanels(b) != nil {
 		return nil
 	}
-	// Log lines and the live stats panel come on goroutines of their own.
+	// Log lines come on a goroutine of their own.
 	wg.Go(func() {
 		err := s.core.Logs(ctx, b.ID, b.Status.Live(), func(l plane.LogLine) error {
 			html, err := renderString(ctx, web.LogLine(l))
@@ -394,42 +391,25 @@ func (s *Server) handleBackendStream(c echo.Context) error {
 			s.Logger.Warn("stream logs", "backend", b.ID, "err", err)
 		}
 	})
-	wg.Go(func() {
-		tick := time.NewTicker(backendStatsEvery)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-				if b := cur.Load(); b.Status.Live() {
-					html, err := renderString(ctx, web.StatsPanel(s.statsView(b)))
-					if send("stats", html, err) != nil || sendConnections(b) != nil {
-						return
-					}
-				}
-			}
+	out.follow(ctx, ch, backendStatsEvery, func(e plane.Event) (bool, error) {
+		switch e.Kind {
+		case plane.EventBackend:
+			return false, sendPanels(e.Backend)
+		case plane.EventProjectLog:
+			// A join or a leave grew the backend's event log: show who is
+			// connected now.
+			return false, sendConnections(cur)
 		}
-	})
-	// A join or a leave grows the backend's event log: show who is
-	// connected now.
-	wg.Go(func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case _, ok := <-logCh:
-				if !ok {
-					return
-				}
-				drain(logCh) // one read serves every announcement so far
-				if sendConnections(cur.Load()) != nil {
-					return
-				}
+		// The live stats panel, every backendStatsEvery.
+		if cur.Status.Live() {
+			html, err := renderString(ctx, web.StatsPanel(s.statsView(cur)))
+			if err = send("stats", html, err); err != nil {
+				return true, err
 			}
+			return false, sendConnections(cur)
 		}
+		return false, nil
 	})
-	out.follow(ctx, ch, func(e plane.Event) (bool, error) { return false, sendPanels(e.Backend) })
 	return nil
 }
 

@@ -231,12 +231,6 @@ func (s *Server) handleDeleteProject(c echo.Context) error {
 	return redirect(c, "/projects", "project-gone")
 }
 
-// record adds an entry to a project's activity log. A failure to record
-// does not undo what was done; it is logged.
-func (s *Server) record(c echo.Context, projectID int64, action plane.Action, target, detail string) {
-	s.core.Record(c.Request().Context(), actorOf(c), projectID, action, target, detail)
-}
-
 // actorOf is who makes the request: its API token, or the signed-in user.
 func actorOf(c echo.Context) plane.Actor {
 	if tok := token(c); tok != nil {

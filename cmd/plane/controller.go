@@ -153,7 +153,7 @@ func OpenController(ctx context.Context, cfg ControllerConfig) (c *Controller, e
 	}
 	c.Dispatch = &dispatch.Dispatcher{NC: c.NC, Backends: c.DB, Drones: c.DB, ACME: c.DB, ConnectKey: pub, AcceptKeys: keys.accept, Logger: cfg.Logger,
 		UnreachableAfter: cfg.DroneUnreachableAfter, LostAfter: cfg.DroneLostAfter, Replicas: cfg.NATSReplicas,
-		HolderID: c.holderID()}
+		HolderID: c.holderID(), Bus: c.Bus}
 	c.Server = server.New(server.Config{
 		Projects: c.DB, Images: c.DB, Backends: c.DB, Drones: c.DB, Tokens: c.DB,
 		Users: c.DB, Teams: c.DB, Activity: c.DB,

@@ -23,6 +23,10 @@ func (c *Core) Drain(ctx context.Context, actor plane.Actor, droneID string, dra
 		return d, err
 	}
 	c.logger().Info("drone drain", "drone", d.ID, "draining", draining, "by", actor.Name)
+	d.Draining = draining
+	if err := c.Bus.Publish(context.WithoutCancel(ctx), plane.Event{Kind: plane.EventDrone, Drone: d}); err != nil {
+		c.logger().Warn("announce a drone's change", "drone", d.ID, "err", err)
+	}
 	return d, nil
 }
 

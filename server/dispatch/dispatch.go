@@ -73,6 +73,9 @@ type Dispatcher struct {
 	// PoolSource gives the warm pools the drones should keep (pools.go).
 	// Nil: the drones are sent none.
 	PoolSource PoolSource
+	// Bus announces drone changes (a heartbeat, unreachable, lost) to the
+	// live views. Nil: none.
+	Bus plane.EventBus
 
 	js   jetstream.JetStream
 	cctx jetstream.ConsumeContext

@@ -23,15 +23,29 @@ func (d *Dispatcher) handleHeartbeat(m *nats.Msg) {
 	d.pools.record(hb, d.Now())
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := d.Drones.UpsertDrone(ctx, droneOf(hb, d.Now())); err != nil {
+	dr := droneOf(hb, d.Now())
+	if err := d.Drones.UpsertDrone(ctx, dr); err != nil {
 		d.Logger.Error("record heartbeat", "drone", hb.DroneID, "err", err)
 	}
 	if !d.singleton() {
-		return // the controller that holds the lease reconciles
+		return // the controller that holds the lease reconciles and announces
 	}
+	d.announceDrone(ctx, dr)
 	d.syncPools(ctx, hb)
 	if err := d.reconcile(ctx, hb); err != nil {
 		d.Logger.Error("compare drone backends", "drone", hb.DroneID, "err", err)
+	}
+}
+
+// announceDrone publishes a drone's new state on the bus. Every controller
+// records each heartbeat; the lease holder alone announces it, once for
+// the cluster.
+func (d *Dispatcher) announceDrone(ctx context.Context, dr *plane.Drone) {
+	if d.Bus == nil {
+		return
+	}
+	if err := d.Bus.Publish(ctx, plane.Event{Kind: plane.EventDrone, Drone: dr}); err != nil {
+		d.Logger.Warn("announce a drone's change", "drone", dr.ID, "err", err)
 	}
 }
 

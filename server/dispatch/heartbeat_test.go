@@ -1,7 +1,10 @@
 package dispatch
 
 import (
+	"context"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -99,5 +102,65 @@ func TestHeartbeatNotesPreviousProtocolOnce(t *testing.T) {
 	}
 	if n := strings.Count(logs.String(), "previous protocol version"); n != 2 {
 		t.Errorf("logged the previous protocol %d times, want 2 (first beat, and after the upgrade was undone):\n%s", n, logs)
+	}
+}
+
+// busRecorder is an event bus that keeps what is published.
+type busRecorder struct {
+	mu     sync.Mutex
+	events []plane.Event
+}
+
+func (b *busRecorder) Publish(_ context.Context, e plane.Event) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.events = append(b.events, e)
+	return nil
+}
+
+func (b *busRecorder) Subscribe(string) (<-chan plane.Event, func()) { return nil, func() {} }
+
+// drones lists the drone events published, as "id status".
+func (b *busRecorder) drones() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []string
+	for _, e := range b.events {
+		if e.Kind == plane.EventDrone {
+			out = append(out, e.Drone.ID+" "+string(e.Drone.Status))
+		}
+	}
+	return out
+}
+
+// The live views hear of a drone's changes: each heartbeat, and the
+// sweep's verdicts, announced once for the cluster by the lease holder.
+func TestDroneChangesAnnounced(t *testing.T) {
+	t.Parallel()
+	st := newStore(nil, []*plane.Drone{
+		{ID: "away", Status: plane.DroneReady, LastHeartbeat: t0.Add(-plane.DefaultDroneUnreachableAfter)},
+		{ID: "gone", Status: plane.DroneUnreachable, LastHeartbeat: t0.Add(-plane.DefaultDroneLostAfter)},
+	})
+	d, _ := newDispatcher(st, nil)
+	rec := &busRecorder{}
+	d.Bus = rec
+	d.handleHeartbeat(msg(t, heartbeat("d1")))
+	if err := d.Sweep(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"d1 ready", "away unreachable", "gone lost"}
+	if got := rec.drones(); !slices.Equal(got, want) {
+		t.Errorf("announced %q, want %q", got, want)
+	}
+
+	// A controller that does not hold the lease records the heartbeat but
+	// leaves the announcement to the holder.
+	d.leasing = true
+	d.handleHeartbeat(msg(t, heartbeat("d2")))
+	if got := rec.drones(); len(got) != len(want) {
+		t.Errorf("a controller without the lease announced %q", got[len(want):])
+	}
+	if _, err := st.FindDroneByID(t.Context(), "d2"); err != nil {
+		t.Errorf("a controller without the lease did not record the heartbeat: %v", err)
 	}
 }

@@ -62,6 +62,8 @@ func (d *Dispatcher) Sweep(ctx context.Context) error {
 				if err := d.Drones.SetDroneStatus(ctx, dr.ID, plane.DroneUnreachable); err != nil {
 					return err
 				}
+				dr.Status = plane.DroneUnreachable
+				d.announceDrone(ctx, dr)
 			}
 			continue
 		}
@@ -69,6 +71,8 @@ func (d *Dispatcher) Sweep(ctx context.Context) error {
 		if err := d.Drones.SetDroneStatus(ctx, dr.ID, plane.DroneLost); err != nil {
 			return err
 		}
+		dr.Status = plane.DroneLost
+		d.announceDrone(ctx, dr)
 		live := true
 		backends, err := d.Backends.FindBackends(ctx, plane.BackendFilter{DroneID: &dr.ID, Live: &live, Limit: 1000})
 		if err != nil {
