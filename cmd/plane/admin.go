@@ -15,6 +15,7 @@ import (
 	"plane"
 	"plane/api"
 	"plane/auth"
+	"plane/server/sqlstore"
 )
 
 func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -137,30 +138,82 @@ func runAdminTokenCreate(ctx context.Context, args []string, stdout, stderr io.W
 	return nil
 }
 
-// runAdminProjectCreate creates a project straight in the store; the
-// first admin's personal team owns it, as it owns project default.
+// runAdminProjectCreate creates a project straight in the store, in a
+// team of its own named after it. Its owner is --owner, or else the
+// first admin, so that someone sees it in the dashboard; before anyone
+// has signed up, the first user to do so becomes the owner (as of project
+// default). With --team, the project goes to that team instead.
 func runAdminProjectCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("admin project create", "Create a project and print its id.", stderr)
 	data := fs.String("data", "./.plane", "the controller's data folder")
 	store := storeFlag(fs)
 	name := fs.String("name", "", "the project's name (required)")
+	owner := fs.String("owner", "", "the email of the user who owns the project's new team (default: the first admin)")
+	team := fs.Int64("team", 0, "the id of an existing team to put the project in, instead of a new team")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if strings.TrimSpace(*name) == "" {
+	p := &plane.Project{Name: strings.TrimSpace(*name), TeamID: *team}
+	switch {
+	case p.Name == "":
 		return usageError{"--name is required"}
+	case *team != 0 && *owner != "":
+		return usageError{"--owner and --team exclude each other: --owner names who owns a new team"}
 	}
 	db, err := openStore(ctx, *store, *data)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	p := &plane.Project{Name: strings.TrimSpace(*name)}
+	if p.TeamID == 0 {
+		if p.TeamID, err = newProjectTeam(ctx, db, p.Name, *owner); err != nil {
+			return err
+		}
+	}
 	if err := db.CreateProject(ctx, p); err != nil {
 		return fmt.Errorf("create project %q: %s", p.Name, plane.ErrorMessageOf(err))
 	}
 	fmt.Fprintln(stdout, p.ID)
 	return nil
+}
+
+// newProjectTeam makes the team of a new project named name, owned by the
+// user with email owner, or else by the first admin; with no user yet it
+// makes none (0: CreateProject makes one the first user will own). A name
+// taken already is refused first, so that no team is left without its
+// project.
+func newProjectTeam(ctx context.Context, db *sqlstore.DB, name, owner string) (int64, error) {
+	if _, err := db.FindProjectByName(ctx, name); err == nil {
+		return 0, fmt.Errorf("create project %q: project %q already exists", name, name)
+	} else if plane.ErrorCodeOf(err) != plane.ENOTFOUND {
+		return 0, err
+	}
+	var u *plane.User
+	if owner != "" {
+		var err error
+		if u, err = db.FindUserByEmail(ctx, owner); err != nil {
+			return 0, fmt.Errorf("--owner %s: %s", owner, plane.ErrorMessageOf(err))
+		}
+	} else {
+		users, err := db.FindUsers(ctx)
+		if err != nil {
+			return 0, err
+		}
+		for _, x := range users {
+			if x.Admin {
+				u = x
+				break
+			}
+		}
+		if u == nil {
+			return 0, nil
+		}
+	}
+	t := &plane.Team{Name: name}
+	if err := db.CreateTeam(ctx, t, u.ID); err != nil {
+		return 0, fmt.Errorf("create the team of project %q: %w", name, err)
+	}
+	return t.ID, nil
 }
 
 // runAdminDrones lists the drones through the API, with a token of the

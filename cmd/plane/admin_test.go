@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -16,6 +17,7 @@ import (
 	"plane"
 	"plane/auth"
 	"plane/server/sqlite"
+	"plane/server/sqlstore"
 )
 
 func TestAdminUserCreate(t *testing.T) {
@@ -100,28 +102,98 @@ func TestAdminProjectCreate(t *testing.T) {
 		err := runAdminProjectCreate(ctx, append([]string{"--data", data}, args...), &out, &out)
 		return out.String(), err
 	}
-	for _, tt := range []struct {
-		args    []string
-		want    string // the output, or the error's text
-		wantErr bool
-	}{
-		{[]string{"--name", " web "}, "1\n", false},
-		{nil, "--name is required", true},
-		{[]string{"--name", "  "}, "--name is required", true},
-	} {
-		out, err := create(tt.args...)
-		if tt.wantErr != (err != nil) || (err != nil && !strings.Contains(err.Error(), tt.want)) || (err == nil && out != tt.want) {
-			t.Errorf("create %q: output %q, err %v; want %q", tt.args, out, err, tt.want)
-		}
-	}
 	db, err := sqlite.Open(ctx, filepath.Join(data, "controller.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if p, err := db.FindProjectByName(ctx, "web"); err != nil || p.ID != 1 {
-		t.Fatalf("project web: %+v, %v", p, err)
+	// owner says who owns project name's team, "" for nobody yet.
+	owner := func(name string) string {
+		t.Helper()
+		p, err := db.FindProjectByName(ctx, name)
+		if err != nil {
+			t.Fatalf("project %s: %v", name, err)
+		}
+		ms, err := db.FindMembers(ctx, p.TeamID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var who []string
+		for _, m := range ms {
+			who = append(who, m.Email+" "+string(m.Role))
+		}
+		return strings.Join(who, ", ")
 	}
+	mustUser := func(email string, admin bool) *plane.User {
+		t.Helper()
+		u := &plane.User{Email: email, Admin: admin, PasswordHash: "x"}
+		if err := db.CreateUser(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+	step := func(want string, wantErr bool, args ...string) {
+		t.Helper()
+		out, err := create(args...)
+		if wantErr != (err != nil) || (err != nil && !strings.Contains(err.Error(), want)) || (err == nil && out != want) {
+			t.Errorf("create %q: output %q, err %v; want %q", args, out, err, want)
+		}
+	}
+
+	// Before anyone signed up: a team of its own, which the first user
+	// will own (as project default's).
+	step("1\n", false, "--name", " web ")
+	step("--name is required", true)
+	step("--name is required", true, "--name", "  ")
+	if got := owner("web"); got != "" {
+		t.Errorf("web's team has members %q before any user", got)
+	}
+	ada := mustUser("ada@example.com", false) // the first user: admin, and owner of web's team
+	if got := owner("web"); got != "ada@example.com owner" {
+		t.Errorf("web's team: %q, want the first user as its owner", got)
+	}
+
+	// After: the first admin owns the new project's team, or --owner.
+	mustUser("bob@example.com", false)
+	step("2\n", false, "--name", "api")
+	if got := owner("api"); got != "ada@example.com owner" {
+		t.Errorf("api's team: %q, want the first admin", got)
+	}
+	step("3\n", false, "--name", "docs", "--owner", "BOB@example.com")
+	if got := owner("docs"); got != "bob@example.com owner" {
+		t.Errorf("docs' team: %q, want --owner", got)
+	}
+	web, err := db.FindProjectByName(ctx, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	step("4\n", false, "--name", "blog", "--team", strconv.FormatInt(web.TeamID, 10))
+	if blog, err := db.FindProjectByName(ctx, "blog"); err != nil || blog.TeamID != web.TeamID {
+		t.Errorf("blog: %+v, %v; want it in web's team %d", blog, err, web.TeamID)
+	}
+
+	// Refusals leave no team behind.
+	teamsBefore := teamCount(t, db, ada.ID)
+	step("user nobody@example.com not found", true, "--name", "x", "--owner", "nobody@example.com")
+	step("already exists", true, "--name", "api")
+	step("team 999 not found", true, "--name", "y", "--team", "999")
+	step("exclude each other", true, "--name", "z", "--team", "1", "--owner", "ada@example.com")
+	if n := teamCount(t, db, ada.ID); n != teamsBefore {
+		t.Errorf("refused creations left teams behind: %d, before %d", n, teamsBefore)
+	}
+	if _, err := db.FindProjectByName(ctx, "x"); plane.ErrorCodeOf(err) != plane.ENOTFOUND {
+		t.Errorf("a refused project exists: %v", err)
+	}
+}
+
+// teamCount is how many teams userID belongs to.
+func teamCount(t *testing.T, db *sqlstore.DB, userID int64) int {
+	t.Helper()
+	ts, err := db.FindTeamsOfUser(context.Background(), userID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ts)
 }
 
 // The drones commands, end to end: an admin token made on the controller's
