@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"regexp"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -190,4 +192,25 @@ type ImageService interface {
 	// FindWarmPoolImages returns the images of every project whose
 	// WarmPool is above 0, by ID.
 	FindWarmPoolImages(ctx context.Context) ([]*Image, error)
+}
+
+// HasImageRef reports whether ref is among local, a drone's images as
+// Docker names them (repo:tag): "demo" is "demo:latest", and
+// "docker.io/library/demo" is "demo". A reference by digest is never listed
+// so, and is not found.
+func HasImageRef(local []string, ref string) bool {
+	want := normalizeImageRef(ref)
+	return slices.ContainsFunc(local, func(l string) bool { return normalizeImageRef(l) == want })
+}
+
+// normalizeImageRef spells ref as Docker lists a local image: without the
+// default registry and namespace, with a tag (latest when it has none).
+func normalizeImageRef(ref string) string {
+	ref = strings.TrimPrefix(ref, "docker.io/")
+	ref = strings.TrimPrefix(ref, "library/")
+	last := ref[strings.LastIndex(ref, "/")+1:]
+	if !strings.ContainsAny(last, ":@") {
+		ref += ":latest"
+	}
+	return ref
 }

@@ -279,3 +279,27 @@ func TestValidateImageRef(t *testing.T) {
 		})
 	}
 }
+
+func TestHasImageRef(t *testing.T) {
+	local := []string{"demo:latest", "ghcr.io/acme/app:v2", "registry.example.com:5000/team/svc:1.0"}
+	for _, tc := range []struct {
+		ref  string
+		want bool
+	}{
+		{"demo", true},
+		{"demo:latest", true},
+		{"docker.io/library/demo", true},
+		{"library/demo:latest", true},
+		{"demo:v1", false},
+		{"ghcr.io/acme/app:v2", true},
+		{"ghcr.io/acme/app", false}, // latest is not v2
+		{"registry.example.com:5000/team/svc:1.0", true},
+		{"registry.example.com:5000/team/svc", false}, // the port's colon is not a tag
+		{"demo@sha256:" + strings.Repeat("a", 64), false},
+		{"", false},
+	} {
+		if got := plane.HasImageRef(local, tc.ref); got != tc.want {
+			t.Errorf("HasImageRef(%q) = %v, want %v", tc.ref, got, tc.want)
+		}
+	}
+}

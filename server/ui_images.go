@@ -60,7 +60,7 @@ func (s *Server) renderImages(c echo.Context, status int, f web.Form, v web.Imag
 	for _, img := range imgs {
 		row := web.ImageRow{Image: img, Pools: s.imagePools(img)}
 		for _, d := range drones {
-			row.Pulled = append(row.Pulled, web.DronePull{Drone: d.ID, Pulled: hasImage(d.Images, img.Ref)})
+			row.Pulled = append(row.Pulled, web.DronePull{Drone: d.ID, Pulled: plane.HasImageRef(d.Images, img.Ref)})
 		}
 		v.Images = append(v.Images, row)
 	}
@@ -94,24 +94,6 @@ func (s *Server) servingDrones(ctx context.Context) ([]*plane.Drone, error) {
 		}
 	}
 	return out, nil
-}
-
-// hasImage reports whether ref is among a drone's local images, which
-// Docker names repo:tag: "demo" is "demo:latest", "docker.io/library/demo"
-// is "demo". A reference by digest is never listed so.
-func hasImage(local []string, ref string) bool {
-	want := normalizeRef(ref)
-	return slices.ContainsFunc(local, func(l string) bool { return normalizeRef(l) == want })
-}
-
-func normalizeRef(ref string) string {
-	ref = strings.TrimPrefix(ref, "docker.io/")
-	ref = strings.TrimPrefix(ref, "library/")
-	last := ref[strings.LastIndex(ref, "/")+1:]
-	if !strings.ContainsAny(last, ":@") {
-		ref += ":latest"
-	}
-	return ref
 }
 
 // imageInput reads an image form. Empty fields are absent on register
