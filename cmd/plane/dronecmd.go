@@ -119,19 +119,12 @@ func OpenDrone(ctx context.Context, cfg DroneConfig) (_ *Drone, err error) {
 	if d.NC, err = connectNATS(cfg.NATSURL, cfg.NATSCreds, "plane-drone-"+cfg.ID); err != nil {
 		return nil, err
 	}
-	st := d.Store
 	d.Proxy = proxy.New(proxy.Config{
 		Domain:          cfg.Domain,
 		Logger:          cfg.Logger,
 		MaxConns:        cfg.ProxyMaxConns,
 		ResponseTimeout: cfg.ProxyResponseTimeout,
-		Lookup: func(id string) (plane.BackendStatus, bool) {
-			rec, err := st.FindBackend(context.Background(), id)
-			if err != nil {
-				return "", false
-			}
-			return rec.Status, true
-		},
+		Lookup:          d.Store.BackendStatus,
 		// The agent is made below; no route is suspended before it runs.
 		Resume: func(ctx context.Context, id string) error { return d.Agent.Resume(ctx, id) },
 	})

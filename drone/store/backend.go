@@ -100,6 +100,18 @@ func (s *Store) FindBackend(ctx context.Context, id string) (*Backend, error) {
 	return bs[0], nil
 }
 
+// BackendStatus is a backend's recorded status, for the proxy's answer to
+// a request for a backend it does not route (starting up, or terminated);
+// found is false for one this drone never had, or when the store cannot
+// say (the proxy then answers 404).
+func (s *Store) BackendStatus(id string) (status plane.BackendStatus, found bool) {
+	b, err := s.FindBackend(context.Background(), id)
+	if err != nil {
+		return "", false
+	}
+	return b.Status, true
+}
+
 // LiveBackends returns every backend not yet terminated, oldest first.
 func (s *Store) LiveBackends(ctx context.Context) ([]*Backend, error) {
 	rows, err := s.read.QueryContext(ctx, `SELECT `+backendColumns+` FROM backends

@@ -130,6 +130,19 @@ func TestFindBackendNotFound(t *testing.T) {
 	}
 }
 
+func TestBackendStatus(t *testing.T) {
+	s, _ := MustOpen(t)
+	if err := s.PutBackend(context.Background(), sampleBackend("b1", plane.StatusTerminated)); err != nil {
+		t.Fatal(err)
+	}
+	if st, found := s.BackendStatus("b1"); !found || st != plane.StatusTerminated {
+		t.Errorf("BackendStatus(b1) = %q, %v; want terminated", st, found)
+	}
+	if st, found := s.BackendStatus("nope"); found {
+		t.Errorf("BackendStatus(nope) = %q, found", st)
+	}
+}
+
 func TestLiveBackends(t *testing.T) {
 	s, _ := MustOpen(t)
 	ctx := context.Background()
