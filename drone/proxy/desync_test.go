@@ -2,12 +2,16 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/coder/websocket"
 
 	"plane"
 )
@@ -109,5 +113,53 @@ func serveScripted(ln net.Listener, answer func(c net.Conn, req *http.Request)) 
 				}
 			}
 		}()
+	}
+}
+
+func TestFinalHeadBuffered(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want bool
+	}{
+		{"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi", true},
+		{"HTTP/1.1 204 No Content\r\n\r\n", true},
+		{"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n", false}, // the head goes on
+		{"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n", false},
+		{"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n\r\n", false}, // an interim answer first
+		{"HTTP/1.1 2", false},
+		{"", false},
+	} {
+		br := bufio.NewReaderSize(strings.NewReader(tc.in), 4096)
+		br.Peek(len(tc.in)) // fill
+		if got := finalHeadBuffered(br); got != tc.want {
+			t.Errorf("finalHeadBuffered(%q) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+}
+
+// A WebSocket may stay quiet for longer than the idle timeout of a
+// connection waiting for its next request: the tunnel drops that deadline.
+func TestWebSocketOutlivesIdleTimeout(t *testing.T) {
+	t.Parallel()
+	const idle = 200 * time.Millisecond
+	e := newEnv(t, Config{IdleTimeout: idle, PresenceTimeout: idle}, false)
+	e.route("b1", newBackend(t, "b1"), true)
+	c, _ := e.client()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "ws://"+e.host("b1")+"/ws", &websocket.DialOptions{HTTPClient: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	if _, _, err := ws.Read(ctx); err != nil { // the backend's hello
+		t.Fatal(err)
+	}
+	time.Sleep(3 * idle) // what is tested is a wait longer than the timeout
+	if err := ws.Write(ctx, websocket.MessageText, []byte("still here")); err != nil {
+		t.Fatalf("write after %s idle: %v", 3*idle, err)
+	}
+	if _, got, err := ws.Read(ctx); err != nil || string(got) != "still here" {
+		t.Fatalf("echo after %s idle: %q, %v", 3*idle, got, err)
 	}
 }

@@ -21,6 +21,23 @@ type upstream struct {
 	br    *bufio.Reader
 	bw    *bufio.Writer
 	since time.Time // idle since, while in the pool
+
+	// For alive, made once per connection: its descriptor, and the peek
+	// it runs there with what the peek found.
+	raw    syscall.RawConn
+	peekFn func(fd uintptr) bool
+	idle   bool
+}
+
+func newUpstream(addr string, c net.Conn) *upstream {
+	u := &upstream{addr: addr, conn: c, br: bufio.NewReaderSize(c, bufSize), bw: bufio.NewWriterSize(c, bufSize)}
+	if sc, ok := c.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			u.raw = raw
+			u.peekFn = u.peek
+		}
+	}
+	return u
 }
 
 // pool keeps idle keep-alive connections to one backend, like nginx's
@@ -54,7 +71,7 @@ func (p *pool) get(addr string) (u *upstream, reused bool, err error) {
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
-		if alive(u.conn) {
+		if u.alive() {
 			return u, true, nil
 		}
 		u.conn.Close()
@@ -63,7 +80,7 @@ func (p *pool) get(addr string) (u *upstream, reused bool, err error) {
 	if err != nil {
 		return nil, false, err
 	}
-	return &upstream{addr: addr, conn: c, br: bufio.NewReaderSize(c, bufSize), bw: bufio.NewWriterSize(c, bufSize)}, false, nil
+	return newUpstream(addr, c), false, nil
 }
 
 // put returns a connection whose last response was read in full. One with
@@ -136,21 +153,19 @@ func (p *pool) len() int {
 // alive reports whether an idle connection is still open: a non-blocking
 // peek finds nothing to read (EAGAIN). An end of stream, an error or bytes
 // the backend sent unasked all make it unusable.
-func alive(c net.Conn) bool {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
+func (u *upstream) alive() bool {
+	if u.raw == nil {
 		return true
 	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return false
-	}
-	ok = false
+	u.idle = false
+	err := u.raw.Read(u.peekFn)
+	return err == nil && u.idle
+}
+
+// peek is alive's look at the descriptor; it never waits.
+func (u *upstream) peek(fd uintptr) bool {
 	var b [1]byte
-	err = rc.Read(func(fd uintptr) bool {
-		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		ok = err == syscall.EAGAIN
-		return true
-	})
-	return err == nil && ok
+	_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	u.idle = err == syscall.EAGAIN
+	return true
 }

@@ -314,7 +314,10 @@ func (p *Proxy) serveConn(nc net.Conn, secure bool) (tunnel func()) {
 			}
 			return nil
 		}
-		_ = nc.SetReadDeadline(time.Time{})
+		// The read deadline stays: nothing reads the client while the
+		// request is served but what sets its own (a body's reads, the
+		// watch for a client that leaves, the tunnel), and the next
+		// readRequest sets it anew. A deadline less is a timer change less.
 		keep, tunnel := cn.serve()
 		if tunnel != nil {
 			upgraded = true

@@ -183,14 +183,14 @@ func (b *testBackend) addr() string { return b.srv.Listener.Addr().String() }
 
 // testEnv is a proxy serving on loopback with a fresh token key.
 type testEnv struct {
-	t    *testing.T
+	t    testing.TB
 	p    *Proxy
 	addr string
 	port string
 	priv ed25519.PrivateKey
 }
 
-func newEnv(t *testing.T, cfg Config, secure bool) *testEnv {
+func newEnv(t testing.TB, cfg Config, secure bool) *testEnv {
 	t.Helper()
 	if cfg.Domain == "" {
 		cfg.Domain = testDomain
@@ -219,7 +219,7 @@ func newEnv(t *testing.T, cfg Config, secure bool) *testEnv {
 }
 
 // listenLoopback listens on a free loopback port.
-func listenLoopback(t *testing.T) net.Listener {
+func listenLoopback(t testing.TB) net.Listener {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -319,7 +319,7 @@ func cookieHeader(tok string) http.Header { return http.Header{"Cookie": {"plane
 
 // rawConn is a client connection driven byte by byte.
 type rawConn struct {
-	t  *testing.T
+	t  testing.TB
 	c  net.Conn
 	br *bufio.Reader
 }
@@ -408,7 +408,7 @@ func checkPage(t *testing.T, resp *http.Response, body string, status int, conta
 }
 
 // waitFor polls cond, which has no event to wait on, until a deadline.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	tick := time.NewTicker(time.Millisecond)
 	defer tick.Stop()
@@ -436,7 +436,7 @@ func (e *testEnv) waitIdle(id, after string) {
 // heldRequest is a GET /hold in flight, which its backend answers only once
 // released.
 type heldRequest struct {
-	t    *testing.T
+	t    testing.TB
 	b    *testBackend
 	done chan string // the body of the answer, or the error
 }

@@ -362,7 +362,9 @@ func (cn *conn) awaitResponse(u *upstream, ex *exchange) error {
 		}
 		_, err := u.br.Peek(1)
 		if err == nil {
-			_ = u.conn.SetReadDeadline(deadline)
+			if !finalHeadBuffered(u.br) { // the rest of the head may take time
+				_ = u.conn.SetReadDeadline(deadline)
+			}
 			return nil
 		}
 		if !isTimeout(err) {
@@ -378,6 +380,15 @@ func (cn *conn) awaitResponse(u *upstream, ex *exchange) error {
 			w = cn.watchClient(u)
 		}
 	}
+}
+
+// finalHeadBuffered reports whether br holds a whole response head that is
+// not an interim (1xx) one, so that reading it needs no further wait: the
+// common case, where awaitResponse spares itself a deadline change.
+func finalHeadBuffered(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered())
+	const statusDigit = len("HTTP/1.1 ")
+	return len(b) > statusDigit && b[statusDigit] != '1' && bytes.Contains(b, []byte("\r\n\r\n"))
 }
 
 // watcher waits for the client's next byte while the proxy waits for a
@@ -495,6 +506,7 @@ func (cn *conn) tunnel(u *upstream, rt *route) func() {
 	fromClient := buffered(cn.br)
 	fromBackend := buffered(u.br)
 	client, backend := cn.c, u.conn
+	_ = client.SetReadDeadline(time.Time{}) // readRequest's: a WebSocket may idle
 	u.br, u.bw = nil, nil
 	s := cn.seat // the tunnel holds the connection, and counts for its user, until it ends
 	cn.seat = nil
@@ -632,9 +644,9 @@ func (cn *conn) writeResponseHead(closeConn, dechunk bool) {
 		bw.Write(r.bytes(r.te))
 		bw.WriteString("\r\n")
 	case r.contentLength >= 0:
-		var n [20]byte
 		bw.WriteString("Content-Length: ")
-		bw.Write(strconv.AppendInt(n[:0], r.contentLength, 10))
+		cn.out = strconv.AppendInt(cn.out[:0], r.contentLength, 10)
+		bw.Write(cn.out)
 		bw.WriteString("\r\n")
 	}
 	switch {

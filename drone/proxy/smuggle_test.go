@@ -295,7 +295,7 @@ func FuzzProxyForward(f *testing.F) {
 		}
 		var read []string
 		var recs []proxytest.Request
-		waitForF(t, "the backend to read what the proxy forwarded", func() bool {
+		waitFor(t, "the backend to read what the proxy forwarded", func() bool {
 			recs = rec.Requests()
 			read = read[:0]
 			for _, r := range recs {
@@ -363,18 +363,6 @@ func newFuzzEnv(f *testing.F, observe func(Forwarded)) *fuzzEnv {
 
 func isReset(err error) bool {
 	return err != nil && (strings.Contains(err.Error(), "reset by peer") || strings.Contains(err.Error(), "broken pipe"))
-}
-
-// waitForF is waitFor for any testing.TB.
-func waitForF(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 // TestProxyBodyTimeout: a client that stalls in the middle of a request
