@@ -69,30 +69,19 @@ const fixedResponse = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Le
 // serveFixed answers every request on every connection of ln with
 // fixedResponse, reading heads only (the benchmark sends no bodies).
 func serveFixed(ln net.Listener) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer c.Close()
-			br := bufio.NewReader(c)
-			for {
-				for {
-					line, err := br.ReadSlice('\n')
-					if err != nil {
-						return
-					}
-					if len(line) <= 2 {
-						break
-					}
-				}
-				if _, err := io.WriteString(c, fixedResponse); err != nil {
-					return
-				}
+	serveEach(ln, func(c net.Conn, br *bufio.Reader) bool {
+		for {
+			line, err := br.ReadSlice('\n')
+			if err != nil {
+				return false
 			}
-		}()
-	}
+			if len(line) <= 2 {
+				break
+			}
+		}
+		_, err := io.WriteString(c, fixedResponse)
+		return err == nil
+	})
 }
 
 // readFixed reads one response to the end of its 3-byte body.

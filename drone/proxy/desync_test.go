@@ -91,6 +91,22 @@ func TestExtraResponseBytesNotReused(t *testing.T) {
 // serveScripted accepts connections on ln and answers each request with
 // answer.
 func serveScripted(ln net.Listener, answer func(c net.Conn, req *http.Request)) {
+	serveEach(ln, func(c net.Conn, br *bufio.Reader) bool {
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return false
+		}
+		if _, err := io.Copy(io.Discard, req.Body); err != nil {
+			return false
+		}
+		answer(c, req)
+		return !strings.EqualFold(req.Header.Get("Connection"), "close")
+	})
+}
+
+// serveEach accepts connections on ln and calls one on each, with a
+// reader of it, until one reports the connection over (then closed).
+func serveEach(ln net.Listener, one func(c net.Conn, br *bufio.Reader) (more bool)) {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -99,18 +115,7 @@ func serveScripted(ln net.Listener, answer func(c net.Conn, req *http.Request)) 
 		go func() {
 			defer c.Close()
 			br := bufio.NewReader(c)
-			for {
-				req, err := http.ReadRequest(br)
-				if err != nil {
-					return
-				}
-				if _, err := io.Copy(io.Discard, req.Body); err != nil {
-					return
-				}
-				answer(c, req)
-				if strings.EqualFold(req.Header.Get("Connection"), "close") {
-					return
-				}
+			for one(c, br) {
 			}
 		}()
 	}
