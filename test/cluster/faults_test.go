@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -20,17 +21,31 @@ import (
 	"plane"
 )
 
-// TestKillNATSLeaderDuringBurst: the nats-server that leads the status
-// stream, killed (SIGKILL) in the middle of a burst of spawns, costs none of
-// them more than a few seconds, nor any status change or log line; back on
-// its store, it rejoins every stream.
+// TestKillNATSLeaderDuringBurst: the nats-server that leads every stream,
+// bucket and the status consumer, killed (SIGKILL) in the middle of a burst
+// of spawns, costs none of them more than a few seconds, nor any status
+// change or log line. With a second server cut off too JetStream has no
+// quorum, and /readyz says so until it is back. Back on its store, the
+// killed server rejoins every stream.
 func TestKillNATSLeaderDuringBurst(tt *testing.T) {
 	t := scenario(tt)
 	c := newCluster(t, clusterOpts{})
+	// The leaders spread over the servers as the controller makes the
+	// streams: gather them on one server, so that its kill takes them all,
+	// and the controller's connection with them: the one the controller is
+	// connected to (or, should none say so, the status stream's leader).
 	leader := c.streamLeader(plane.StreamStatus)
+	if h := c.serverOf("plane-controller"); h != nil {
+		leader = h.name
+	}
+	t.Logf("leaders as the controller made them: %s", c.leaders())
+	gatherAt := time.Now()
+	c.gatherLeaders(leader, 30*time.Second)
+	c.waitWhole(30 * time.Second)
 	vi := c.natsIndex(leader)
 	victim := c.nats[vi]
-	t.Logf("stream leaders before the kill: %s; clients of %s: %s", c.leaders(), victim.name, c.clientsOf(victim))
+	t.Logf("leaders gathered on %s in %s by step-down requests: %s; JetStream meta leader %s; clients of %s: %s",
+		victim.name, time.Since(gatherAt).Round(time.Millisecond), c.leaders(), c.metaLeader(victim), victim.name, c.clientsOf(victim))
 
 	// 15 spawns with wait, sent 100 ms apart, each ready in about a second:
 	// several are in flight, between scheduled and ready, at the kill.
@@ -46,17 +61,23 @@ func TestKillNATSLeaderDuringBurst(tt *testing.T) {
 	var moved chan string
 	for i := range n {
 		if i == killBefore {
+			led := c.ledBy(victim.name)
+			if len(led) != len(c.jsAssets()) {
+				t.Errorf("%s leads only %v of %v at the kill: %s", victim.name, led, c.jsAssets(), c.leaders())
+			}
 			c.natsProcs[vi].kill9()
 			killedAt = time.Now()
-			t.Logf("killed %s (pid %d), the leader of %s, after %d of %d spawns were sent",
-				victim.name, c.natsProcs[vi].cmd.Process.Pid, plane.StreamStatus, i, n)
-			moved = c.watchLeaderMove(plane.StreamStatus, victim.name, killedAt)
+			t.Logf("killed %s (pid %d), the leader of %v, after %d of %d spawns were sent",
+				victim.name, c.natsProcs[vi].cmd.Process.Pid, led, i, n)
+			moved = c.watchLeaderMoves(led, victim.name, killedAt)
 		}
 		wg.Go(func() { ss[i] = c.spawn("", true) })
 		time.Sleep(every)
 	}
 	wg.Wait()
-	t.Log(<-moved)
+	for line := range moved {
+		t.Log(line)
+	}
 	logLatencies(t, "spawn until ready (wait: true), all, during the fault", latencies(ss))
 	logLatencies(t, "  those sent before the kill", latencies(ss[:killBefore]))
 	logLatencies(t, "  those sent after the kill", latencies(ss[killBefore:]))
@@ -89,6 +110,43 @@ func TestKillNATSLeaderDuringBurst(tt *testing.T) {
 	}
 	// Every backend's start-up lines in its logs, each once.
 	c.checkDemoLogs(ids, 30*time.Second)
+
+	// Two servers of three still make a quorum: ready. A second one cut
+	// off too (one the controller is not connected to, so that NATS is
+	// still connected and only JetStream fails) leaves none: JetStream
+	// cannot take a write, and /readyz says so until it is back.
+	c.waitHTTP(c.ctrl, c.apiURL+"/readyz", 10*time.Second)
+	var second *host
+	for i, h := range c.nats {
+		if i != vi && (second == nil || second == c.serverOf("plane-controller")) {
+			second = h
+		}
+	}
+	t.Logf("/readyz is ready with %s down; cutting %s off too (its clients: %s)", victim.name, second.name, c.clientsOf(second))
+	cutAt := time.Now()
+	c.net.cut(second)
+	var code int
+	var body string
+	c.eventually(30*time.Second, "/readyz to fail with two of three nats-servers gone", func() bool {
+		code, body = c.readyz()
+		return code != http.StatusOK
+	}, func() string { return fmt.Sprintf("/readyz: %d %s", code, body) })
+	connected := "(none)"
+	if h := c.serverOf("plane-controller"); h != nil {
+		connected = h.name
+	}
+	t.Logf("/readyz not ready %s after the cut of %s (no JetStream quorum; the controller connected to %s): %d %s",
+		time.Since(cutAt).Round(time.Millisecond), second.name, connected, code, body)
+	if code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz without a JetStream quorum: %d %s, want 503", code, body)
+	}
+	healAt := time.Now()
+	c.net.heal(second)
+	c.eventually(60*time.Second, "/readyz ready again once "+second.name+" is back", func() bool {
+		code, body = c.readyz()
+		return code == http.StatusOK
+	}, func() string { return fmt.Sprintf("/readyz: %d %s", code, body) })
+	t.Logf("/readyz ready %s after %s was healed (cut for %s)", time.Since(healAt).Round(time.Millisecond), second.name, healAt.Sub(cutAt).Round(time.Millisecond))
 
 	// Back on its store, the server rejoins: every stream and the status
 	// consumer have their three replicas again, current.
@@ -589,26 +647,56 @@ func (c *cluster) jetStream() jetstream.JetStream {
 	return c.js
 }
 
+// jsAsset is a stream the controller makes (a bucket's stream included),
+// or, with consumer set, a durable consumer of one: what has a leader.
+type jsAsset struct{ stream, consumer string }
+
+func (a jsAsset) String() string {
+	if a.consumer != "" {
+		return "consumer " + a.consumer
+	}
+	return a.stream
+}
+
+// jsAssets are the streams the controller makes, buckets included, and the
+// status consumer.
+func (c *cluster) jsAssets() []jsAsset {
+	return []jsAsset{{stream: plane.StreamStatus}, {stream: plane.StreamLogs},
+		{stream: "KV_" + plane.ClusterBucket}, {stream: "KV_" + plane.CertBucket},
+		{stream: plane.StreamStatus, consumer: plane.ConsumerStatus}}
+}
+
 // streamCluster is what the stream's leader says of its replicas:
 // $JS.API.STREAM.INFO.<name>.
 func (c *cluster) streamCluster(name string) (*jetstream.ClusterInfo, error) {
-	return c.streamClusterWithin(name, 3*time.Second)
+	return c.clusterOf(jsAsset{stream: name}, 3*time.Second)
 }
 
-// streamClusterWithin is streamCluster with a deadline: a stream without a
-// leader does not answer.
-func (c *cluster) streamClusterWithin(name string, within time.Duration) (*jetstream.ClusterInfo, error) {
+// clusterOf is what a's leader says of its replicas ($JS.API.STREAM.INFO,
+// $JS.API.CONSUMER.INFO), asked with a deadline: one without a leader does
+// not answer.
+func (c *cluster) clusterOf(a jsAsset, within time.Duration) (*jetstream.ClusterInfo, error) {
 	js := c.jetStream()
 	ctx, cancel := context.WithTimeout(context.Background(), within)
 	defer cancel()
-	s, err := js.Stream(ctx, name)
-	if err != nil {
-		return nil, err
+	var ci *jetstream.ClusterInfo
+	if a.consumer != "" {
+		cons, err := js.Consumer(ctx, a.stream, a.consumer)
+		if err != nil {
+			return nil, err
+		}
+		ci = cons.CachedInfo().Cluster
+	} else {
+		s, err := js.Stream(ctx, a.stream)
+		if err != nil {
+			return nil, err
+		}
+		ci = s.CachedInfo().Cluster
 	}
-	if ci := s.CachedInfo().Cluster; ci != nil {
-		return ci, nil
+	if ci == nil {
+		return nil, fmt.Errorf("%s: no cluster information", a)
 	}
-	return nil, fmt.Errorf("stream %s: no cluster information", name)
+	return ci, nil
 }
 
 // streamLeader waits for the stream to have a leader and returns its name.
@@ -639,61 +727,184 @@ func (c *cluster) natsIndex(name string) int {
 	return -1
 }
 
-// leaders is "PLANE_STATUS=n1 PLANE_LOGS=n2 …", with the status consumer's.
+// leaders is "PLANE_STATUS=n1 PLANE_LOGS=n2 … consumer plane-controller=n1".
 func (c *cluster) leaders() string {
 	var parts []string
-	for _, name := range c.jsAssets() {
-		ci, err := c.streamCluster(name)
+	for _, a := range c.jsAssets() {
+		ci, err := c.clusterOf(a, 3*time.Second)
 		if err != nil {
-			parts = append(parts, fmt.Sprintf("%s=(%v)", name, err))
+			parts = append(parts, fmt.Sprintf("%s=(%v)", a, err))
 			continue
 		}
-		parts = append(parts, name+"="+ci.Leader)
-	}
-	ci, err := c.consumerCluster()
-	if err != nil {
-		parts = append(parts, fmt.Sprintf("consumer=(%v)", err))
-	} else {
-		parts = append(parts, "consumer "+plane.ConsumerStatus+"="+ci.Leader)
+		parts = append(parts, a.String()+"="+ci.Leader)
 	}
 	return strings.Join(parts, " ")
 }
 
-// jsAssets are the streams the controller makes, buckets included.
-func (c *cluster) jsAssets() []string {
-	return []string{plane.StreamStatus, plane.StreamLogs, "KV_" + plane.ClusterBucket, "KV_" + plane.CertBucket}
-}
-
-// consumerCluster is what the status consumer's leader says of its replicas.
-func (c *cluster) consumerCluster() (*jetstream.ClusterInfo, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	cons, err := c.jetStream().Consumer(ctx, plane.StreamStatus, plane.ConsumerStatus)
-	if err != nil {
-		return nil, err
-	}
-	if ci := cons.CachedInfo().Cluster; ci != nil {
-		return ci, nil
-	}
-	return nil, fmt.Errorf("consumer %s: no cluster information", plane.ConsumerStatus)
-}
-
-// watchLeaderMove polls, from the kill at since, until stream name has a
-// leader other than old, and sends a line that says when (or that it had
-// none 30 s later).
-func (c *cluster) watchLeaderMove(name, old string, since time.Time) chan string {
-	out := make(chan string, 1)
-	go func() {
-		for time.Since(since) < 30*time.Second {
-			if ci, err := c.streamClusterWithin(name, 250*time.Millisecond); err == nil && ci.Leader != "" && ci.Leader != old {
-				out <- fmt.Sprintf("stream %s: new leader %s, %s after the kill (polled every 100 ms)", name, ci.Leader, time.Since(since).Round(time.Millisecond))
-				return
-			}
-			time.Sleep(100 * time.Millisecond)
+// ledBy is the assets whose leader is server name.
+func (c *cluster) ledBy(name string) []jsAsset {
+	c.t.Helper()
+	var led []jsAsset
+	for _, a := range c.jsAssets() {
+		if ci, err := c.clusterOf(a, 3*time.Second); err == nil && ci.Leader == name {
+			led = append(led, a)
 		}
-		out <- fmt.Sprintf("stream %s: no leader but %s 30s after the kill", name, old)
+	}
+	return led
+}
+
+// gatherLeaders makes server to the leader of every stream, bucket and the
+// status consumer: it asks each leader elsewhere to step down in favour of
+// to ($JS.API.STREAM.LEADER.STEPDOWN.<stream>,
+// $JS.API.CONSUMER.LEADER.STEPDOWN.<stream>.<consumer>, with the preferred
+// placement the pinned nats-server takes), until to leads them all.
+func (c *cluster) gatherLeaders(to string, within time.Duration) {
+	c.t.Helper()
+	for _, a := range c.jsAssets() {
+		var last string
+		asked := 0
+		deadline := time.Now().Add(within)
+		for {
+			ci, err := c.clusterOf(a, 3*time.Second)
+			switch {
+			case err != nil:
+				last = err.Error()
+			case ci.Leader == to:
+				last = ""
+			case ci.Leader == "":
+				last = "no leader"
+			default:
+				last = fmt.Sprintf("led by %s", ci.Leader)
+				if err := c.stepDown(a, to); err != nil {
+					last += fmt.Sprintf("; step-down to %s: %v", to, err)
+				} else {
+					asked++
+					// The old leader has stepped down: wait for the
+					// election before asking again.
+					c.waitLeaderOtherThan(a, ci.Leader, 10*time.Second)
+					continue
+				}
+			}
+			if last == "" {
+				break
+			}
+			if time.Now().After(deadline) {
+				c.t.Fatalf("%s not led by %s after %s (%d step-downs asked): %s", a, to, within, asked, last)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+}
+
+// waitLeaderOtherThan waits (without failing) for a to have a leader other
+// than old.
+func (c *cluster) waitLeaderOtherThan(a jsAsset, old string, within time.Duration) {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if ci, err := c.clusterOf(a, time.Second); err == nil && ci.Leader != "" && ci.Leader != old {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// stepDown asks a's leader to step down, preferring server to as the next.
+func (c *cluster) stepDown(a jsAsset, to string) error {
+	subj := "$JS.API.STREAM.LEADER.STEPDOWN." + a.stream
+	if a.consumer != "" {
+		subj = "$JS.API.CONSUMER.LEADER.STEPDOWN." + a.stream + "." + a.consumer
+	}
+	req, _ := json.Marshal(map[string]any{"placement": map[string]string{"preferred": to}})
+	msg, err := c.jetStream().Conn().Request(subj, req, 3*time.Second)
+	if err != nil {
+		return err
+	}
+	var resp struct {
+		Success bool `json:"success"`
+		Error   *struct {
+			Code        int    `json:"code"`
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return fmt.Errorf("answer %q: %v", msg.Data, err)
+	}
+	if resp.Error != nil {
+		return fmt.Errorf("%d %s", resp.Error.Code, resp.Error.Description)
+	}
+	if !resp.Success {
+		return fmt.Errorf("answer %s", msg.Data)
+	}
+	return nil
+}
+
+// metaLeader is the JetStream meta group's leader, as server h's /jsz says.
+func (c *cluster) metaLeader(h *host) string {
+	hc := &http.Client{Timeout: 2 * time.Second}
+	resp, err := hc.Get("http://" + h.ip.String() + ":8222/jsz")
+	if err != nil {
+		return fmt.Sprintf("(%v)", err)
+	}
+	defer resp.Body.Close()
+	var j struct {
+		Meta *struct {
+			Leader string `json:"leader"`
+		} `json:"meta_cluster"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&j); err != nil || j.Meta == nil {
+		return fmt.Sprintf("(no meta group: %v)", err)
+	}
+	return j.Meta.Leader
+}
+
+// watchLeaderMoves polls, from the kill at since, until each of as has a
+// leader other than old, and sends a line for each that says when (or
+// that it had none 30 s later); it closes the channel after the last.
+func (c *cluster) watchLeaderMoves(as []jsAsset, old string, since time.Time) chan string {
+	out := make(chan string, len(as))
+	var wg sync.WaitGroup
+	for _, a := range as {
+		wg.Go(func() {
+			for time.Since(since) < 30*time.Second {
+				if ci, err := c.clusterOf(a, 250*time.Millisecond); err == nil && ci.Leader != "" && ci.Leader != old {
+					out <- fmt.Sprintf("%s: new leader %s, %s after the kill (polled every 100 ms)", a, ci.Leader, time.Since(since).Round(time.Millisecond))
+					return
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			out <- fmt.Sprintf("%s: no leader but %s 30s after the kill", a, old)
+		})
+	}
+	go func() {
+		wg.Wait()
+		close(out)
 	}()
 	return out
+}
+
+// readyz asks the controller's /readyz: its status code (0: no answer)
+// and body.
+func (c *cluster) readyz() (int, string) {
+	hc := &http.Client{Timeout: 5 * time.Second}
+	resp, err := hc.Get(c.apiURL + "/readyz")
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, strings.TrimSpace(string(body))
+}
+
+// serverOf is the nats-server that has a client connection named name
+// (the controller's is plane-controller, a drone's plane-drone-<id>), or
+// nil.
+func (c *cluster) serverOf(name string) *host {
+	for _, h := range c.nats {
+		if slices.Contains(strings.Split(c.clientsOf(h), ", "), name) {
+			return h
+		}
+	}
+	return nil
 }
 
 // clientsOf names the hosts with a client connection to nats-server h
@@ -747,14 +958,13 @@ func (c *cluster) waitWhole(within time.Duration) {
 		return ok
 	}
 	c.eventually(within, "every stream and the status consumer with a leader and two current replicas", func() bool {
-		for _, name := range c.jsAssets() {
-			ci, err := c.streamCluster(name)
-			if !whole("stream "+name, ci, err) {
+		for _, a := range c.jsAssets() {
+			ci, err := c.clusterOf(a, 3*time.Second)
+			if !whole(a.String(), ci, err) {
 				return false
 			}
 		}
-		ci, err := c.consumerCluster()
-		return whole("consumer "+plane.ConsumerStatus, ci, err)
+		return true
 	}, func() string { return last })
 }
 

@@ -291,14 +291,13 @@ func (c *cluster) waitHTTP(p *proc, url string, within time.Duration) {
 	}, func() string { return "last answer: " + last })
 }
 
-// startController prepares the controller's data folder (project and API
-// token), starts it and waits until it is ready.
+// startController starts the controller on a fresh data folder, waits
+// until it is ready, and makes the API tokens as docs/deploy.md tells an
+// operator to: plane admin token create on the running controller's data
+// folder, in the project default that the controller creates.
 func (c *cluster) startController(opts clusterOpts) {
 	c.t.Helper()
 	c.data = c.t.TempDir()
-	c.ensureProject()
-	c.token = c.newToken("cluster-test", "")
-	c.admin = c.newToken("cluster-test-admin", string(plane.ScopeAdmin))
 	ip := c.ctrlHost.ip.String()
 	args := []string{bin.plane, "controller",
 		"--data", c.data, "--nats", c.natsURLs, "--domain", domain,
@@ -307,6 +306,11 @@ func (c *cluster) startController(opts clusterOpts) {
 	c.ctrlArgs = append(args, opts.controllerFlags...)
 	c.apiURL = "http://" + ip + ":8080"
 	c.runController()
+	// `plane controller` creates project default at its first start (as
+	// plane dev does), just after it begins to answer /readyz: the first
+	// token is asked for until the project is there.
+	c.token = c.newToken("cluster-test", "", 10*time.Second)
+	c.admin = c.newToken("cluster-test-admin", string(plane.ScopeAdmin), 0)
 }
 
 // runController starts (or restarts) the controller with its command line
@@ -317,41 +321,39 @@ func (c *cluster) runController() {
 	c.waitHTTP(c.ctrl, c.apiURL+"/readyz", 60*time.Second)
 }
 
-// ensureProject creates project default with the command line an
-// operator would use, before the controller starts: `plane controller`
-// creates none (plane dev does).
-func (c *cluster) ensureProject() {
-	c.t.Helper()
-	c.admincmd("project", "create", "--data", c.data, "--name", plane.DefaultProject)
-}
-
 // newToken creates an API token of project default with scopes (empty:
-// the default ones) and returns it: plane admin token create.
-func (c *cluster) newToken(name, scopes string) string {
+// the default ones) and returns it: plane admin token create, tried again
+// for up to within while it fails (the project not there yet).
+func (c *cluster) newToken(name, scopes string, within time.Duration) string {
 	c.t.Helper()
 	args := []string{"token", "create", "--data", c.data, "--project", plane.DefaultProject, "--name", name}
 	if scopes != "" {
 		args = append(args, "--scopes", scopes)
 	}
-	tok := c.admincmd(args...)
+	var tok string
+	var err error
+	c.eventually(within, "plane admin token create", func() bool {
+		tok, err = c.admincmd(args...)
+		return err == nil
+	}, func() string { return err.Error() })
 	if tok == "" {
 		c.t.Fatal("plane admin token create printed no token")
 	}
 	return tok
 }
 
-// admincmd runs plane admin with args and returns what it printed.
-func (c *cluster) admincmd(args ...string) string {
-	c.t.Helper()
+// admincmd runs plane admin with args and returns what it printed, or
+// its failure with what it said.
+func (c *cluster) admincmd(args ...string) (string, error) {
 	out, err := exec.Command(bin.plane, append([]string{"admin"}, args...)...).Output()
 	if err != nil {
 		var stderr []byte
 		if ee, ok := err.(*exec.ExitError); ok {
 			stderr = ee.Stderr
 		}
-		c.t.Fatalf("plane admin %s: %v\n%s", strings.Join(args, " "), err, stderr)
+		return "", fmt.Errorf("plane admin %s: %v: %s", strings.Join(args, " "), err, bytes.TrimSpace(stderr))
 	}
-	return strings.TrimSpace(string(out))
+	return strings.TrimSpace(string(out)), nil
 }
 
 // registerImage registers the demo image, public (the proxy wants no
@@ -477,6 +479,7 @@ type backend struct {
 	Status            plane.BackendStatus  `json:"status"`
 	Spawned           bool                 `json:"spawned"`
 	Drone             string               `json:"drone"`
+	DroneUnreachable  bool                 `json:"drone_unreachable"`
 	TerminationReason string               `json:"termination_reason"`
 	Error             string               `json:"error"`
 	StatusHistory     []plane.StatusChange `json:"status_history"`
@@ -484,6 +487,9 @@ type backend struct {
 
 func (b backend) String() string {
 	s := fmt.Sprintf("%s on %s: %s", b.ID, b.Drone, b.Status)
+	if b.DroneUnreachable {
+		s += " (drone unreachable)"
+	}
 	if b.TerminationReason != "" {
 		s += " (" + b.TerminationReason + ")"
 	}
