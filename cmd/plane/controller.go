@@ -179,6 +179,12 @@ func OpenController(ctx context.Context, cfg ControllerConfig) (c *Controller, e
 		}
 		cfg.Logger.Info("dns listening", "addr", c.DNS.Addr(), "zone", cfg.Domain)
 	}
+	// As plane dev: a newcomer's first token and the first admin's
+	// dashboard find a project to work in, from the first answer of
+	// /readyz on.
+	if _, err := c.EnsureProject(ctx, plane.DefaultProject); err != nil {
+		return nil, fmt.Errorf("create project %s: %w", plane.DefaultProject, err)
+	}
 	if err := c.Server.Open(cfg.HTTPAddr); err != nil {
 		return nil, err
 	}
@@ -238,13 +244,20 @@ func (c *Controller) holderID() string {
 }
 
 func (c *Controller) ready(ctx context.Context) error {
+	// The answer says which part fails, for whoever looks at a load
+	// balancer's health checks; the details go to the log (handleReadyz).
 	if _, err := c.DB.FindProjects(ctx); err != nil {
-		return fmt.Errorf("store: %w", err)
+		c.cfg.Logger.Warn("readiness: the store", "err", err)
+		return plane.Errorf(plane.EUNAVAILABLE, "the store does not answer")
 	}
 	if !c.NC.IsConnected() {
-		return errors.New("NATS is not connected")
+		return plane.Errorf(plane.EUNAVAILABLE, "NATS is not connected")
 	}
-	return c.Dispatch.CheckWrite(ctx)
+	if err := c.Dispatch.CheckWrite(ctx); err != nil {
+		c.cfg.Logger.Warn("readiness: JetStream", "err", err)
+		return plane.Errorf(plane.EUNAVAILABLE, "JetStream does not take writes")
+	}
+	return nil
 }
 
 // Close stops serving and releases everything, in reverse order.
@@ -424,11 +437,6 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	defer c.Close()
-	// As plane dev: a newcomer's first token and the first admin's
-	// dashboard find a project to work in.
-	if _, err := c.EnsureProject(ctx, plane.DefaultProject); err != nil {
-		return fmt.Errorf("create project %s: %w", plane.DefaultProject, err)
-	}
 	<-ctx.Done()
 	log.Info("shutting down")
 	return nil

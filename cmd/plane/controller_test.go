@@ -5,10 +5,13 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"plane"
 )
 
 // Credentials in a NATS URL never reach a log line or an error message.
@@ -149,5 +152,42 @@ func TestControllerTrustedProxiesFlag(t *testing.T) {
 		if !errors.As(err, new(usageError)) || !strings.Contains(err.Error(), "10.0.0.0/99") {
 			t.Errorf("%s: err = %v, want a usage error naming the bad CIDR", name, err)
 		}
+	}
+}
+
+// A fresh controller has project default before /readyz first answers, and
+// /readyz says which part fails: the store here, and JetStream when it
+// cannot take a write (the fault suite's quorum loss).
+func TestControllerReadyz(t *testing.T) {
+	ns := mustStartNATS(t)
+	c, err := OpenController(context.Background(), ControllerConfig{
+		DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", BackendURL: "http://{id}.plane.localhost/", NATSURL: ns.ClientURL(),
+		Domain: "plane.localhost", Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.DB.FindProjectByName(context.Background(), plane.DefaultProject); err != nil {
+		t.Fatalf("project default: %v", err)
+	}
+	readyz := func() (int, string) {
+		t.Helper()
+		resp, err := http.Get("http://" + c.Server.Addr() + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if code, body := readyz(); code != http.StatusOK {
+		t.Fatalf("readyz: %d %s", code, body)
+	}
+	if err := c.DB.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := readyz(); code != http.StatusServiceUnavailable || !strings.Contains(body, "the store does not answer") {
+		t.Errorf("readyz with the store closed: %d %s", code, body)
 	}
 }
