@@ -381,61 +381,74 @@ func TestDisconnect(t *testing.T) {
 
 // TestKeepAlive: a keep-alive holds an idle backend past max_idle_seconds
 // until its Until, replacing an earlier one, and the idle clock starts
-// there; it never outlasts the lifetime.
+// there; it never outlasts the lifetime. Each case waits seconds for a
+// backend's idle time or lifetime, so each runs on a drone of its own, at
+// once.
 func TestKeepAlive(t *testing.T) {
 	t.Parallel()
-	w := newConnWorld(t)
-	s := spec("keep1")
-	s.MaxIdleSeconds = 1
-	w.spawnReady(s)
-	keep := func(id string, until time.Time) {
+	keep := func(t *testing.T, w *connWorld, id string, until time.Time) {
 		t.Helper()
 		if err := w.request(plane.SubjectKeepAlive(droneID), plane.KeepAliveRequest{BackendID: id, Until: until}); err != nil {
 			t.Fatalf("keep %s alive: %v", id, err)
 		}
 	}
-	keep(s.BackendID, time.Now().Add(time.Hour))
-	until := time.Now().Add(2500 * time.Millisecond)
-	keep(s.BackendID, until) // replaces the hour
-	events := w.lifecycle(s.BackendID)
-	end := events[len(events)-1]
-	if end.Reason != plane.ReasonIdle {
-		t.Fatalf("ended %q, want idle", end.Reason)
-	}
-	if d := end.Time.Sub(until); d < time.Second || d > 30*time.Second {
-		t.Errorf("ended %s after the keep-alive's end, want max_idle_seconds (1 s) after it", d)
-	}
 
-	// Bounded by the lifetime.
-	s = spec("keep2")
-	s.MaxIdleSeconds, s.LifetimeSeconds = 1, 2
-	w.spawnReady(s)
-	keep(s.BackendID, time.Now().Add(time.Hour))
-	events = w.lifecycle(s.BackendID)
-	if end := events[len(events)-1]; end.Reason != plane.ReasonLifetime {
-		t.Errorf("kept alive past its lifetime: ended %q, want lifetime", end.Reason)
-	}
+	t.Run("the idle clock starts at its end", func(t *testing.T) {
+		t.Parallel()
+		w := newConnWorld(t)
+		s := spec("keep1")
+		s.MaxIdleSeconds = 1
+		w.spawnReady(s)
+		keep(t, w, s.BackendID, time.Now().Add(time.Hour))
+		until := time.Now().Add(2500 * time.Millisecond)
+		keep(t, w, s.BackendID, until) // replaces the hour
+		events := w.lifecycle(s.BackendID)
+		end := events[len(events)-1]
+		if end.Reason != plane.ReasonIdle {
+			t.Fatalf("ended %q, want idle", end.Reason)
+		}
+		if d := end.Time.Sub(until); d < time.Second || d > 30*time.Second {
+			t.Errorf("ended %s after the keep-alive's end, want max_idle_seconds (1 s) after it", d)
+		}
+
+		err := w.request(plane.SubjectKeepAlive(droneID), plane.KeepAliveRequest{BackendID: "nosuch", Until: time.Now().Add(time.Minute)})
+		if plane.ErrorCodeOf(err) != plane.ENOTFOUND {
+			t.Errorf("keep-alive of an unknown backend: %v, want not found", err)
+		}
+		err = w.request(plane.SubjectKeepAlive(droneID), plane.KeepAliveRequest{BackendID: "keep1", Until: time.Now().Add(time.Minute)})
+		if plane.ErrorCodeOf(err) != plane.ECONFLICT {
+			t.Errorf("keep-alive of a terminated backend: %v, want conflict", err)
+		}
+	})
+
+	t.Run("bounded by the lifetime", func(t *testing.T) {
+		t.Parallel()
+		w := newConnWorld(t)
+		s := spec("keep2")
+		s.MaxIdleSeconds, s.LifetimeSeconds = 1, 2
+		w.spawnReady(s)
+		keep(t, w, s.BackendID, time.Now().Add(time.Hour))
+		events := w.lifecycle(s.BackendID)
+		if end := events[len(events)-1]; end.Reason != plane.ReasonLifetime {
+			t.Errorf("kept alive past its lifetime: ended %q, want lifetime", end.Reason)
+		}
+	})
 
 	// A backend that would be suspended when idle is suspended only once
 	// idle after the keep-alive.
-	s = spec("keep3")
-	s.MaxIdleSeconds, s.SuspendSeconds = 1, 3600
-	w.spawnReady(s)
-	until = time.Now().Add(2 * time.Second)
-	keep(s.BackendID, until)
-	susp, _ := w.statusOf(s.BackendID).next(t, 0, func(e plane.BackendEvent) bool { return e.Suspended != nil && *e.Suspended })
-	if d := susp.Time.Sub(until); d < time.Second {
-		t.Errorf("suspended %s after the keep-alive's end, want max_idle_seconds (1 s) after it", d)
-	}
-
-	err := w.request(plane.SubjectKeepAlive(droneID), plane.KeepAliveRequest{BackendID: "nosuch", Until: time.Now().Add(time.Minute)})
-	if plane.ErrorCodeOf(err) != plane.ENOTFOUND {
-		t.Errorf("keep-alive of an unknown backend: %v, want not found", err)
-	}
-	err = w.request(plane.SubjectKeepAlive(droneID), plane.KeepAliveRequest{BackendID: "keep1", Until: time.Now().Add(time.Minute)})
-	if plane.ErrorCodeOf(err) != plane.ECONFLICT {
-		t.Errorf("keep-alive of a terminated backend: %v, want conflict", err)
-	}
+	t.Run("suspended only once idle after it", func(t *testing.T) {
+		t.Parallel()
+		w := newConnWorld(t)
+		s := spec("keep3")
+		s.MaxIdleSeconds, s.SuspendSeconds = 1, 3600
+		w.spawnReady(s)
+		until := time.Now().Add(2 * time.Second)
+		keep(t, w, s.BackendID, until)
+		susp, _ := w.statusOf(s.BackendID).next(t, 0, func(e plane.BackendEvent) bool { return e.Suspended != nil && *e.Suspended })
+		if d := susp.Time.Sub(until); d < time.Second {
+			t.Errorf("suspended %s after the keep-alive's end, want max_idle_seconds (1 s) after it", d)
+		}
+	})
 }
 
 // TestConnectionRequestsMalformed: bad request bytes get a clear error.

@@ -172,6 +172,7 @@ func fieldOf(err error) string {
 }
 
 func TestSignUpAndLogIn(t *testing.T) {
+	t.Parallel() // its password hashing works while the waiting tests wait
 	ctx := context.Background()
 	c, acc, _ := newAccountsCore(t)
 	for _, tc := range []struct {

@@ -12,7 +12,9 @@ import (
 	"plane/server/controller"
 )
 
+// Each case waits for the next second: they run at once.
 func TestDisconnect(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	cases := []struct {
 		name string
@@ -29,6 +31,7 @@ func TestDisconnect(t *testing.T) {
 	}
 	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			c, st, dr, _ := newCore(t)
 			c.ConnectTokenTTL = time.Hour
 			status := plane.StatusReady

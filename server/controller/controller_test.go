@@ -617,6 +617,7 @@ func TestWaitSettled(t *testing.T) {
 // A change stored by a controller that died before it announced it on the
 // bus still ends the wait: WaitSettled reads the store every second.
 func TestWaitSettledReadsTheStore(t *testing.T) {
+	t.Parallel() // waits for the recheck, a second
 	ctx := context.Background()
 	c, st, _, _ := newCore(t)
 	c.WaitTimeout = time.Minute
@@ -640,6 +641,7 @@ func TestWaitSettledReadsTheStore(t *testing.T) {
 // A read of the store that fails during a wait (a failover) does not end
 // the wait: the next recheck, or the bus, brings the change.
 func TestWaitSettledSurvivesAFailedRead(t *testing.T) {
+	t.Parallel() // waits for two rechecks
 	ctx := context.Background()
 	c, st, _, _ := newCore(t)
 	c.WaitTimeout = time.Minute
@@ -663,6 +665,7 @@ func TestWaitSettledSurvivesAFailedRead(t *testing.T) {
 // controller that stored it died before sending it) is sent to its drone
 // again by a spawn of its key, or by a wait for it; a fresh one is not.
 func TestRedispatchStale(t *testing.T) {
+	t.Parallel() // "by a wait" waits for a recheck
 	ctx := context.Background()
 	stale := time.Now().Add(-controller.RedispatchAfter - time.Second)
 	for _, tc := range []struct {

@@ -239,10 +239,12 @@ func dump(v any) string {
 // the read API finds the same things in the same order, ids and all, and
 // the copy takes new rows after that.
 func TestCopy(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	for _, from := range stores {
 		for _, to := range stores {
 			t.Run(from.name+" to "+to.name+" and back", func(t *testing.T) {
+				t.Parallel()
 				src := from.MustOpen(t)
 				mustFill(t, src)
 				want := mustRead(t, src)
@@ -310,6 +312,7 @@ func mustTakeNewRows(t *testing.T, db *sqlstore.DB, old contents) {
 // The copy names every table of the schema: a table a migration adds must
 // join it, or the copy would leave its rows behind.
 func TestCopyTablesAreTheSchema(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	path := stores[0].fresh(t)
 	db := stores[0].mustOpenAt(t, path)
@@ -409,12 +412,12 @@ func testCopyRefuses(t *testing.T, s store) {
 	}
 }
 
-// mustOpenOlder opens a fresh store of s migrated to the version before
-// the last, with goose directly, as a release before this one left it.
+// mustOpenOlder opens a new store of s migrated to the version before the
+// last, with goose directly, as a release before this one left it.
 func mustOpenOlder(t *testing.T, s store) (*sqlstore.DB, int64) {
 	t.Helper()
 	ctx := context.Background()
-	where := s.fresh(t)
+	where := s.blank(t)
 	var raw *sql.DB
 	var err error
 	var p *goose.Provider

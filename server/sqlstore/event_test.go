@@ -132,7 +132,14 @@ func testProjectEvents_bounded(t *testing.T, s store) {
 		at := time.UnixMilli(1_700_000_000_000 + int64(i)).UTC()
 		evs = append(evs, plane.NewConnectionEvent(p.ID, b.ID, "u", i%2 == 0, 1-i%2, at))
 	}
-	if err := db.AppendEvents(ctx, evs); err != nil {
+	// The log filled up to its bound at once, then the appends that cut
+	// it back: three, at the ids divisible by PruneEvery among the last
+	// 3*PruneEvery.
+	seeded := plane.MaxProjectEvents
+	if err := db.SeedEvents(ctx, evs[:seeded]); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.AppendEvents(ctx, evs[seeded:]); err != nil {
 		t.Fatal(err)
 	}
 	var kept []*plane.ProjectEvent

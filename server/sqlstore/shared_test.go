@@ -19,7 +19,7 @@ import (
 // controllers at once and in any order (redeliveries included), move a
 // backend forward only: it ends terminated, and its history holds each
 // step once, in time order.
-func TestConcurrentStatusMoves(t *testing.T) { eachStore(t, testConcurrentStatusMoves) }
+func TestConcurrentStatusMoves(t *testing.T) { eachStoreAlone(t, testConcurrentStatusMoves) }
 
 func testConcurrentStatusMoves(t *testing.T, s store) {
 	ctx := context.Background()

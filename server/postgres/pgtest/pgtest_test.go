@@ -2,8 +2,11 @@ package pgtest_test
 
 import (
 	"context"
+	"fmt"
 	"net/url"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -145,5 +148,74 @@ func TestDSNDropsTheDatabaseAtCleanup(t *testing.T) {
 	}
 	if exists(name) {
 		t.Fatalf("database %s still exists after its test's cleanup", name)
+	}
+}
+
+// A template is set up once, however many tests copy it at once (Postgres
+// copies one source for several CREATE DATABASE at a time); each copy holds
+// what the setup made, and is a database of its own, dropped at its test's
+// end like any other.
+func TestTemplateCopies(t *testing.T) {
+	t.Parallel()
+	var setups atomic.Int32
+	var templateDSN string
+	tmpl := pgtest.NewTemplate(func(ctx context.Context, dsn string) error {
+		setups.Add(1)
+		templateDSN = dsn
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(context.Background())
+		_, err = conn.Exec(ctx, "CREATE TABLE things (id int PRIMARY KEY); INSERT INTO things VALUES (1)")
+		return err
+	})
+	const copies = 8
+	names := make([]string, copies)
+	t.Run("copies", func(t *testing.T) {
+		for i := range copies {
+			t.Run(fmt.Sprint(i), func(t *testing.T) {
+				t.Parallel()
+				ctx := t.Context()
+				dsn := tmpl.DSN(t)
+				names[i] = dbName(t, dsn)
+				conn := connect(t, dsn)
+				defer conn.Close(context.Background())
+				if _, err := conn.Exec(ctx, "INSERT INTO things VALUES ($1)", i+2); err != nil {
+					t.Fatal(err)
+				}
+				rows, err := conn.Query(ctx, "SELECT id FROM things ORDER BY id")
+				if err != nil {
+					t.Fatal(err)
+				}
+				ids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want := []int32{1, int32(i + 2)}; !slices.Equal(ids, want) {
+					t.Fatalf("copy %d holds %v, want the setup's row and its own: %v", i, ids, want)
+				}
+			})
+		}
+	})
+	if n := setups.Load(); n != 1 {
+		t.Fatalf("set up %d times, want once", n)
+	}
+	template := dbName(t, templateDSN)
+	watcher := connect(t, pgtest.DSN(t))
+	defer watcher.Close(context.Background())
+	seen := map[string]bool{template: true}
+	for i, name := range names {
+		if !strings.HasPrefix(name, "plane_test_") || seen[name] {
+			t.Errorf("copy %d is database %q: want a plane_test_ database of its own, not the template %s or another copy", i, name, template)
+		}
+		seen[name] = true
+		var n int
+		if err := watcher.QueryRow(t.Context(), "SELECT count(*) FROM pg_database WHERE datname = $1", name).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n != 0 {
+			t.Errorf("copy %d, %s, still exists after its test", i, name)
+		}
 	}
 }
