@@ -118,6 +118,14 @@ func (a *Agent) liveBackend(ctx context.Context, id string) (*backend, error) {
 	b := a.backends[id]
 	a.mu.Unlock()
 	if b != nil {
+		// One that just terminated stays in the live set until finish has
+		// announced it: it is terminated already.
+		b.mu.Lock()
+		over := b.rec.Status == plane.StatusTerminated
+		b.mu.Unlock()
+		if over {
+			return nil, nil
+		}
 		return b, nil
 	}
 	rec, err := a.cfg.Store.FindBackend(ctx, id) // ENOTFOUND when it never ran here
