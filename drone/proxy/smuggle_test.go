@@ -51,9 +51,10 @@ func newRecorderEnv(t *testing.T, cfg Config) *recorderEnv {
 // the cases around them (proxytest.Vectors) against the proxy.
 func TestProxyVectors(t *testing.T) {
 	t.Parallel() // it waits more than it works
-	e := newRecorderEnv(t, Config{})
 	for _, v := range proxytest.Vectors {
 		t.Run(v.Name, func(t *testing.T) {
+			t.Parallel() // each on a proxy and recorder of its own, so they wait at once
+			e := newRecorderEnv(t, Config{})
 			o, err := proxytest.Send(e.tg, v)
 			if err != nil {
 				t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"plane"
+	"plane/server/dispatch"
 )
 
 // TestKillNATSLeaderDuringBurst: the nats-server that leads every stream,
@@ -423,6 +424,34 @@ func TestSecondControllerRefused(tt *testing.T) {
 		t.Logf("spawn on the first controller after the refusal: %s", s)
 	}
 	c.checkAgree()
+	c.checkReplicas()
+}
+
+// checkReplicas checks that the controller, which ran with the default
+// --nats-replicas, gave every stream and bucket one copy per NATS server
+// (three), and that asking for fewer later (a controller started with
+// --nats-replicas 1) never lowers the count.
+func (c *cluster) checkReplicas() {
+	c.t.Helper()
+	js := c.jetStream()
+	names := []string{plane.StreamStatus, plane.StreamLogs, "KV_" + plane.CertBucket, "KV_" + plane.ClusterBucket}
+	check := func(when string) {
+		for _, name := range names {
+			st, err := js.Stream(context.Background(), name)
+			if err != nil {
+				c.t.Errorf("stream %s: %v", name, err)
+				continue
+			}
+			if r := st.CachedInfo().Config.Replicas; r != 3 {
+				c.t.Errorf("%s: stream %s has %d replicas, want 3", when, name, r)
+			}
+		}
+	}
+	check("as the controller made them")
+	if err := dispatch.EnsureStreams(context.Background(), js, 1); err != nil {
+		c.t.Fatalf("EnsureStreams with 1 replica: %v", err)
+	}
+	check("after asking for 1")
 }
 
 // watchGaps polls, every 200 ms from now on, for ready backends whose
