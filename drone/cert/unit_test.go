@@ -265,6 +265,11 @@ func TestProviderOverNATS(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The server has the subscriptions before the manager's connection,
+	// another one, sends its first request (else: no responders).
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	m := newTestManager(t, MustConnect(t, s), nil)
 	p := &dnsProvider{m: m, ctx: context.Background(), values: map[string]bool{}}
 
