@@ -246,6 +246,7 @@ func TestLoginRateLimitClientAddress(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel() // a dashboard of its own each
 			d := newDash(t, func(c *server.Config) {
 				for _, s := range tt.trusted {
 					c.TrustedProxies = append(c.TrustedProxies, netip.MustParsePrefix(s))
